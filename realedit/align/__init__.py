@@ -1,0 +1,13 @@
+"""Photo -> faces -> FFHQ-aligned crops.
+
+    faces = detect_faces(rgb)              # list[Face], largest first, non-faces dropped
+    crop = align_face(rgb, faces[0], 256)  # AlignedFace: .image, .quad, .crop_to_photo, ...
+
+dlib models are loaded once per process by ``default_detector()`` (an lru_cache); pass your
+own ``Detector(...)`` to change settings or to control model lifetime.
+"""
+from .detect import Detector, Face, as_rgb_array, default_detector, detect_faces
+from .ffhq import AlignedFace, align_face, ffhq_quad, quad_to_affine
+
+__all__ = ["AlignedFace", "Detector", "Face", "align_face", "as_rgb_array", "default_detector",
+           "detect_faces", "ffhq_quad", "quad_to_affine"]
