@@ -1,4 +1,4 @@
-"""Weights registry: where every pretrained file comes from, where it lives, and whether it is intact.
+"""Weights registry: where each pretrained file comes from, where it lives, whether it is intact.
 
 Sources of entries, later ones overriding earlier ones by name:
   1. the built-in registry ``weights/registry.toml`` next to the package;
@@ -66,6 +66,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEXPREFIX = re.compile(r"^[0-9a-f]{6,64}$")
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".dat", ".bz2", ".npy", ".safetensors")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -78,8 +79,8 @@ class WeightEntry:
 
     name: str
     file: str  # file name in the cache (after decompression)
-    kind: str = "other"  # family: pggan, stylegan, stylegan2, e4e, dlib, lpips, torchvision, realedit, ...
-    format: str = "unknown"  # on-disk layout, e.g. nvidia-tf1-pickle, stylegan2-ada-pickle, rosinality-pt
+    kind: str = "other"  # family: pggan, stylegan, stylegan2, e4e, dlib, lpips, torchvision, ...
+    format: str = "unknown"  # on-disk layout: nvidia-tf1-pickle, stylegan2-ada-pickle, ...
     role: str = ""  # generator, encoder, landmarks68, face-detector, perceptual-head, backbone, ...
     resolution: int | None = None
     dataset: str = ""
@@ -93,7 +94,7 @@ class WeightEntry:
     compression: str = ""  # "" or "bz2": how the URL serves it
     licence: str = ""
     licence_note: str = ""
-    boundaries: str = ""  # InterFaceGAN boundary bank prefix that pairs with it, e.g. "stylegan_ffhq"
+    boundaries: str = ""  # InterFaceGAN boundary bank trained on it, e.g. "stylegan_ffhq"
     pairs_with: str = ""  # another registry name this file needs (e.g. an encoder's generator)
     bundled: str = ""  # path relative to the repo's weights/ folder
     path: str = ""  # absolute path of a user-added file kept where it is
@@ -146,7 +147,7 @@ _META_FIELDS = {
 
 
 def cache_dir() -> Path:
-    """realedit's cache root: ``$REALEDIT_HOME``, default ``~/.cache/realedit`` (not created here)."""
+    """realedit's cache root: ``$REALEDIT_HOME``, default ``~/.cache/realedit`` (not created)."""
     env = os.environ.get(ENV_HOME, "").strip()
     return Path(env).expanduser() if env else Path.home() / ".cache" / "realedit"
 
@@ -209,7 +210,7 @@ def _torch_hub_checkpoints() -> Path:
 
 
 def _target_path(e: WeightEntry) -> Path:
-    """Where the file of ``e`` belongs (exists or not): the path named in "place it here" messages."""
+    """Where the file of ``e`` belongs (present or not): the path "place it here" messages name."""
     if e.path:
         return Path(e.path)
     if e.bundled:
@@ -238,13 +239,13 @@ def _existing(e: WeightEntry) -> Path | None:
 
 
 def locate(name: str | WeightEntry) -> Path:
-    """Path of the entry's file if present anywhere, else the exact path where it should be placed."""
+    """Path of the entry's file if present anywhere, else the exact path to place it at."""
     e = name if isinstance(name, WeightEntry) else entry(name)
     return _existing(e) or _target_path(e)
 
 
 def where_found(e: WeightEntry) -> str:
-    """Short word for where the file is: user, bundled, cache, package, torch-hub, or '' (absent)."""
+    """Where the file is: user, bundled, cache, package, torch-hub, or '' (absent)."""
     p = _existing(e)
     if p is None:
         return ""
@@ -350,7 +351,8 @@ def registry_files() -> list[Path]:
         files.append(builtin_registry_path())
     for part in os.environ.get(ENV_REGISTRY, "").split(os.pathsep):
         if part.strip():
-            files.append(Path(part.strip()).expanduser())  # must exist: a typo should not pass silently
+            # must exist: a typo should not pass silently
+            files.append(Path(part.strip()).expanduser())
     if user_registry_path().is_file():
         files.append(user_registry_path())
     return files
@@ -496,7 +498,8 @@ def _check_digests(e: WeightEntry, size: int, sha: str, md5: str) -> tuple[str, 
         if size != p.get("size") or sha != p.get("sha256"):
             return "mismatch", (f"size {size} / sha256 {sha[:16]}... differ from the copy pinned "
                                 f"on {p.get('pinned_at', '?')} ({p.get('size')} / "
-                                f"{str(p.get('sha256'))[:16]}...); if the new file is right, remove "
+                                f"{str(p.get('sha256'))[:16]}...); if the new file is right, "
+                                f"remove "
                                 f"'{e.name}' from {pins_path()}")
         return "pinned", "matches the pinned size and sha256"
     return "unpinned", "no published checksum and nothing pinned yet"
@@ -524,7 +527,7 @@ def resolve(name_or_path, download: bool = True) -> Path:
     reg = registry()
     if s in reg:
         return _resolve_entry(reg[s], download)
-    if os.sep in s or "/" in s or p.suffix.lower() in (".pt", ".pth", ".pkl", ".dat", ".bz2", ".npy"):
+    if os.sep in s or "/" in s or p.suffix.lower() in _WEIGHT_SUFFIXES:
         raise WeightsNotFound(f"no such weights file: {p}")
     raise _unknown_name(s, reg, or_file=True)
 
@@ -593,7 +596,8 @@ def _download_entry(e: WeightEntry, force: bool, progress: bool) -> Path:
     if len(failures) == 1:
         exc = failures[0]
         raise type(exc)(f"{exc}; or place the file by hand at {target}")
-    raise DownloadError(f"weights '{e.name}': all {len(failures)} URLs failed (last: {failures[-1]}); "
+    raise DownloadError(f"weights '{e.name}': all {len(failures)} URLs failed "
+                        f"(last: {failures[-1]}); "
                         f"place the file by hand at {target}")
 
 
@@ -606,8 +610,8 @@ class _Progress:
         self.tty = enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
         self.t0 = self.last = time.monotonic()
         if enabled and not self.tty:
-            print(f"downloading {label} ({_mb(total)})" + (f", resuming at {_mb(done)}" if done else ""),
-                  file=sys.stderr)
+            resuming = f", resuming at {_mb(done)}" if done else ""
+            print(f"downloading {label} ({_mb(total)}){resuming}", file=sys.stderr)
 
     def update(self, n: int) -> None:
         self.done += n
@@ -621,7 +625,8 @@ class _Progress:
         if self.total:
             frac = min(self.done / self.total, 1.0)
             bar = "#" * int(frac * 30)
-            line = f"\r{self.label} [{bar:<30}] {frac:6.1%} {_mb(self.done)}/{_mb(self.total)} {_mb(rate)}/s"
+            line = (f"\r{self.label} [{bar:<30}] {frac:6.1%} "
+                    f"{_mb(self.done)}/{_mb(self.total)} {_mb(rate)}/s")
         else:
             line = f"\r{self.label} {_mb(self.done)} {_mb(rate)}/s"
         sys.stderr.write(line)
@@ -652,6 +657,9 @@ def _parse_content_range(value: str) -> tuple[int, int | None] | None:
 def _fetch(url: str, part: Path, label: str, progress: bool, expected: int | None) -> None:
     """Bring ``part`` to the complete content of ``url``, resuming what is already there."""
     have = part.stat().st_size if part.exists() else 0
+    if have and _page_kind(_read_head(part)):
+        part.unlink()  # a web page left by an earlier attempt or tool: start afresh
+        have = 0
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -660,7 +668,7 @@ def _fetch(url: str, part: Path, label: str, progress: bool, expected: int | Non
         resp = urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:
-            return  # nothing left to send: the part is complete (verification decides if it is good)
+            return  # nothing left to send: the part is complete (verification judges it)
         raise DownloadError(f"weights '{label}': HTTP {exc.code} {exc.reason} from {url}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
@@ -724,7 +732,8 @@ def _check_disk(folder: Path, need: int, label: str) -> None:
         return
     free = shutil.disk_usage(folder).free
     if free < need + (64 << 20):
-        raise DownloadError(f"weights '{label}': {_mb(need)} needed but only {_mb(free)} free in {folder}")
+        raise DownloadError(f"weights '{label}': {_mb(need)} needed but only {_mb(free)} "
+                            f"free in {folder}")
 
 
 def _finish(e: WeightEntry, part: Path, target: Path, origin: str) -> Path:
@@ -739,7 +748,8 @@ def _finish(e: WeightEntry, part: Path, target: Path, origin: str) -> Path:
         except (OSError, EOFError, ValueError):
             final_tmp.unlink(missing_ok=True)
             part.unlink(missing_ok=True)
-            raise ChecksumError(f"weights '{e.name}': the downloaded .bz2 is corrupt and was deleted; "
+            raise ChecksumError(f"weights '{e.name}': the downloaded .bz2 is corrupt and was "
+                                f"deleted; "
                                 f"run the download again") from None
     size, sha, md5 = _file_digests(final_tmp)
     status, detail = _check_digests(e, size, sha, md5)
@@ -782,7 +792,8 @@ def verify(name: str | None = None) -> list[VerifyResult]:
 def _verify_one(e: WeightEntry) -> VerifyResult:
     p = _existing(e)
     if p is None:
-        return VerifyResult(e.name, _target_path(e), "missing", "not present; place it at this path")
+        return VerifyResult(e.name, _target_path(e), "missing",
+                            "not present; place it at this path")
     kind = _page_kind(_read_head(p))
     if kind:
         return VerifyResult(e.name, p, "page", f"{kind}, not a weight file")

@@ -26,7 +26,8 @@ def _one_line_errors(fn):
         except RealeditError as exc:
             raise _CliError(exc) from None
         except KeyboardInterrupt:  # a download can be resumed: say so instead of a traceback
-            raise click.ClickException("interrupted; run the same command again to resume") from None
+            raise click.ClickException(
+                "interrupted; run the same command again to resume") from None
 
     return wrapper
 
@@ -41,7 +42,8 @@ def cli():
 
 
 @cli.command("list")
-@click.option("--long", "long_", is_flag=True, help="Also show file name, checksum source and pairing.")
+@click.option("--long", "long_", is_flag=True,
+              help="Also show file name, checksum source and boundary bank.")
 @_one_line_errors
 def list_cmd(long_: bool):
     """Registered files: name, kind, resolution, licence, and whether present."""
@@ -76,6 +78,8 @@ def download_cmd(name: str, force: bool):
 def verify_cmd(name: str | None):
     """Check sizes and checksums of NAME, or of every present file. Exit 1 on any mismatch."""
     results = W.verify(name)
+    if name is not None and results[0].status == "missing":
+        raise click.ClickException(f"'{name}' is not present; place it at {results[0].path}")
     shown = results if name else [r for r in results if r.status != "missing"]
     for r in shown:
         click.echo(f"{r.status:8}  {r.name}  {r.path}  {r.detail}".rstrip())
@@ -86,8 +90,6 @@ def verify_cmd(name: str | None):
     if bad:
         raise click.ClickException(f"{len(bad)} file(s) failed verification: "
                                    + ", ".join(r.name for r in bad))
-    if name is not None and results[0].status == "missing":
-        raise click.ClickException(f"'{name}' is not present; place it at {results[0].path}")
 
 
 @cli.command("path")
@@ -99,20 +101,21 @@ def path_cmd(name: str):
     p = W.locate(e)
     click.echo(str(p))
     if not p.is_file():
-        click.echo(f"(not present; place {e.file} there, or run `realedit weights download {name}`)",
-                   err=True)
+        click.echo(f"(not present; place {e.file} there, or run "
+                   f"`realedit weights download {name}`)", err=True)
 
 
 @cli.command("add")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--name", required=True, help="Registry name to use (a built-in name installs the file).")
+@click.option("--name", required=True,
+              help="Registry name (a built-in name checks and installs the file).")
 @click.option("--kind", help="Model family, e.g. stylegan2.")
 @click.option("--format", "format_", help="On-disk format, e.g. stylegan2-ada-pickle.")
 @click.option("--resolution", type=int)
 @click.option("--licence")
-@click.option("--boundaries", help="InterFaceGAN bank prefix that pairs with it, e.g. stylegan_ffhq.")
+@click.option("--boundaries", help="InterFaceGAN bank that pairs with it, e.g. stylegan_ffhq.")
 @click.option("--notes")
-@click.option("--copy", is_flag=True, help="Copy the file into the cache instead of using it in place.")
+@click.option("--copy", is_flag=True, help="Copy the file into the cache (default: use in place).")
 @_one_line_errors
 def add_cmd(file, name, kind, format_, resolution, licence, boundaries, notes, copy):
     """Register FILE under NAME (stored in the user registry in the cache)."""
