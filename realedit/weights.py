@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import difflib
 import hashlib
+import http.client
 import importlib.util
 import json
 import os
@@ -593,12 +594,14 @@ def _download_entry(e: WeightEntry, force: bool, progress: bool) -> Path:
             failures.append(exc)
             continue
         return _finish(e, part, target, origin=url)
-    if len(failures) == 1:
-        exc = failures[0]
-        raise type(exc)(f"{exc}; or place the file by hand at {target}")
-    raise DownloadError(f"weights '{e.name}': all {len(failures)} URLs failed "
-                        f"(last: {failures[-1]}); "
-                        f"place the file by hand at {target}")
+    browser = e.page or e.urls[0]
+    if all(isinstance(f, FormatError) for f in failures):
+        raise FormatError(f"weights '{e.name}': {failures[-1]} instead of the file; download it in "
+                          f"a browser from {browser} and place it at {target}")
+    last = failures[-1]
+    tried = f"all {len(failures)} URLs failed, last: " if len(failures) > 1 else ""
+    raise DownloadError(f"weights '{e.name}': {tried}{last}; or download it from {browser} "
+                        f"and place it at {target}")
 
 
 class _Progress:
@@ -632,14 +635,15 @@ class _Progress:
         sys.stderr.write(line)
         sys.stderr.flush()
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
         if not self.enabled:
             return
         if self.tty:
             self._draw(time.monotonic())
             sys.stderr.write("\n")
         else:
-            print(f"downloaded {self.label}: {_mb(self.done)}", file=sys.stderr)
+            verb = "downloaded" if ok else "download stopped:"
+            print(f"{verb} {self.label} {_mb(self.done)}", file=sys.stderr)
         sys.stderr.flush()
 
 
@@ -669,16 +673,16 @@ def _fetch(url: str, part: Path, label: str, progress: bool, expected: int | Non
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:
             return  # nothing left to send: the part is complete (verification judges it)
-        raise DownloadError(f"weights '{label}': HTTP {exc.code} {exc.reason} from {url}") from None
-    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"HTTP {exc.code} {exc.reason} from {url}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise DownloadError(f"weights '{label}': cannot reach {url} ({reason})") from None
+        raise DownloadError(f"cannot reach {url} ({reason})") from None
     with resp:
         total: int | None
         if have and resp.status == 206:
             cr = _parse_content_range(resp.headers.get("Content-Range", ""))
             if cr is None or cr[0] > have:
-                raise DownloadError(f"weights '{label}': {url} answered the resume request with an "
+                raise DownloadError(f"{url} answered the resume request with an "
                                     f"unusable Content-Range; delete {part} and retry")
             start, total = cr
             if start < have:  # server restarts earlier than asked: drop our overlapping tail
@@ -692,38 +696,41 @@ def _fetch(url: str, part: Path, label: str, progress: bool, expected: int | Non
         if expected is not None and total is not None and total != expected:
             ctype = resp.headers.get("Content-Type", "")
             if "html" not in ctype and "xml" not in ctype:
-                raise DownloadError(f"weights '{label}': {url} offers {total} bytes, the registry "
+                raise DownloadError(f"{url} offers {total} bytes, the registry "
                                     f"expects {expected} (another version?)")
         _check_disk(part.parent, (total or 0) - have, label)
         bar = _Progress(label, total, have, progress)
         first = have == 0
         with open(part, "ab" if have else "wb") as f:
             while True:
+                err: Exception | None = None
                 try:
                     chunk = resp.read(CHUNK)
-                except (OSError, ValueError, EOFError) as exc:  # reset, timeout, IncompleteRead
-                    bar.close()
+                except http.client.IncompleteRead as exc:  # chunked stream cut short
+                    chunk, err = exc.partial or b"", exc
+                except (OSError, ValueError, EOFError, http.client.HTTPException) as exc:
+                    chunk, err = b"", exc  # connection reset, timeout, ...
+                if chunk:
+                    if first:
+                        first = False
+                        kind = _page_kind(chunk[:2048])
+                        if kind:
+                            f.close()
+                            part.unlink(missing_ok=True)
+                            raise FormatError(f"{url} sent {kind}")
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                if err is not None:
+                    bar.close(ok=False)
                     raise DownloadError(
-                        f"weights '{label}': transfer from {url} broke at {_mb(f.tell())} "
-                        f"({exc.__class__.__name__}); run again to resume") from None
+                        f"transfer from {url} broke at {_mb(f.tell())} "
+                        f"({err.__class__.__name__}); run again to resume") from None
                 if not chunk:
                     break
-                if first:
-                    first = False
-                    kind = _page_kind(chunk[:2048])
-                    if kind:
-                        f.close()
-                        part.unlink(missing_ok=True)
-                        raise FormatError(
-                            f"weights '{label}': {url} sent {kind}, not the weight file "
-                            f"(typical of Google Drive links); download it in a browser from "
-                            f"{url} instead")
-                f.write(chunk)
-                bar.update(len(chunk))
             got = f.tell()
-        bar.close()
+        bar.close(ok=total is None or got >= total)
     if total is not None and got < total:
-        raise DownloadError(f"weights '{label}': transfer from {url} stopped at {got} of {total} "
+        raise DownloadError(f"transfer from {url} stopped at {got} of {total} "
                             f"bytes; run again to resume from {part}")
 
 
@@ -732,7 +739,7 @@ def _check_disk(folder: Path, need: int, label: str) -> None:
         return
     free = shutil.disk_usage(folder).free
     if free < need + (64 << 20):
-        raise DownloadError(f"weights '{label}': {_mb(need)} needed but only {_mb(free)} "
+        raise DownloadError(f"{_mb(need)} needed but only {_mb(free)} "
                             f"free in {folder}")
 
 

@@ -42,6 +42,7 @@ class ServerState:
         self.content_type: dict[str, str] = {}
         self.truncate_once: dict[str, int] = {}  # path -> bytes to send before hanging up
         self.ignore_range: set[str] = set()
+        self.chunked_cut: dict[str, int] = {}  # path -> bytes sent as one chunk before hanging up
         self.requests: list[tuple[str, str | None]] = []
         self.base = ""
 
@@ -77,6 +78,15 @@ def _handler(state: ServerState):
             else:
                 self.send_response(200)
             payload = body[start:]
+            if self.path in state.chunked_cut:  # no length known: only the chunk framing tells
+                n = state.chunked_cut.pop(self.path)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, n, 8192):  # whole 8 KB chunks, the last one cut at n
+                    piece = payload[i:i + 8192]
+                    self.wfile.write(b"%x\r\n" % len(piece) + piece[:n - i] + b"\r\n"[:n - i])
+                self.wfile.flush()
+                return
             ctype = state.content_type.get(self.path, "application/octet-stream")
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
@@ -258,6 +268,19 @@ def test_truncated_transfer_keeps_part_then_resumes(server, reg, home):
     assert cache_files(home) == ["g.pkl"]
 
 
+def test_chunked_stream_cut_short_is_a_download_error(server, reg, home):
+    server.files["/g.pkl"] = PAYLOAD
+    server.chunked_cut["/g.pkl"] = 40_000
+    reg({"toy": {"file": "g.pkl", "urls": [server.url("/g.pkl")]}})  # unpinned: must not pin
+    with pytest.raises(DownloadError, match="broke at .*IncompleteRead.*resume"):
+        W.download("toy")
+    assert W.pin("toy") is None and not (home / "weights" / "g.pkl").exists()
+    kept = (home / "weights" / "g.pkl.part").stat().st_size
+    assert 0 < kept <= 40_000 and kept % 8192 == 0  # the complete chunks received
+    assert W.download("toy").read_bytes() == PAYLOAD  # resumed from the kept prefix
+    assert server.requests[-1] == ("/g.pkl", f"bytes={kept}-")
+
+
 def test_bad_checksum_leaves_nothing_in_cache(server, reg, home):
     server.files["/g.pkl"] = PAYLOAD
     reg({"toy": {"file": "g.pkl", "urls": [server.url("/g.pkl")], "sha256": "0" * 64}})
@@ -317,8 +340,9 @@ def test_google_drive_page_is_refused(server, reg, home):
     server.files["/drive"] = DRIVE_PAGE
     server.content_type["/drive"] = "text/html; charset=utf-8"
     reg({"toy": {"file": "g.pkl", "urls": [server.url("/drive")]}})
-    with pytest.raises(FormatError, match="Google Drive web page"):
+    with pytest.raises(FormatError, match="Google Drive web page") as ei:
         W.download("toy")
+    assert f"place it at {home / 'weights' / 'g.pkl'}" in str(ei.value)
     assert cache_files(home) == []
     assert W.pin("toy") is None  # a page must never be pinned as the weights
 
