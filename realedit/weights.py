@@ -589,19 +589,21 @@ def _download_entry(e: WeightEntry, force: bool, progress: bool) -> Path:
         try:
             _fetch(url, part, label=e.name, progress=progress,
                    expected=None if e.compression else e.size)
-        except (DownloadError, FormatError) as exc:
-            # Keep the .part (a DownloadError leaves a resumable prefix) and try the next mirror.
+            return _finish(e, part, target, origin=url)
+        except (DownloadError, FormatError, ChecksumError) as exc:
+            # A DownloadError keeps its resumable .part; pages and bad files are already deleted.
+            # Either way another mirror may do better.
             failures.append(exc)
-            continue
-        return _finish(e, part, target, origin=url)
-    browser = e.page or e.urls[0]
-    if all(isinstance(f, FormatError) for f in failures):
-        raise FormatError(f"weights '{e.name}': {failures[-1]} instead of the file; download it in "
-                          f"a browser from {browser} and place it at {target}")
+    kinds = {type(f) for f in failures}
+    cls = kinds.pop() if len(kinds) == 1 else DownloadError
     last = failures[-1]
-    tried = f"all {len(failures)} URLs failed, last: " if len(failures) > 1 else ""
-    raise DownloadError(f"weights '{e.name}': {tried}{last}; or download it from {browser} "
-                        f"and place it at {target}")
+    tried = f"{len(failures)} URLs failed, last: " if len(failures) > 1 else ""
+    browser = e.page or e.urls[0]
+    if cls is FormatError:
+        raise FormatError(f"weights '{e.name}': {tried}{last} instead of the file; download it in "
+                          f"a browser from {browser} and place it at {target}")
+    raise cls(f"weights '{e.name}': {tried}{last}; or download it from {browser} "
+              f"and place it at {target}")
 
 
 class _Progress:
@@ -755,16 +757,14 @@ def _finish(e: WeightEntry, part: Path, target: Path, origin: str) -> Path:
         except (OSError, EOFError, ValueError):
             final_tmp.unlink(missing_ok=True)
             part.unlink(missing_ok=True)
-            raise ChecksumError(f"weights '{e.name}': the downloaded .bz2 is corrupt and was "
-                                f"deleted; "
-                                f"run the download again") from None
+            raise ChecksumError("the downloaded .bz2 is corrupt and was deleted") from None
     size, sha, md5 = _file_digests(final_tmp)
     status, detail = _check_digests(e, size, sha, md5)
     if status == "mismatch":
         # A complete transfer with the wrong content cannot be fixed by resuming: drop it all.
         final_tmp.unlink(missing_ok=True)
         part.unlink(missing_ok=True)
-        raise ChecksumError(f"weights '{e.name}': downloaded file rejected and deleted: {detail}")
+        raise ChecksumError(f"downloaded file rejected and deleted: {detail}")
     if status == "unpinned" or (not e.sha256 and status == "ok"):
         _record_pin(e, size, sha, origin)
     os.replace(final_tmp, target)
@@ -776,8 +776,7 @@ def _refuse_page_part(e: WeightEntry, part: Path) -> None:
     kind = _page_kind(_read_head(part))
     if kind:
         part.unlink(missing_ok=True)
-        raise FormatError(f"weights '{e.name}': the download is {kind}, not the weight file; "
-                          f"download it in a browser from {e.page or e.urls[0]}")
+        raise FormatError(f"the download is {kind}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -289,6 +289,16 @@ def test_bad_checksum_leaves_nothing_in_cache(server, reg, home):
     assert cache_files(home) == []  # neither the file nor its .part
 
 
+def test_bad_file_from_first_mirror_falls_through_to_second(server, reg, home):
+    server.files["/bad.pkl"] = PAYLOAD[::-1]
+    server.files["/g.pkl"] = PAYLOAD
+    reg({"toy": {"file": "g.pkl", "urls": [server.url("/bad.pkl"), server.url("/g.pkl")],
+                 "sha256": SHA}})
+    assert W.download("toy").read_bytes() == PAYLOAD
+    assert [r[0] for r in server.requests] == ["/bad.pkl", "/g.pkl"]
+    assert server.requests[1][1] is None  # the rejected bytes were not resumed from
+
+
 def test_wrong_size_offered_is_refused_before_transfer(server, reg, home):
     server.files["/g.pkl"] = PAYLOAD
     reg({"toy": {"file": "g.pkl", "urls": [server.url("/g.pkl")], "size": len(PAYLOAD) + 1}})
