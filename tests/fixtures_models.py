@@ -1,0 +1,331 @@
+"""Tiny weight files in each official format, for the loader tests.
+
+Each ``export_*`` function is the INVERSE of one converter in ``realedit.models.legacy``:
+it takes a realedit generator and writes what the official tools would have written
+(official variable names, layouts, pickle classes). They live here, not in the package,
+because realedit never needs to write foreign formats.
+
+Foreign pickle classes (``dnnlib.tflib.network.Network``, ``torch_utils.persistence``'s
+reconstruct function, ``dnnlib.util.EasyDict``) are written under their real module paths by
+a pickler that substitutes local stand-ins, so no fake module is ever put in sys.modules.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import math
+import pickle
+import types
+
+import numpy as np
+import torch
+
+# ----------------------------------------------------------------------------- pickling helpers
+
+
+class ForeignPickler(pickle._Pickler):
+    """Pure-Python pickler that writes some local objects as globals of other modules."""
+
+    # The base class dispatches plain functions straight to its own save_global.
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[types.FunctionType] = lambda self, obj: self.save_global(obj)
+
+    def __init__(self, file, names: dict, protocol: int = 4):
+        super().__init__(file, protocol=protocol)
+        self._foreign = {id(obj): where for obj, where in names.items()}
+
+    def save_global(self, obj, name=None):
+        where = self._foreign.get(id(obj))
+        if where is None:
+            return super().save_global(obj, name)
+        module, qualname = where
+        if self.proto >= 4:
+            self.save(module)
+            self.save(qualname)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
+        self.memoize(obj)
+
+
+def dumps_foreign(obj, names: dict, protocol: int = 4) -> bytes:
+    f = io.BytesIO()
+    ForeignPickler(f, names, protocol).dump(obj)
+    return f.getvalue()
+
+
+class FakeTFNetwork:
+    """Pickles exactly like dnnlib.tflib.network.Network: NEWOBJ + BUILD(state dict)."""
+
+    def __init__(self, name, build_func_name, static_kwargs, variables, components=None, version=4):
+        self._state = {"version": version, "name": name, "static_kwargs": dict(static_kwargs),
+                       "components": dict(components or {}),
+                       "build_module_src": "raise RuntimeError('this source must never run')\n",
+                       "build_func_name": build_func_name,
+                       "variables": [(k, np.asarray(v, dtype=np.float32)) for k, v in variables.items()]}
+        if version < 3:  # PGGAN's tfutil.Network has no components
+            del self._state["components"]
+
+    def __getstate__(self):
+        return dict(self._state)
+
+
+class FakeEasyDict(dict):
+    pass
+
+
+def fake_reconstruct_persistent_obj(meta):  # pragma: no cover - never called, only pickled
+    raise RuntimeError("stand-in only")
+
+
+class FakePersistent:
+    """Pickles like a torch_utils.persistence object: REDUCE(_reconstruct_persistent_obj, (meta,))."""
+
+    def __init__(self, class_name, state):
+        self.class_name, self.state = class_name, state
+
+    def __reduce__(self):
+        meta = dict(type="class", version=6, module_src="raise RuntimeError('never run')\n",
+                    class_name=self.class_name, state=self.state)
+        return (fake_reconstruct_persistent_obj, (meta,))
+
+
+def _np_names():
+    # Real files from 2018-2021 name numpy's array rebuild function under numpy.core.
+    from numpy._core import multiarray
+    return {multiarray._reconstruct: ("numpy.core.multiarray", "_reconstruct")}
+
+
+def tf_pickle_bytes(G, D, Gs, module="dnnlib.tflib.network", protocol=4) -> bytes:
+    names = {FakeTFNetwork: (module, "Network"), **_np_names()}
+    return dumps_foreign((G, D, Gs), names, protocol)
+
+
+def ada_pickle_bytes(data: dict, protocol=4) -> bytes:
+    names = {fake_reconstruct_persistent_obj: ("torch_utils.persistence", "_reconstruct_persistent_obj"),
+             FakeEasyDict: ("dnnlib.util", "EasyDict")}
+    return dumps_foreign(data, names, protocol)
+
+
+def np32(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- tiny models
+
+
+def tiny_stylegan2(seed=0, resolution=16, **kw):
+    from realedit.models.stylegan2 import StyleGAN2Generator
+    torch.manual_seed(seed)
+    cfg = dict(z_dim=16, w_dim=16, channel_base=16 * 16, channel_max=16, mapping_layers=2)
+    cfg.update(kw)
+    G = StyleGAN2Generator(resolution=resolution, **cfg).eval()
+    randomize_(G, seed)
+    return G
+
+
+def tiny_stylegan2_D(seed=0, resolution=16):
+    from realedit.models.stylegan2 import StyleGAN2Discriminator
+    torch.manual_seed(seed + 100)
+    D = StyleGAN2Discriminator(resolution=resolution, channel_base=16 * 16, channel_max=16).eval()
+    randomize_(D, seed + 100)
+    return D
+
+
+def randomize_(module, seed=0):
+    """Give every parameter and buffer (except fixed filters) random non-trivial values.
+
+    Zero-initialised biases / noise strengths would hide wrongly mapped variables.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if "resample_filter" in name or "kernel" in name:
+                continue
+            if name.endswith("w_avg"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.3)
+            elif name.endswith("noise_strength") or name.endswith("noise.weight"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
+            elif name.endswith("bias"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1 + (1.0 if "affine" in name else 0.0))
+            else:
+                t.copy_(torch.randn(t.shape, generator=g))
+        # Layers with a learning-rate multiplier store values divided by it (as trained ones do).
+        for m in module.modules():
+            lr = getattr(m, "bias_gain", None)
+            if isinstance(lr, float) and lr != 1.0:
+                m.weight.div_(lr)
+                if m.bias is not None:
+                    m.bias.div_(lr)
+    return module
+
+
+# ----------------------------------------------------------------------------- StyleGAN2: TF
+
+
+def stylegan2_to_tf_vars(G) -> tuple[dict, dict]:
+    """(mapping variables, synthesis variables) named as in NVlabs/stylegan2 G_main components."""
+    sd = G.state_dict()
+    mapping = {}
+    n_map = G.config["mapping_layers"]
+    for i in range(n_map):
+        mapping[f"Dense{i}/weight"] = np32(sd[f"mapping.fc{i}.weight"].t())
+        mapping[f"Dense{i}/bias"] = np32(sd[f"mapping.fc{i}.bias"])
+    synth = {"4x4/Const/const": np32(sd["synthesis.b4.const"][None])}
+
+    def layer(ours, tf, noise_idx=None, flip=False):
+        w = sd[f"{ours}.weight"].permute(2, 3, 1, 0)  # [out,in,kh,kw] -> [kh,kw,in,out]
+        if flip:
+            w = w.flip(0, 1)
+        synth[f"{tf}/weight"] = np32(w)
+        synth[f"{tf}/bias"] = np32(sd[f"{ours}.bias"])
+        synth[f"{tf}/mod_weight"] = np32(sd[f"{ours}.affine.weight"].t())
+        synth[f"{tf}/mod_bias"] = np32(sd[f"{ours}.affine.bias"] - 1)
+        if noise_idx is not None:
+            synth[f"{tf}/noise_strength"] = np32(sd[f"{ours}.noise_strength"])
+            synth[f"noise{noise_idx}"] = np32(sd[f"{ours}.noise_const"][None, None])
+
+    layer("synthesis.b4.conv1", "4x4/Conv", 0)
+    layer("synthesis.b4.torgb", "4x4/ToRGB")
+    for r in G.synthesis.block_resolutions[1:]:
+        l2 = int(math.log2(r))
+        layer(f"synthesis.b{r}.conv0", f"{r}x{r}/Conv0_up", 2 * l2 - 5, flip=True)
+        layer(f"synthesis.b{r}.conv1", f"{r}x{r}/Conv1", 2 * l2 - 4)
+        layer(f"synthesis.b{r}.torgb", f"{r}x{r}/ToRGB")
+    return mapping, synth
+
+
+def stylegan2_D_to_tf_vars(D) -> dict:
+    sd = D.state_dict()
+    conv = lambda k: np32(sd[k].permute(2, 3, 1, 0))  # noqa: E731
+    top = D.resolution
+    out = {f"{top}x{top}/FromRGB/weight": conv(f"b{top}.fromrgb.weight"),
+           f"{top}x{top}/FromRGB/bias": np32(sd[f"b{top}.fromrgb.bias"])}
+    for r in D.block_resolutions:
+        out[f"{r}x{r}/Conv0/weight"] = conv(f"b{r}.conv0.weight")
+        out[f"{r}x{r}/Conv0/bias"] = np32(sd[f"b{r}.conv0.bias"])
+        out[f"{r}x{r}/Conv1_down/weight"] = conv(f"b{r}.conv1.weight")
+        out[f"{r}x{r}/Conv1_down/bias"] = np32(sd[f"b{r}.conv1.bias"])
+        out[f"{r}x{r}/Skip/weight"] = conv(f"b{r}.skip.weight")
+    out["4x4/Conv/weight"] = conv("b4.conv.weight")
+    out["4x4/Conv/bias"] = np32(sd["b4.conv.bias"])
+    out["4x4/Dense0/weight"] = np32(sd["b4.fc.weight"].t())
+    out["4x4/Dense0/bias"] = np32(sd["b4.fc.bias"])
+    out["Output/weight"] = np32(sd["b4.out.weight"].t())
+    out["Output/bias"] = np32(sd["b4.out.bias"])
+    return out
+
+
+def export_tf_stylegan2(G, D=None, mutate=None) -> bytes:
+    """A (G, D, Gs) pickle like stylegan2-*-config-f.pkl. ``mutate(mapping, synth, top)`` may
+    edit the variable dicts (by official name) before pickling."""
+    mapping, synth = stylegan2_to_tf_vars(G)
+    top = {"dlatent_avg": np32(G.w_avg), "lod": np.float32(0)}
+    if mutate is not None:
+        mutate(mapping, synth, top)
+    R = G.resolution
+    kw_common = dict(num_channels=3, resolution=R, label_size=0)
+    mnet = FakeTFNetwork("G_mapping", "G_mapping",
+                         dict(latent_size=G.z_dim, dlatent_size=G.w_dim, mapping_layers=G.config["mapping_layers"],
+                              dlatent_broadcast=G.num_ws, label_size=0), mapping)
+    snet = FakeTFNetwork("G_synthesis", "G_synthesis_stylegan2",
+                         dict(kw_common, dlatent_size=G.w_dim, fmap_base=G.config["channel_base"] // 2,
+                              fmap_max=G.config["channel_max"]), synth)
+    Gs = FakeTFNetwork("Gs", "G_main", dict(kw_common, latent_size=G.z_dim, dlatent_size=G.w_dim,
+                                            fmap_base=G.config["channel_base"] // 2,
+                                            fmap_max=G.config["channel_max"], mapping_layers=G.config["mapping_layers"]),
+                       top, components={"mapping": mnet, "synthesis": snet})
+    if D is not None:
+        Dnet = FakeTFNetwork("D", "D_stylegan2", dict(kw_common, fmap_base=D.config["channel_base"] // 2,
+                                                      fmap_max=D.config["channel_max"], mbstd_group_size=4),
+                             stylegan2_D_to_tf_vars(D))
+    else:
+        Dnet = FakeTFNetwork("D", "D_stylegan2", dict(kw_common), {})
+    return tf_pickle_bytes(Gs, Dnet, Gs)
+
+
+# ----------------------------------------------------------------------------- StyleGAN2: ada
+
+
+_ADA_CLASS = {"StyleGAN2Generator": "Generator", "MappingNetwork": "MappingNetwork",
+              "FullyConnectedLayer": "FullyConnectedLayer", "SynthesisNetwork": "SynthesisNetwork",
+              "SynthesisBlock": "SynthesisBlock", "SynthesisLayer": "SynthesisLayer",
+              "ToRGBLayer": "ToRGBLayer", "StyleGAN2Discriminator": "Discriminator",
+              "DiscriminatorBlock": "DiscriminatorBlock", "Conv2dLayer": "Conv2dLayer",
+              "DiscriminatorEpilogue": "DiscriminatorEpilogue", "MinibatchStdLayer": "MinibatchStdLayer"}
+
+
+def _persistent(module, init_kwargs=None, overrides=None) -> FakePersistent:
+    """A module's __dict__ as torch_utils.persistence pickles it (tensors are real torch tensors)."""
+    overrides = overrides or {}
+    params = collections.OrderedDict((k, v) for k, v in module._parameters.items())
+    buffers = collections.OrderedDict((k, v) for k, v in module._buffers.items())
+    children = collections.OrderedDict((k, _persistent(m, overrides=overrides)) for k, m in module._modules.items())
+    state = {"training": False, "_parameters": params, "_buffers": buffers,
+             "_non_persistent_buffers_set": set(), "_backward_hooks": collections.OrderedDict(),
+             "_forward_hooks": collections.OrderedDict(), "_forward_pre_hooks": collections.OrderedDict(),
+             "_state_dict_hooks": collections.OrderedDict(),
+             "_load_state_dict_pre_hooks": collections.OrderedDict(),
+             "_modules": children, "_init_args": (), "_init_kwargs": init_kwargs or FakeEasyDict()}
+    return FakePersistent(_ADA_CLASS.get(type(module).__name__, type(module).__name__), state)
+
+
+def export_ada(G, D=None, conv_clamp=None, extra_kwargs=None) -> bytes:
+    """A dict pickle like stylegan2-ada-pytorch's network-snapshot / ffhq.pkl."""
+    c = G.config
+    kw = FakeEasyDict(z_dim=G.z_dim, c_dim=0, w_dim=G.w_dim, img_resolution=G.resolution, img_channels=3,
+                      mapping_kwargs=FakeEasyDict(num_layers=c["mapping_layers"]),
+                      synthesis_kwargs=FakeEasyDict(channel_base=c["channel_base"], channel_max=c["channel_max"],
+                                                    num_fp16_res=4, conv_clamp=conv_clamp))
+    kw.update(extra_kwargs or {})
+    data = {"G": _persistent(G, kw), "G_ema": _persistent(G, kw),
+            "augment_pipe": FakePersistent("AugmentPipe", {"_buffers": {"p": torch.zeros([])},
+                                                           "_init_kwargs": FakeEasyDict(xflip=1)}),
+            "training_set_kwargs": FakeEasyDict(path="~/datasets/ffhq.zip", resolution=G.resolution)}
+    if D is not None:
+        dkw = FakeEasyDict(c_dim=0, img_resolution=D.resolution, img_channels=3, architecture="resnet",
+                           channel_base=D.config["channel_base"], channel_max=D.config["channel_max"],
+                           epilogue_kwargs=FakeEasyDict(mbstd_group_size=4))
+        data["D"] = _persistent(D, dkw)
+    return ada_pickle_bytes(data)
+
+
+# ----------------------------------------------------------------------------- StyleGAN2: rosinality
+
+
+def export_rosinality(G, with_latent_avg=True) -> dict:
+    """{'g_ema': state_dict, 'latent_avg': w} named as rosinality/stylegan2-pytorch's Generator."""
+    sd = G.state_dict()
+    out = {}
+    for i in range(G.config["mapping_layers"]):
+        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"].clone()
+        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"].clone()
+    out["input.input"] = sd["synthesis.b4.const"][None].clone()
+
+    def styled(ours, theirs, noise_idx):
+        out[f"{theirs}.conv.weight"] = sd[f"{ours}.weight"][None].clone()
+        out[f"{theirs}.conv.modulation.weight"] = sd[f"{ours}.affine.weight"].clone()
+        out[f"{theirs}.conv.modulation.bias"] = sd[f"{ours}.affine.bias"].clone()
+        out[f"{theirs}.noise.weight"] = sd[f"{ours}.noise_strength"].reshape(1).clone()
+        out[f"{theirs}.activate.bias"] = sd[f"{ours}.bias"].clone()
+        out[f"noises.noise_{noise_idx}"] = sd[f"{ours}.noise_const"][None, None].clone()
+
+    def torgb(ours, theirs, upsample):
+        out[f"{theirs}.conv.weight"] = sd[f"{ours}.weight"][None].clone()
+        out[f"{theirs}.conv.modulation.weight"] = sd[f"{ours}.affine.weight"].clone()
+        out[f"{theirs}.conv.modulation.bias"] = sd[f"{ours}.affine.bias"].clone()
+        out[f"{theirs}.bias"] = sd[f"{ours}.bias"].reshape(1, -1, 1, 1).clone()
+        if upsample:
+            out[f"{theirs}.upsample.kernel"] = torch.outer(*[torch.tensor([1., 3, 3, 1])] * 2) / 16 * 4
+
+    styled("synthesis.b4.conv1", "conv1", 0)
+    torgb("synthesis.b4.torgb", "to_rgb1", False)
+    for k, r in enumerate(G.synthesis.block_resolutions[1:]):
+        styled(f"synthesis.b{r}.conv0", f"convs.{2 * k}", 2 * k + 1)
+        out[f"convs.{2 * k}.conv.blur.kernel"] = torch.outer(*[torch.tensor([1., 3, 3, 1])] * 2) / 16 * 4
+        styled(f"synthesis.b{r}.conv1", f"convs.{2 * k + 1}", 2 * k + 2)
+        torgb(f"synthesis.b{r}.torgb", f"to_rgbs.{k}", True)
+    ckpt = {"g_ema": out}
+    if with_latent_avg:
+        ckpt["latent_avg"] = G.w_avg.detach().clone()
+    return ckpt
