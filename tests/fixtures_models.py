@@ -329,3 +329,182 @@ def export_rosinality(G, with_latent_avg=True) -> dict:
     if with_latent_avg:
         ckpt["latent_avg"] = G.w_avg.detach().clone()
     return ckpt
+
+
+# ----------------------------------------------------------------------------- StyleGAN (v1)
+
+
+def tiny_stylegan(seed=0, resolution=16, **kw):
+    from realedit.models.stylegan import StyleGANGenerator
+    torch.manual_seed(seed)
+    cfg = dict(z_dim=16, w_dim=16, mapping_layers=2, fmap_base=64, fmap_max=16)
+    cfg.update(kw)
+    return randomize_(StyleGANGenerator(resolution=resolution, **cfg).eval(), seed)
+
+
+def _sg1_scope(i):
+    if i < 2:
+        return ("4x4/Const", "4x4/Conv")[i]
+    r = 2 ** (i // 2 + 2)
+    return f"{r}x{r}/{'Conv0_up' if i % 2 == 0 else 'Conv1'}"
+
+
+def stylegan_to_tf_vars(G) -> tuple[dict, dict]:
+    """(mapping, synthesis) variables named as NVlabs/stylegan G_mapping / G_synthesis."""
+    sd = G.state_dict()
+    mapping = {}
+    for j in range(G.config["mapping_layers"]):
+        mapping[f"Dense{j}/weight"] = np32(sd[f"mapping.dense{j}.weight"].t())
+        mapping[f"Dense{j}/bias"] = np32(sd[f"mapping.dense{j}.bias"])
+    synth = {"4x4/Const/const": np32(sd["synthesis.const"][None]), "lod": np.float32(0)}
+    for i in range(G.num_ws):
+        t, p = _sg1_scope(i), f"synthesis.layer{i}"
+        if i:
+            synth[f"{t}/weight"] = np32(sd[f"{p}.weight"].permute(2, 3, 1, 0))  # -> [kh, kw, in, out]
+        synth[f"{t}/bias"] = np32(sd[f"{p}.bias"])
+        synth[f"{t}/Noise/weight"] = np32(sd[f"{p}.noise_strength"])
+        synth[f"noise{i}"] = np32(sd[f"{p}.noise_const"][None, None])
+        synth[f"{t}/StyleMod/weight"] = np32(sd[f"{p}.style.weight"].t())
+        synth[f"{t}/StyleMod/bias"] = np32(sd[f"{p}.style.bias"])
+    synth["ToRGB_lod0/weight"] = np32(sd["synthesis.torgb.weight"].permute(2, 3, 1, 0))
+    synth["ToRGB_lod0/bias"] = np32(sd["synthesis.torgb.bias"])
+    # The lower-resolution ToRGB layers of progressive growing are in the file but unused.
+    g = np.random.RandomState(0)
+    for lod in range(1, int(math.log2(G.resolution)) - 1):
+        c = sd[f"synthesis.layer{G.num_ws - 1 - 2 * lod}.bias"].shape[0]
+        synth[f"ToRGB_lod{lod}/weight"] = g.randn(1, 1, c, 3).astype(np.float32)
+        synth[f"ToRGB_lod{lod}/bias"] = g.randn(3).astype(np.float32)
+    return mapping, synth
+
+
+def export_tf_stylegan(G, mutate=None) -> bytes:
+    """A (G, D, Gs) pickle like karras2019stylegan-ffhq-1024x1024.pkl."""
+    mapping, synth = stylegan_to_tf_vars(G)
+    top = {"dlatent_avg": np32(G.w_avg), "lod": np.float32(0)}
+    if mutate is not None:
+        mutate(mapping, synth, top)
+    c = G.config
+    kw = dict(num_channels=3, resolution=G.resolution, label_size=0, latent_size=G.z_dim,
+              dlatent_size=G.w_dim, mapping_layers=c["mapping_layers"], fmap_base=c["fmap_base"],
+              fmap_max=c["fmap_max"], fused_scale=c["fused_scale"], structure="linear")
+    if c["blur_taps"] != [1, 2, 1]:
+        kw["blur_filter"] = c["blur_taps"]
+    mnet = FakeTFNetwork("G_mapping", "G_mapping", dict(latent_size=G.z_dim, dlatent_size=G.w_dim,
+                                                         mapping_layers=c["mapping_layers"]), mapping)
+    snet = FakeTFNetwork("G_synthesis", "G_synthesis", dict(kw), synth)
+    Gs = FakeTFNetwork("Gs", "G_style", kw, top, components={"mapping": mnet, "synthesis": snet})
+    D = FakeTFNetwork("D", "D_basic", dict(num_channels=3, resolution=G.resolution, label_size=0), {})
+    return tf_pickle_bytes(Gs, D, Gs)
+
+
+def export_genforce_stylegan(G) -> dict:
+    """State dict named like interfacegan's StyleGANGeneratorModel (stylegan_ffhq.pth)."""
+    sd = G.state_dict()
+    out = {"truncation.w_avg": sd["mapping.w_avg"].clone(), "synthesis.lod": torch.zeros(())}
+    for j in range(G.config["mapping_layers"]):
+        out[f"mapping.dense{j}.linear.weight"] = sd[f"mapping.dense{j}.weight"].clone()
+        out[f"mapping.dense{j}.wscale.bias"] = sd[f"mapping.dense{j}.bias"].clone()
+    out["synthesis.layer0.first_layer"] = sd["synthesis.const"][None].clone()
+    for i in range(G.num_ws):
+        p = f"synthesis.layer{i}"
+        if i:
+            layer = getattr(G.synthesis, f"layer{i}")
+            if layer.fused:
+                out[f"{p}.weight"] = sd[f"{p}.weight"].permute(2, 3, 1, 0).clone()  # TF layout
+            else:
+                out[f"{p}.conv.weight"] = sd[f"{p}.weight"].clone()
+        out[f"{p}.epilogue.bias"] = sd[f"{p}.bias"].clone()
+        out[f"{p}.epilogue.apply_noise.weight"] = sd[f"{p}.noise_strength"].clone()
+        out[f"{p}.epilogue.apply_noise.noise"] = sd[f"{p}.noise_const"][None, None].clone()
+        out[f"{p}.epilogue.style_mod.dense.linear.weight"] = sd[f"{p}.style.weight"].clone()
+        out[f"{p}.epilogue.style_mod.dense.wscale.bias"] = sd[f"{p}.style.bias"].clone()
+    n_out = G.num_ws // 2
+    g = torch.Generator().manual_seed(0)
+    for k in range(n_out):
+        c = sd[f"synthesis.layer{2 * k + 1}.bias"].shape[0]
+        if k == n_out - 1:
+            out[f"synthesis.output{k}.conv.weight"] = sd["synthesis.torgb.weight"].clone()
+            out[f"synthesis.output{k}.bias"] = sd["synthesis.torgb.bias"].clone()
+        else:  # ToRGB of lower resolutions: present, unused at lod 0
+            out[f"synthesis.output{k}.conv.weight"] = torch.randn(3, c, 1, 1, generator=g)
+            out[f"synthesis.output{k}.bias"] = torch.randn(3, generator=g)
+    return out
+
+
+# ----------------------------------------------------------------------------- PGGAN
+
+
+def tiny_pggan(seed=0, resolution=16, **kw):
+    from realedit.models.pggan import PGGANGenerator
+    torch.manual_seed(seed)
+    cfg = dict(z_dim=12, fmap_base=64, fmap_max=16)
+    cfg.update(kw)
+    return randomize_(PGGANGenerator(resolution=resolution, **cfg).eval(), seed)
+
+
+def pggan_to_tf_vars(G) -> dict:
+    """Variables of karras2018iclr's Gs (G_paper), official names and layouts."""
+    sd = G.state_dict()
+    conv = lambda k: np32(sd[k].permute(2, 3, 1, 0))  # noqa: E731  [out,in,kh,kw] -> [kh,kw,in,out]
+    out = {"4x4/Dense/weight": np32(sd["layer0.weight"].t()), "4x4/Dense/bias": np32(sd["layer0.bias"]),
+           "4x4/Conv/weight": conv("layer1.weight"), "4x4/Conv/bias": np32(sd["layer1.bias"]),
+           "lod": np.float32(0)}
+    fused = G.config["fused_scale"]
+    for i in range(2, G.num_layers, 2):
+        r = 2 ** (i // 2 + 2)
+        if fused:  # G_paper's fused up-conv variable is [kh, kw, out, in]
+            out[f"{r}x{r}/Conv0_up/weight"] = np32(sd[f"layer{i}.weight"].permute(2, 3, 0, 1))
+            out[f"{r}x{r}/Conv0_up/bias"] = np32(sd[f"layer{i}.bias"])
+        else:
+            out[f"{r}x{r}/Conv0/weight"] = conv(f"layer{i}.weight")
+            out[f"{r}x{r}/Conv0/bias"] = np32(sd[f"layer{i}.bias"])
+        out[f"{r}x{r}/Conv1/weight"] = conv(f"layer{i + 1}.weight")
+        out[f"{r}x{r}/Conv1/bias"] = np32(sd[f"layer{i + 1}.bias"])
+    out["ToRGB_lod0/weight"] = conv("torgb.weight")
+    out["ToRGB_lod0/bias"] = np32(sd["torgb.bias"])
+    g = np.random.RandomState(1)
+    for lod in range(1, int(math.log2(G.resolution)) - 1):
+        c = sd[f"layer{G.num_layers - 1 - 2 * lod}.bias"].shape[0]
+        out[f"ToRGB_lod{lod}/weight"] = g.randn(1, 1, c, 3).astype(np.float32)
+        out[f"ToRGB_lod{lod}/bias"] = g.randn(3).astype(np.float32)
+    return out
+
+
+def export_tf_pggan(G, mutate=None, protocol=4) -> bytes:
+    """A (G, D, Gs) pickle of tfutil.Network objects like karras2018iclr-celebahq-1024x1024.pkl."""
+    v = pggan_to_tf_vars(G)
+    if mutate is not None:
+        mutate(v)
+    kw = dict(num_channels=3, resolution=G.resolution, label_size=0, latent_size=G.z_dim,
+              fmap_base=G.config["fmap_base"], fmap_max=G.config["fmap_max"], fused_scale=G.config["fused_scale"])
+    Gs = FakeTFNetwork("Gs", "G_paper", kw, v, version=2)
+    D = FakeTFNetwork("D", "D_paper", dict(num_channels=3, resolution=G.resolution, label_size=0), {}, version=2)
+    return tf_pickle_bytes(Gs, D, Gs, module="tfutil", protocol=protocol)
+
+
+def export_genforce_pggan(G) -> dict:
+    """State dict named like interfacegan's PGGANGeneratorModel (pggan_celebahq.pth)."""
+    sd = G.state_dict()
+    w0 = sd["layer0.weight"]                                  # [16*C, z], row c*16 + h*4 + w
+    C, z = w0.shape[0] // 16, w0.shape[1]
+    out = {"lod": torch.zeros(()),
+           "layer0.conv.weight": w0.reshape(C, 4, 4, z).permute(0, 3, 1, 2).flip(2, 3).clone(),
+           "layer0.wscale.bias": sd["layer0.bias"].clone()}
+    for i in range(1, G.num_layers):
+        layer = getattr(G, f"layer{i}")
+        if getattr(layer, "fused", False):
+            out[f"layer{i}.weight"] = sd[f"layer{i}.weight"].permute(2, 3, 1, 0).clone()  # [kh, kw, in, out]
+        else:
+            out[f"layer{i}.conv.weight"] = sd[f"layer{i}.weight"].clone()
+        out[f"layer{i}.wscale.bias"] = sd[f"layer{i}.bias"].clone()
+    n_out = G.num_layers // 2
+    g = torch.Generator().manual_seed(0)
+    for k in range(n_out):
+        c = sd[f"layer{2 * k + 1}.bias"].shape[0]
+        if k == n_out - 1:
+            out[f"output{k}.conv.weight"] = sd["torgb.weight"].clone()
+            out[f"output{k}.wscale.bias"] = sd["torgb.bias"].clone()
+        else:
+            out[f"output{k}.conv.weight"] = torch.randn(3, c, 1, 1, generator=g)
+            out[f"output{k}.wscale.bias"] = torch.randn(3, generator=g)
+    return out

@@ -54,7 +54,11 @@ def _resolve(path_or_name) -> Path:
 
 
 def _registry_kind(path_or_name):
-    """The family the registry records for a name (None for paths or unknown fields)."""
+    """The family the registry records for a name (None for paths or unknown fields).
+
+    A registered file that is not a generator (a face detector, an encoder...) is refused
+    here with one clear line instead of failing later on its content.
+    """
     if Path(path_or_name).exists():
         return None
     try:
@@ -62,8 +66,28 @@ def _registry_kind(path_or_name):
         e = weights.entry(str(path_or_name))
     except Exception:  # the registry is advisory here; resolve() reports real problems
         return None
-    kind = e.get("kind") if isinstance(e, dict) else getattr(e, "kind", None)
+    kind = getattr(e, "kind", None)
+    role = getattr(e, "role", "") or ""
+    if role and role != "generator" and kind not in KINDS + ("realedit",):
+        raise FormatError(f"weights '{path_or_name}' are a {kind} {role}, not a generator")
     return kind if kind in KINDS else None
+
+
+def _check_plain(x, where="meta"):
+    """meta must survive torch.load(weights_only=True): plain data only."""
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return
+    if isinstance(x, (list, tuple)):
+        for v in x:
+            _check_plain(v, where)
+        return
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if not isinstance(k, str):
+                raise UsageError(f"{where} keys must be strings, got {k!r}")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    raise UsageError(f"{where} must hold plain data (str/number/bool/list/dict), got {type(x).__name__}")
 
 
 def _load_state(module, state: dict, what: str, path) -> None:
@@ -166,6 +190,7 @@ def save(generator, path, discriminator=None, meta=None) -> Path:
     m.update(meta or {})
     m.pop("source_format", None)
     m.pop("w_avg", None)  # w_avg is now stored in the state dict itself
+    _check_plain(m)
     obj = to_own(kind, config, generator.state_dict(), D_state, D_config, m)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

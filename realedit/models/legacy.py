@@ -543,19 +543,241 @@ def estimate_w_avg(G, n: int = 4096, seed: int = 0) -> torch.Tensor:
     return ws[:, 0].mean(0)
 
 
-# ============================================================================ placeholders (filled below)
+# ============================================================================ StyleGAN (v1)
 
-def _from_tf_stylegan(Gs, path):
-    raise FormatError(f"{path}: StyleGAN (v1) TF pickles are not supported yet")
-
-
-def _from_tf_pggan(Gs, path):
-    raise FormatError(f"{path}: PGGAN TF pickles are not supported yet")
+_SG1_FIXED_KWARGS = {"use_noise": True, "use_styles": True, "const_input_layer": True,
+                     "use_pixel_norm": False, "use_instance_norm": True, "use_wscale": True,
+                     "randomize_noise": None, "nonlinearity": "lrelu", "mapping_nonlinearity": "lrelu",
+                     "normalize_latents": True, "fmap_decay": 1.0}
 
 
-def from_genforce_stylegan(sd, path):
-    raise FormatError(f"{path}: genforce StyleGAN state dicts are not supported yet")
+def _check_fixed(kw: dict, fixed: dict, path: Path, family: str):
+    for k, want in fixed.items():
+        if want is not None and k in kw and kw[k] != want:
+            raise FormatError(f"{path}: {family} with {k}={kw[k]!r} is not supported (only {want!r})")
 
 
-def from_genforce_pggan(sd, path):
-    raise FormatError(f"{path}: genforce PGGAN state dicts are not supported yet")
+def _lod_zero(v: _Source, names, path: Path):
+    for n in names:
+        if n in v and float(np.asarray(v.t[n]).reshape(-1)[0]) != 0.0:
+            raise FormatError(f"{path}: the network is still growing ({n} = {float(np.asarray(v.t[n]))}); "
+                              f"only finished networks (lod 0) are supported")
+
+
+def _sg1_layer_scope(i: int) -> str:
+    if i < 2:
+        return ("4x4/Const", "4x4/Conv")[i]
+    r = 2 ** (i // 2 + 2)
+    return f"{r}x{r}/{'Conv0_up' if i % 2 == 0 else 'Conv1'}"
+
+
+def stylegan_config_from_state(sd: dict, path: Path, **overrides) -> dict:
+    """StyleGAN (v1) generator config implied by the shapes of a realedit-layout state dict."""
+    n_map = len(_resolutions(sd, r"mapping\.dense(\d+)\.weight"))
+    n_layers = len(_resolutions(sd, r"synthesis\.layer(\d+)\.bias"))
+    if n_map == 0 or "synthesis.const" not in sd or n_layers < 2 or n_layers % 2:
+        raise FormatError(f"{path}: not a StyleGAN generator (no mapping.dense0 / synthesis.const)")
+    resolution = 2 ** (n_layers // 2 + 1)
+    ch = {}
+    for i in range(n_layers):
+        ch[2 ** (i // 2 + 2)] = sd[f"synthesis.layer{i}.bias"].shape[0]
+    base, cmax = fit_channels(ch, path)
+    z_dim = int(sd["mapping.dense0.weight"].shape[1])
+    w_dim = int(sd[f"mapping.dense{n_map - 1}.weight"].shape[0])
+    hidden = int(sd["mapping.dense0.weight"].shape[0]) if n_map > 1 else w_dim
+    cfg = dict(resolution=resolution, z_dim=z_dim, w_dim=w_dim, mapping_layers=n_map,
+               mapping_fmaps=None if hidden == w_dim else hidden, fmap_base=base // 2, fmap_max=cmax,
+               img_channels=int(sd["synthesis.torgb.weight"].shape[0]) if "synthesis.torgb.weight" in sd else 3)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
+def _from_tf_stylegan(Gs: TFNetworkStub, path: Path) -> Checkpoint:
+    v = _Source(Gs.all_variables(), path, "StyleGAN TF network")
+    kw = _tf_kwargs(Gs)
+    _check_tf_kwargs(kw, path)
+    _check_fixed(kw, _SG1_FIXED_KWARGS, path, "StyleGAN")
+    _lod_zero(v, ("lod", "synthesis/lod"), path)
+    n_map = len(_resolutions(v.t, r"mapping/Dense(\d+)/weight"))
+    res = _resolutions(v.t, r"synthesis/(\d+)x\d+/")
+    n_layers = 2 * len(res)
+    sd = {"mapping.w_avg": v("dlatent_avg"), "synthesis.const": v("synthesis/4x4/Const/const")[0]}
+    for j in range(n_map):
+        sd[f"mapping.dense{j}.weight"] = v(f"mapping/Dense{j}/weight").t()
+        sd[f"mapping.dense{j}.bias"] = v(f"mapping/Dense{j}/bias")
+    for i in range(n_layers):
+        t, p = f"synthesis/{_sg1_layer_scope(i)}", f"synthesis.layer{i}"
+        if i:
+            # TF [kh, kw, in, out] also for the fused Conv0_up (it transposes at run time).
+            sd[f"{p}.weight"] = v(f"{t}/weight").permute(3, 2, 0, 1)
+        sd[f"{p}.bias"] = v(f"{t}/bias")
+        sd[f"{p}.noise_strength"] = v(f"{t}/Noise/weight")
+        sd[f"{p}.noise_const"] = v(f"synthesis/noise{i}")[0, 0]
+        sd[f"{p}.style.weight"] = v(f"{t}/StyleMod/weight").t()
+        sd[f"{p}.style.bias"] = v(f"{t}/StyleMod/bias")
+    sd["synthesis.torgb.weight"] = v("synthesis/ToRGB_lod0/weight").permute(3, 2, 0, 1)
+    sd["synthesis.torgb.bias"] = v("synthesis/ToRGB_lod0/bias")
+    sd = {k: t.contiguous() for k, t in sd.items()}
+    blur = kw.get("blur_filter", [1, 2, 1])
+    cfg = stylegan_config_from_state(
+        sd, path, mapping_lr_multiplier=kw.get("mapping_lrmul"), w_avg_beta=kw.get("dlatent_avg_beta"),
+        fused_scale=kw.get("fused_scale"), truncation_cutoff=kw.get("truncation_cutoff"))
+    cfg["blur_taps"] = list(blur) if blur is not None else None
+    return Checkpoint("stylegan", cfg, sd, meta={"source_format": "tf-stylegan", "tf_kwargs": _plain_kwargs(kw)})
+
+
+def _fused_setting(fused_res: set, up_res: list, path: Path):
+    """genforce stores fused up-convs under another name: recover fused_scale from which are."""
+    if not fused_res:
+        return False
+    if fused_res == set(up_res):
+        return True
+    if fused_res == {r for r in up_res if r >= 128}:
+        return "auto"
+    raise FormatError(f"{path}: fused up-convolutions at {sorted(fused_res)} follow no known fused_scale setting")
+
+
+def _drop_known(sd: dict, used: set, ignore: re.Pattern, path: Path, what: str):
+    extra = [k for k in sd if k not in used and not ignore.match(k)]
+    if extra:
+        raise FormatError(f"{path}: {what} has unexpected tensor {extra[0]!r}")
+
+
+_GF_SG1_IGNORED = re.compile(r"(truncation\.truncation|synthesis\.lod|synthesis\.layer\d+\.blur\.kernel|synthesis\.output\d+\..*)$")
+
+
+def from_genforce_stylegan(g: dict, path: Path) -> Checkpoint:
+    src = _Source(g, path, "genforce StyleGAN state dict")
+    used = set()
+
+    def get(name):
+        used.add(name)
+        return src(name)
+
+    n_map = len(_resolutions(g, r"mapping\.dense(\d+)\.linear\.weight"))
+    n_layers = len(_resolutions(g, r"synthesis\.layer(\d+)\.epilogue\.bias"))
+    if n_map == 0 or n_layers < 2 or n_layers % 2:
+        raise FormatError(f"{path}: not a genforce StyleGAN generator (no mapping.dense0 / synthesis.layer0)")
+    if "synthesis.lod" in g and float(g["synthesis.lod"]) != 0:
+        raise FormatError(f"{path}: the network is still growing (synthesis.lod = {float(g['synthesis.lod'])})")
+    sd = {"mapping.w_avg": get("truncation.w_avg"),
+          "synthesis.const": get("synthesis.layer0.first_layer")[0]}
+    for j in range(n_map):
+        sd[f"mapping.dense{j}.weight"] = get(f"mapping.dense{j}.linear.weight")
+        sd[f"mapping.dense{j}.bias"] = get(f"mapping.dense{j}.wscale.bias")
+    fused = set()
+    for i in range(n_layers):
+        p = f"synthesis.layer{i}"
+        if i:
+            if f"{p}.weight" in g:  # fused up-conv, kept in TF layout [kh, kw, in, out]
+                sd[f"{p}.weight"] = get(f"{p}.weight").permute(3, 2, 0, 1)
+                fused.add(2 ** (i // 2 + 2))
+            else:
+                sd[f"{p}.weight"] = get(f"{p}.conv.weight")
+        e = f"{p}.epilogue"
+        sd[f"{p}.bias"] = get(f"{e}.bias")
+        sd[f"{p}.noise_strength"] = get(f"{e}.apply_noise.weight")
+        sd[f"{p}.noise_const"] = get(f"{e}.apply_noise.noise")[0, 0]
+        sd[f"{p}.style.weight"] = get(f"{e}.style_mod.dense.linear.weight")
+        sd[f"{p}.style.bias"] = get(f"{e}.style_mod.dense.wscale.bias")
+    last = n_layers // 2 - 1  # output{k} is the ToRGB of resolution 4 * 2**k
+    sd["synthesis.torgb.weight"] = get(f"synthesis.output{last}.conv.weight")
+    sd["synthesis.torgb.bias"] = get(f"synthesis.output{last}.bias")
+    _drop_known(g, used, _GF_SG1_IGNORED, path, "genforce StyleGAN state dict")
+    sd = {k: t.contiguous() for k, t in sd.items()}
+    up_res = [2 ** (i // 2 + 2) for i in range(2, n_layers, 2)]
+    cfg = stylegan_config_from_state(sd, path)
+    cfg["fused_scale"] = _fused_setting(fused, up_res, path)
+    return Checkpoint("stylegan", cfg, sd, meta={"source_format": "genforce-stylegan"})
+
+
+# ============================================================================ PGGAN
+
+_PGGAN_FIXED_KWARGS = {"use_wscale": True, "use_leakyrelu": True, "fmap_decay": 1.0}
+
+
+def pggan_config_from_state(sd: dict, path: Path, **overrides) -> dict:
+    n_layers = len(_resolutions(sd, r"layer(\d+)\.bias"))
+    if "layer0.weight" not in sd or n_layers < 2 or n_layers % 2:
+        raise FormatError(f"{path}: not a PGGAN generator (no layer0 dense)")
+    ch = {2 ** (i // 2 + 2): sd[f"layer{i}.bias"].shape[0] for i in range(n_layers)}
+    base, cmax = fit_channels(ch, path)
+    if sd["layer0.weight"].shape[0] != 16 * ch[4]:
+        raise WeightsError(f"{path}: PGGAN dense layer has {sd['layer0.weight'].shape[0]} outputs, expected {16 * ch[4]}")
+    cfg = dict(resolution=2 ** (n_layers // 2 + 1), z_dim=int(sd["layer0.weight"].shape[1]),
+               fmap_base=base // 2, fmap_max=cmax,
+               img_channels=int(sd["torgb.weight"].shape[0]) if "torgb.weight" in sd else 3)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return cfg
+
+
+def _from_tf_pggan(Gs: TFNetworkStub, path: Path) -> Checkpoint:
+    v = _Source(Gs.all_variables(), path, "PGGAN TF network")
+    kw = dict(Gs.static_kwargs)
+    _check_tf_kwargs(kw, path)
+    _check_fixed(kw, _PGGAN_FIXED_KWARGS, path, "PGGAN")
+    _lod_zero(v, ("lod",), path)
+    res = _resolutions(v.t, r"(\d+)x\d+/")
+    fused = any(k.endswith("/Conv0_up/weight") for k in v.t)
+    sd = {"layer0.weight": v("4x4/Dense/weight").t(),           # TF [z, 16*C], row c*16 + h*4 + w
+          "layer0.bias": v("4x4/Dense/bias"),
+          "layer1.weight": v("4x4/Conv/weight").permute(3, 2, 0, 1),
+          "layer1.bias": v("4x4/Conv/bias")}
+    for k, r in enumerate(res[1:]):
+        i = 2 * k + 2
+        if fused:  # G_paper's fused Conv0_up stores [kh, kw, out, in]
+            sd[f"layer{i}.weight"] = v(f"{r}x{r}/Conv0_up/weight").permute(2, 3, 0, 1)
+            sd[f"layer{i}.bias"] = v(f"{r}x{r}/Conv0_up/bias")
+        else:
+            sd[f"layer{i}.weight"] = v(f"{r}x{r}/Conv0/weight").permute(3, 2, 0, 1)
+            sd[f"layer{i}.bias"] = v(f"{r}x{r}/Conv0/bias")
+        sd[f"layer{i + 1}.weight"] = v(f"{r}x{r}/Conv1/weight").permute(3, 2, 0, 1)
+        sd[f"layer{i + 1}.bias"] = v(f"{r}x{r}/Conv1/bias")
+    sd["torgb.weight"] = v("ToRGB_lod0/weight").permute(3, 2, 0, 1)
+    sd["torgb.bias"] = v("ToRGB_lod0/bias")
+    sd = {k: t.contiguous() for k, t in sd.items()}
+    cfg = pggan_config_from_state(sd, path, fused_scale=fused,
+                                  normalize_latents=kw.get("normalize_latents"),
+                                  use_pixelnorm=kw.get("use_pixelnorm"),
+                                  pixelnorm_epsilon=kw.get("pixelnorm_epsilon"))
+    return Checkpoint("pggan", cfg, sd, meta={"source_format": "tf-pggan", "tf_kwargs": _plain_kwargs(kw)})
+
+
+_GF_PGGAN_IGNORED = re.compile(r"(lod|output\d+\..*)$")
+
+
+def from_genforce_pggan(g: dict, path: Path) -> Checkpoint:
+    src = _Source(g, path, "genforce PGGAN state dict")
+    used = set()
+
+    def get(name):
+        used.add(name)
+        return src(name)
+
+    n_layers = len(_resolutions(g, r"layer(\d+)\.wscale\.bias"))
+    if n_layers < 2 or n_layers % 2:
+        raise FormatError(f"{path}: not a genforce PGGAN generator")
+    if "lod" in g and float(g["lod"]) != 0:
+        raise FormatError(f"{path}: the network is still growing (lod = {float(g['lod'])})")
+    w0 = get("layer0.conv.weight")  # [C, z, 4, 4]: the TF dense as a flipped 4x4 conv on a 1x1 input
+    sd = {"layer0.weight": w0.flip(2, 3).permute(0, 2, 3, 1).reshape(-1, w0.shape[1]),
+          "layer0.bias": get("layer0.wscale.bias")}
+    fused = set()
+    for i in range(1, n_layers):
+        if f"layer{i}.weight" in g:  # fused up-conv kept as [kh, kw, in, out]
+            sd[f"layer{i}.weight"] = get(f"layer{i}.weight").permute(3, 2, 0, 1)
+            fused.add(2 ** (i // 2 + 2))
+        else:
+            sd[f"layer{i}.weight"] = get(f"layer{i}.conv.weight")
+        sd[f"layer{i}.bias"] = get(f"layer{i}.wscale.bias")
+    last = n_layers // 2 - 1
+    sd["torgb.weight"] = get(f"output{last}.conv.weight")
+    sd["torgb.bias"] = get(f"output{last}.wscale.bias")
+    _drop_known(g, used, _GF_PGGAN_IGNORED, path, "genforce PGGAN state dict")
+    up_res = [2 ** (i // 2 + 2) for i in range(2, n_layers, 2)]
+    sd = {k: t.contiguous() for k, t in sd.items()}
+    fs = _fused_setting(fused, up_res, path)
+    if fs == "auto":
+        raise FormatError(f"{path}: PGGAN with fused up-convolutions only from 128 is not supported")
+    return Checkpoint("pggan", pggan_config_from_state(sd, path, fused_scale=fs), sd,
+                      meta={"source_format": "genforce-pggan"})
