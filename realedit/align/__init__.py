@@ -5,9 +5,13 @@
 
 dlib models are loaded once per process by ``default_detector()`` (an lru_cache); pass your
 own ``Detector(...)`` to change settings or to control model lifetime.
+
+    kept, skipped = pick_faces(rgb, "largest")  # policy + minimum size; NoFaceError if none
 """
 from .detect import Detector, Face, as_rgb_array, default_detector, detect_faces
 from .ffhq import AlignedFace, align_face, ffhq_quad, quad_to_affine
+from .select import DEFAULT_MIN_SIZE, Skipped, parse_policy, pick_faces, select_faces
 
-__all__ = ["AlignedFace", "Detector", "Face", "align_face", "as_rgb_array", "default_detector",
-           "detect_faces", "ffhq_quad", "quad_to_affine"]
+__all__ = ["DEFAULT_MIN_SIZE", "AlignedFace", "Detector", "Face", "Skipped", "align_face",
+           "as_rgb_array", "default_detector", "detect_faces", "ffhq_quad", "parse_policy",
+           "pick_faces", "quad_to_affine", "select_faces"]

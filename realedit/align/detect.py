@@ -69,7 +69,8 @@ class Face:
         """Side of the FFHQ quad in photo pixels: the natural measure of face size."""
         from .ffhq import ffhq_quad
 
-        return float(np.hypot(*(ffhq_quad(self.landmarks)[3] - ffhq_quad(self.landmarks)[0])))
+        quad = ffhq_quad(self.landmarks)
+        return float(np.hypot(*(quad[3] - quad[0])))
 
     def to_dict(self) -> dict:
         return {

@@ -62,7 +62,10 @@ class AlignedFace:
 
     image: (size, size, 3) uint8; quad: (4, 2) photo coords (TL, BL, BR, TR);
     crop_to_photo / photo_to_crop: 3x3 affine matrices between crop and photo pixel coords;
-    photo_shape: (H, W) of the photo it came from; face: the detection (may be None).
+    photo_shape: (H, W) of the photo it came from; face: the detection (may be None);
+    valid: (size, size) float32 in 0..1, where the crop shows real photo pixels (0 on the
+    recipe's synthetic padding and its blur), or None when no padding was needed. paste_back
+    multiplies its mask by it, so padding never lands in the photo.
     """
 
     image: np.ndarray = field(repr=False)
@@ -72,6 +75,7 @@ class AlignedFace:
     photo_to_crop: np.ndarray = field(repr=False)
     photo_shape: tuple[int, int]
     face: Face | None = field(default=None, repr=False)
+    valid: np.ndarray | None = field(default=None, repr=False)
 
     def to_photo(self, points) -> np.ndarray:
         """Crop pixel coords (N, 2) -> photo pixel coords."""
@@ -116,9 +120,14 @@ def _shrunk_region(rgb: np.ndarray, shrink: int, box: tuple[int, int, int, int],
     return np.asarray(out)
 
 
-def _pad_and_blend(region: np.ndarray, pads: tuple[int, int, int, int], qsize: float) -> np.ndarray:
+def _pad_and_blend(region: np.ndarray, pads: tuple[int, int, int, int],
+                   qsize: float) -> tuple[np.ndarray, np.ndarray]:
     """Reflect-pad (left, top, right, bottom), then fade the padding toward a Gaussian blur
-    (sigma 0.02 qsize) and the median colour, more strongly further from real pixels."""
+    (sigma 0.02 qsize) and the median colour, more strongly further from real pixels.
+
+    Returns the padded image and ``untouched`` (H, W) float32: 1 where the pixel is the
+    photo's own, falling to 0 where the recipe's blur reaches (it also blurs real pixels
+    within a third of the pad width of the edge)."""
     from scipy.ndimage import gaussian_filter
 
     pl, pt, pr, pb = pads
@@ -129,9 +138,10 @@ def _pad_and_blend(region: np.ndarray, pads: tuple[int, int, int, int], qsize: f
     my = 1.0 - np.minimum(ys / pt, (h - 1 - ys) / pb)
     mask = np.maximum(mx[None, :], my[:, None])[:, :, None]
     sigma = qsize * 0.02
-    img += (gaussian_filter(img, [sigma, sigma, 0]) - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    blur_weight = np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    img += (gaussian_filter(img, [sigma, sigma, 0]) - img) * blur_weight
     img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), 1.0 - blur_weight[:, :, 0]
 
 
 def align_face(image, face, size: int = 1024, *, supersample: int = 4,
@@ -182,9 +192,10 @@ def align_face(image, face, size: int = 1024, *, supersample: int = 4,
     rh, rw = region.shape[:2]
     pads = (max(-int(np.floor(q[:, 0].min())) + border, 0), max(-int(np.floor(q[:, 1].min())) + border, 0),
             max(int(np.ceil(q[:, 0].max())) - rw + border, 0), max(int(np.ceil(q[:, 1].max())) - rh + border, 0))
+    untouched = None
     if pad and max(pads) > border - 4:
         pads = tuple(max(p, int(np.rint(qs * 0.3))) for p in pads)
-        region = _pad_and_blend(region, pads, qs)
+        region, untouched = _pad_and_blend(region, pads, qs)
         q = q + [pads[0], pads[1]]
 
     # Warp the quad to a square (affine: the quad is an exact square in the photo).
@@ -195,7 +206,14 @@ def align_face(image, face, size: int = 1024, *, supersample: int = 4,
     if supersample > 1:
         out = np.asarray(Image.fromarray(out).resize((size, size), Image.Resampling.LANCZOS))
 
+    valid = None
+    if untouched is not None:
+        valid = cv2.warpAffine(untouched, quad_to_affine(q, size)[:2], (size, size),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
     crop_to_photo = quad_to_affine(quad, size)
     return AlignedFace(image=np.ascontiguousarray(out), quad=quad, size=size,
                        crop_to_photo=crop_to_photo, photo_to_crop=np.linalg.inv(crop_to_photo),
-                       photo_shape=(h, w), face=face if isinstance(face, Face) else None)
+                       photo_shape=(h, w), face=face if isinstance(face, Face) else None,
+                       valid=valid)

@@ -1,0 +1,89 @@
+"""Which detected faces the pipeline works on: ``largest`` (default), ``all`` or an index."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import NoFaceError, UsageError
+from .detect import Face
+
+# Smallest FFHQ quad side (photo pixels) worth aligning: below it a 256 crop is mostly
+# upsampling blur. The quad side is ~4x the inter-ocular distance.
+DEFAULT_MIN_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A detection left out, and why (one line, for logs and the CLI's JSON)."""
+
+    face: Face
+    index: int
+    reason: str
+
+
+def parse_policy(value) -> str | int:
+    """'largest' | 'all' | a non-negative integer (also as a string, for the CLI)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        policy = value
+    elif isinstance(value, str) and value.strip().lower() in ("largest", "all"):
+        return value.strip().lower()
+    elif isinstance(value, str) and value.strip().isdigit():
+        policy = int(value.strip())
+    else:
+        raise UsageError(f"face selection must be 'largest', 'all' or an index, got {value!r}")
+    if policy < 0:
+        raise UsageError(f"face index must be >= 0, got {policy}")
+    return policy
+
+
+def select_faces(faces: list[Face], policy: str | int = "largest", *,
+                 min_size: float = DEFAULT_MIN_SIZE) -> tuple[list[Face], list[Skipped]]:
+    """Apply the policy to ``faces`` (as returned by detect_faces, largest first).
+
+    Rejected detections (accepted=False) and faces whose quad side is below ``min_size``
+    are skipped with a reason; the policy is applied to what remains, and an index counts
+    among those. Returns (kept, skipped); kept may be empty.
+    """
+    policy = parse_policy(policy)
+    usable, skipped = [], []
+    for i, face in enumerate(faces):
+        if not face.accepted:
+            skipped.append(Skipped(face, i, f"face {i} rejected as a non-face "
+                                            f"(landmark quality {face.quality:.2f})"))
+        elif face.size < min_size:
+            skipped.append(Skipped(face, i, f"face {i} is too small: {face.size:.0f} px "
+                                            f"(FFHQ quad side) < {min_size:.0f} px minimum"))
+        else:
+            usable.append((i, face))
+    usable.sort(key=lambda t: -t[1].size)
+    if policy == "all":
+        kept = usable
+    elif policy == "largest":
+        kept = usable[:1]
+        skipped += [Skipped(f, i, f"face {i} is not the largest") for i, f in usable[1:]]
+    else:
+        if policy >= len(usable):
+            raise UsageError(f"face index {policy} requested but only {len(usable)} usable "
+                             f"face(s) found")
+        kept = [usable[policy]]
+        skipped += [Skipped(f, i, f"face {i} not selected") for j, (i, f) in enumerate(usable)
+                    if j != policy]
+    return [f for _, f in kept], skipped
+
+
+def no_face_message(skipped: list[Skipped], where: str = "photo") -> str:
+    """One line explaining why nothing is left."""
+    if not skipped:
+        return f"no face found in {where}"
+    return f"no usable face in {where}: " + "; ".join(s.reason for s in skipped)
+
+
+def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAULT_MIN_SIZE,
+               detector=None, where: str = "photo") -> tuple[list[Face], list[Skipped]]:
+    """detect_faces + select_faces; NoFaceError (one line, with reasons) when none is left."""
+    from .detect import detect_faces
+
+    faces = detect_faces(image, detector=detector, keep_rejected=True)
+    kept, skipped = select_faces(faces, policy, min_size=min_size)
+    if not kept:
+        raise NoFaceError(no_face_message(skipped, where))
+    return kept, skipped

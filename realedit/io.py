@@ -1,0 +1,383 @@
+"""Reading and writing photos without losing what the user gave us.
+
+``read_image`` turns anything photo-like into a :class:`Photo`: RGB uint8 pixels with the EXIF
+orientation applied, plus what is needed to write the result back the way it came (mode,
+alpha, palette, raw pixel values of non-RGB modes, format, EXIF, ICC profile).
+
+``write_image`` is atomic (temporary file in the target folder + ``os.replace``), refuses to
+overwrite the photo it came from, and converts back to the original mode. For modes where
+RGB -> mode is lossy (grayscale, palette, CMYK, 16-bit), every pixel whose RGB value was not
+changed gets its original raw value back, so untouched areas stay bit-identical.
+"""
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError, OutputError, UsageError
+
+# 150 MP: a 12000x9000 photo (108 MP) passes, a decompression bomb does not. Pillow itself
+# refuses anything above 2 x Image.MAX_IMAGE_PIXELS (~179 MP) regardless.
+DEFAULT_MAX_PIXELS = 150_000_000
+
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientation value -> PIL transpose to make the pixels upright
+_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+              6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+# Formats whose Pillow writers accept exif= / icc_profile=
+_EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
+_ICC_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
+_EXT_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".webp": "WEBP",
+               ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".gif": "GIF"}
+_FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp",
+               "GIF": ".gif"}
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo.
+
+    rgb: (H, W, 3) uint8, upright (EXIF orientation applied) -- what every stage works on.
+    alpha: (H, W) uint8 or None. mode: the original Pillow mode ("RGB", "RGBA", "L", "P",
+    "CMYK", "I;16", ...). raw: the original pixel values (H, W[, C]) when ``mode`` is not
+    RGB/RGBA, used to keep untouched pixels bit-identical on write. palette / transparency:
+    for "P" images. format: "JPEG", "PNG", ... or None. exif: EXIF bytes with orientation
+    reset to 1 (the pixels are already upright). icc_profile: bytes or None. path: the file it
+    was read from (write_image refuses to overwrite it).
+    """
+
+    rgb: np.ndarray = field(repr=False)
+    mode: str = "RGB"
+    alpha: np.ndarray | None = field(default=None, repr=False)
+    raw: np.ndarray | None = field(default=None, repr=False)
+    palette: bytes | None = field(default=None, repr=False)
+    transparency: object = field(default=None, repr=False)
+    format: str | None = None
+    exif: bytes | None = field(default=None, repr=False)
+    icc_profile: bytes | None = field(default=None, repr=False)
+    path: Path | None = None
+    orientation: int = 1
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def with_rgb(self, rgb: np.ndarray) -> "Photo":
+        """Same photo (metadata, alpha, raw) with new RGB pixels of the same size."""
+        rgb = np.asarray(rgb)
+        if rgb.shape != self.rgb.shape or rgb.dtype != np.uint8:
+            raise UsageError(f"new pixels must be {self.rgb.shape} uint8, got {rgb.shape} {rgb.dtype}")
+        return replace(self, rgb=rgb)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+def read_image(src, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode ``src`` (path, bytes, file object, PIL image, numpy array or Photo) into a Photo.
+
+    Raises ImageError for missing/non-image/truncated files, empty images, and images of more
+    than ``max_pixels`` pixels (checked from the header, before decoding).
+    """
+    from PIL import Image
+
+    if isinstance(src, Photo):
+        return src
+    if isinstance(src, np.ndarray):
+        return _from_array(src)
+    if isinstance(src, Image.Image):
+        return _from_pil(src, path=None, max_pixels=max_pixels)
+    path = None
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
+        if not path.is_file():
+            raise ImageError(f"{path}: not a file")
+        fp = path
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        if len(src) == 0:
+            raise ImageError("empty image data (0 bytes)")
+        fp = _io.BytesIO(bytes(src))
+    elif hasattr(src, "read"):
+        fp = src
+    else:
+        raise UsageError(f"cannot read an image from {type(src).__name__}")
+    name = str(path) if path else "image data"
+    try:
+        with warnings.catch_warnings():
+            # we apply our own, explicit pixel limit below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            _check_size(img.size, max_pixels, name)
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused, too many pixels (decompression bomb?)") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from exc
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: cannot decode ({exc})") from exc
+    return _from_pil(img, path=path, max_pixels=max_pixels)
+
+
+def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageError(f"{name}: empty image ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: refused, {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
+                         f"{max_pixels / 1e6:.0f} MP limit (decompression bomb?)")
+
+
+def _from_pil(img, *, path: Path | None, max_pixels: int) -> Photo:
+    from PIL import Image
+
+    _check_size(img.size, max_pixels, str(path) if path else "image")
+    fmt = img.format
+    icc = img.info.get("icc_profile") or None
+    exif_obj = img.getexif()
+    orientation = int(exif_obj.get(_EXIF_ORIENTATION, 1) or 1)
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame is the photo
+    if orientation in _TRANSPOSE:
+        img = img.transpose(getattr(Image.Transpose, _TRANSPOSE[orientation]))
+    exif = None
+    if len(exif_obj):
+        exif_obj[_EXIF_ORIENTATION] = 1
+        exif = exif_obj.tobytes()
+    mode = img.mode
+    alpha = raw = palette = None
+    transparency = img.info.get("transparency")
+    if mode == "RGB":
+        rgb = np.asarray(img)
+    elif mode == "RGBA":
+        arr = np.asarray(img)
+        rgb, alpha = np.ascontiguousarray(arr[:, :, :3]), np.ascontiguousarray(arr[:, :, 3])
+    elif mode in ("L", "LA", "1"):
+        arr = np.asarray(img.convert("LA" if mode == "LA" else "L"))
+        gray = arr[:, :, 0] if mode == "LA" else arr
+        alpha = np.ascontiguousarray(arr[:, :, 1]) if mode == "LA" else None
+        raw = np.asarray(img).copy()
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    elif mode in ("P", "PA"):
+        raw = np.asarray(img if mode == "P" else img.getchannel(0)).copy()
+        palette = img.palette.tobytes() if img.palette else None
+        rgba = np.asarray(img.convert("RGBA"))
+        rgb = np.ascontiguousarray(rgba[:, :, :3])
+        has_alpha = mode == "PA" or transparency is not None
+        alpha = np.ascontiguousarray(rgba[:, :, 3]) if has_alpha else None
+    elif mode == "CMYK":
+        raw = np.asarray(img).copy()
+        rgb = np.asarray(img.convert("RGB"))
+    elif mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        raw = np.asarray(img).copy()
+        rgb = np.repeat(_high_to_8bit(raw, mode)[:, :, None], 3, axis=2)
+    else:  # YCbCr, LAB, HSV, ...: Pillow knows how to get RGB
+        rgb = np.asarray(img.convert("RGB"))
+        mode = "RGB"
+    return Photo(rgb=np.ascontiguousarray(rgb), mode=mode, alpha=alpha, raw=raw, palette=palette,
+                 transparency=transparency, format=fmt, exif=exif, icc_profile=icc, path=path,
+                 orientation=orientation)
+
+
+def _high_to_8bit(a: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit / 32-bit integer or float grayscale to uint8 (16-bit range assumed for integers,
+    0..1 for floats; values outside are clipped)."""
+    if mode == "F":
+        scaled = a.astype(np.float64) * (255.0 if np.nanmax(a) <= 1.0 else 1.0)
+    else:
+        scaled = a.astype(np.float64) / 257.0
+    return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
+
+
+def _from_array(a: np.ndarray) -> Photo:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ImageError(f"expected an HxW, HxWx3 or HxWx4 array, got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ImageError(f"empty image array of shape {a.shape}")
+    if a.dtype == np.uint8:
+        u8 = a
+    elif a.dtype == np.uint16:
+        u8 = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+    elif a.dtype == bool:
+        u8 = a.astype(np.uint8) * 255
+    elif np.issubdtype(a.dtype, np.floating):
+        u8 = np.clip(np.rint(np.nan_to_num(a.astype(np.float64)) * 255.0), 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"unsupported pixel type {a.dtype} (use uint8, uint16, bool or float in 0..1)")
+    alpha = np.ascontiguousarray(u8[:, :, 3]) if u8.shape[2] == 4 else None
+    rgb = np.repeat(u8, 3, axis=2) if u8.shape[2] == 1 else u8[:, :, :3]
+    return Photo(rgb=np.ascontiguousarray(rgb), mode="RGBA" if alpha is not None else "RGB",
+                 alpha=alpha)
+
+
+# ----------------------------------------------------------------------------------- writing
+
+def format_for(path: str | os.PathLike, like: Photo | None = None) -> str:
+    """Output format from the file extension, else the original photo's, else PNG."""
+    ext = Path(path).suffix.lower()
+    if ext in _EXT_FORMAT:
+        return _EXT_FORMAT[ext]
+    if like is not None and like.format:
+        return like.format
+    return "PNG"
+
+
+def extension_for(photo: Photo) -> str:
+    """File extension that keeps the photo's format (".png" when unknown)."""
+    return _FORMAT_EXT.get(photo.format or "", ".png")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
+                format: str | None = None, quality: int = 95, overwrite: bool = True) -> Path:
+    """Write ``image`` (Photo, HxWx3/HxWx4 uint8 array or PIL image) to ``path`` atomically.
+
+    like: the Photo the pixels came from (defaults to ``image`` when it is a Photo): its mode,
+    alpha, palette, EXIF and ICC profile are restored where the format allows, and pixels
+    whose RGB equals the original keep their original raw values. The photo's own file is
+    never overwritten (OutputError), nor any existing file when ``overwrite`` is False.
+    """
+    from PIL import Image
+
+    dst = Path(path)
+    if isinstance(image, Photo):
+        like = like or image
+        rgb = image.rgb
+    elif isinstance(image, Image.Image):
+        rgb = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+    else:
+        rgb = np.asarray(image)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise UsageError(f"expected HxWx3 or HxWx4 uint8 pixels, got {rgb.shape} {rgb.dtype}")
+    alpha = None
+    if rgb.shape[2] == 4:
+        rgb, alpha = rgb[:, :, :3], rgb[:, :, 3]
+    if like is not None and like.path is not None and _same_file(dst, like.path):
+        raise OutputError(f"{dst}: refusing to overwrite the input photo")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst}: exists (pass overwrite to replace it)")
+    if dst.exists() and dst.is_dir():
+        raise OutputError(f"{dst}: is a folder")
+    if not dst.parent.is_dir():
+        raise OutputError(f"{dst.parent}: folder does not exist")
+    fmt = (format or format_for(dst, like)).upper()
+    if fmt == "JPG":
+        fmt = "JPEG"
+    img = _to_pil(rgb, alpha, like, fmt)
+    kwargs = _save_kwargs(img, like, fmt, quality)
+
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            img.save(fh, format=fmt, **kwargs)
+        os.replace(tmp, dst)
+    except (OSError, ValueError, KeyError) as exc:
+        _unlink(tmp)
+        raise OutputError(f"{dst}: cannot write {fmt} ({exc})") from exc
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return dst
+
+
+def _unlink(p: str) -> None:
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: Photo | None, fmt: str):
+    """Pillow image in the original photo's mode where the output format can hold it."""
+    from PIL import Image
+
+    if like is not None and like.rgb.shape != rgb.shape:
+        like = None  # different size (e.g. a crop): metadata only, no pixel restoring
+    if alpha is None and like is not None:
+        alpha = like.alpha
+    mode = like.mode if like is not None else ("RGBA" if alpha is not None else "RGB")
+    unchanged = None
+    if like is not None and like.raw is not None:
+        unchanged = np.all(rgb == like.rgb, axis=2)
+
+    def restored(new_raw: np.ndarray) -> np.ndarray:
+        if unchanged is None or new_raw.shape[:2] != like.raw.shape[:2] or new_raw.dtype != like.raw.dtype:
+            return new_raw
+        out = new_raw.copy()
+        out[unchanged] = like.raw[unchanged]
+        return out
+
+    keeps_alpha = fmt in ("PNG", "WEBP", "TIFF", "GIF")
+    if mode in ("L", "LA", "1"):
+        gray = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"))
+        if mode == "1":
+            return Image.fromarray(restored(gray >= 128))
+        if mode == "LA" and keeps_alpha and alpha is not None:
+            return Image.fromarray(np.dstack([restored_gray(gray, like, unchanged), alpha]), "LA")
+        return Image.fromarray(restored_gray(gray, like, unchanged), "L")
+    if mode in ("P", "PA") and fmt in ("PNG", "GIF", "TIFF", "BMP") and like.palette:
+        pal = Image.new("P", (1, 1))
+        pal.putpalette(like.palette)
+        q = Image.fromarray(np.ascontiguousarray(rgb)).quantize(palette=pal, dither=Image.Dither.NONE)
+        img = Image.fromarray(restored(np.asarray(q)), "P")
+        img.putpalette(like.palette)
+        if like.transparency is not None:
+            img.info["transparency"] = like.transparency
+        return img
+    if mode == "CMYK" and fmt in ("JPEG", "TIFF"):
+        cmyk = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("CMYK"))
+        return Image.fromarray(restored(cmyk), "CMYK")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I") and fmt in ("PNG", "TIFF"):
+        gray = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L")).astype(np.uint16) * 257
+        new = gray.astype(like.raw.dtype)
+        return Image.fromarray(restored(new))
+    if alpha is not None and keeps_alpha:
+        return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    return Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+
+
+def restored_gray(gray: np.ndarray, like: Photo | None, unchanged: np.ndarray | None) -> np.ndarray:
+    """Gray values with the original ones where the RGB pixels were not changed."""
+    if like is None or like.raw is None or unchanged is None:
+        return gray
+    orig = like.raw[:, :, 0] if like.raw.ndim == 3 else like.raw
+    if orig.dtype != np.uint8:
+        return gray
+    out = gray.copy()
+    out[unchanged] = orig[unchanged]
+    return out
+
+
+def _save_kwargs(img, like: Photo | None, fmt: str, quality: int) -> dict:
+    kw: dict = {}
+    if fmt == "JPEG":
+        kw.update(quality=int(quality), subsampling=0)
+    elif fmt == "WEBP":
+        kw.update(quality=int(quality))
+    if like is not None:
+        if like.exif and fmt in _EXIF_FORMATS:
+            kw["exif"] = like.exif
+        if like.icc_profile and fmt in _ICC_FORMATS:
+            kw["icc_profile"] = like.icc_profile
+    return kw
