@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import EditError
-from .directions import Direction, DirectionBank, _dedupe, condition, format_layers
+from .directions import Direction, DirectionBank, _dedupe, condition, format_layers, space_label
 
 # Acceptable direction spaces for a code of each space, in order of preference.
 _DIRECTION_SPACES = {"z": ("z",), "w": ("w",), "wp": ("wp", "w")}
@@ -130,11 +130,11 @@ def _resolve(key, keep, space, bank, model) -> tuple[Direction, Direction]:
 
 def _space_message(d: Direction, space: str) -> str:
     if d.space == "z":
-        return (f"{d.describe()} is a Z direction and cannot edit a {space.upper()} code: "
+        return (f"{d.describe()} is a Z direction and cannot edit a {space_label(space)} code: "
                 f"invert into Z or use a W direction")
     if d.space == "wp" and space == "w":
         return f"{d.describe()} is a W+ direction: edit a W+ code (space 'wp')"
-    return f"{d.describe()} is a {d.space.upper()} direction and cannot edit a Z code"
+    return f"{d.describe()} is a {space_label(d.space)} direction and cannot edit a Z code"
 
 
 def _check_fits(d: Direction, space: str, n_layers: int, dim: int) -> None:
@@ -169,7 +169,7 @@ def _to_numpy(latent, space):
         arr = arr[None]
     if arr.ndim != want:
         shape = "(N, layers, dim)" if space == "wp" else "(N, dim)"
-        raise EditError(f"a {space.upper()} code must have shape {shape}, got {tuple(np.shape(latent))}")
+        raise EditError(f"a {space_label(space)} code must have shape {shape}, got {tuple(np.shape(latent))}")
     if not np.all(np.isfinite(arr)):
         raise EditError("the latent code has NaN or infinite values")
 

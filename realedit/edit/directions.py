@@ -119,6 +119,11 @@ class Direction:
         return f"{self.model}:{self.label} ({self.space}, layers {layers}, {self.source or '?'})"
 
 
+def space_label(space: str) -> str:
+    """'z' -> 'Z', 'w' -> 'W', 'wp' -> 'W+' (for messages)."""
+    return {"z": "Z", "w": "W", "wp": "W+"}.get(space, space)
+
+
 def format_layers(layers: Sequence[int] | None) -> str:
     """(0,1,2,3,7) -> '0-3,7'."""
     if layers is None:
@@ -285,7 +290,7 @@ class DirectionBank:
             self.get(name, model=model, space=space)  # raises the informative error
         avail = self.names(primal.model, primal.space)
         raise EditError(f"cannot keep {', '.join(missing)} while editing {name!r}: no such "
-                        f"{primal.space.upper()} direction for {primal.model} "
+                        f"{space_label(primal.space)} direction for {primal.model} "
                         f"(available: {', '.join(avail) or 'none'})")
 
     def _candidates(self, name, model, space, conditions) -> list[Direction]:
@@ -317,11 +322,11 @@ class DirectionBank:
             return (f"no directions for model {model!r} in this bank "
                     f"(it has: {', '.join(self.models()) or 'nothing'})")
         where = f" for {model}" if model else ""
-        sp = "/".join(s.upper() for s in spaces) if spaces else ""
+        sp = "/".join(space_label(s) for s in spaces) if spaces else ""
         other = [d for d in self._entries.values() if d.name == name
                  and (model is None or d.model == model)]
         if other and spaces and not any(d.space in spaces for d in other):
-            have = sorted({d.space.upper() for d in other})
+            have = sorted({space_label(d.space) for d in other})
             return (f"attribute {name!r}{where} has no {sp} direction (only {', '.join(have)}); "
                     f"use a code in that space or fit a {sp} direction")
         if other:

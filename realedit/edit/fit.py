@@ -44,14 +44,15 @@ def sample_and_score(generator, scorer, samples: int, space: str = "w", *, batch
         raise UsageError(f"a {getattr(generator, 'kind', 'this')} generator has no W space: fit in z")
     if samples < 1 or batch < 1:
         raise UsageError("samples and batch must be positive")
-    gen = torch.Generator().manual_seed(int(seed))
+    # All z drawn up front, so the samples do not depend on the batch size.
+    all_z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(int(seed)))
     codes, scores = [], []
     t_synth = t_score = 0.0
     done = 0
     with torch.no_grad():
         while done < samples:
             n = min(batch, samples - done)
-            z = torch.randn(n, generator.z_dim, generator=gen).to(device)
+            z = all_z[done:done + n].to(device)
             t0 = time.perf_counter()
             ws = generator.mapping(z, psi=psi)
             images = generator.synthesis(ws, noise=noise)
@@ -155,14 +156,23 @@ def fit_direction(generator, scorer, samples: int = 10000, space: str = "w", *, 
                   "noise": noise, "seconds": round(time.perf_counter() - t0, 3),
                   "seconds_synthesis": round(data.seconds_synth, 3),
                   "seconds_scoring": round(data.seconds_score, 3)})
-    model_id = model or getattr(generator, "model_id", None) or getattr(generator, "name", None) \
-        or f"unnamed-{getattr(generator, 'kind', 'generator')}"
+    model_id = model_id_of(generator, model)
     layers_t = parse_layers(layers)
     if layers_t is not None and space == "z":
         raise UsageError("a layer range only applies to W/W+ directions")
     if layers_t is not None and layers_t[-1] >= getattr(generator, "num_ws", layers_t[-1] + 1):
         raise UsageError(f"layer {layers_t[-1]} is outside the generator's {generator.num_ws} W+ layers")
     return Direction(name or str(scorer_name), normal, str(model_id), space, layers_t, (), "fit", stats)
+
+
+def model_id_of(generator, model: str | None = None) -> str:
+    """The id directions of ``generator`` are stored under: ``model`` if given, else the
+    generator's ``model_id``, its ``meta["name"]``, or ``unnamed-<kind>``."""
+    if model:
+        return str(model)
+    meta = getattr(generator, "meta", None) or {}
+    found = getattr(generator, "model_id", None) or (meta.get("name") if isinstance(meta, dict) else None)
+    return str(found or f"unnamed-{getattr(generator, 'kind', 'generator')}")
 
 
 def _as_numpy(x):

@@ -2,8 +2,8 @@
 
 The first operation a latent code meets is an affine map y = A w (+ b). Directions n that
 change y the most maximise |A n|, i.e. they are the top eigenvectors of A^T A. For StyleGAN2
-A stacks the style affines of the chosen synthesis layers (``synthesis.b*.conv*.affine``);
-for PGGAN it is the first projection of z. As in the reference method, every output row of
+A stacks the style affines of the chosen synthesis layers (``synthesis.b*.conv*.affine``;
+StyleGAN: ``synthesis.layer*.style``); for PGGAN it is the first projection of z. As in the reference method, every output row of
 A is normalised to unit length first, so wide layers do not dominate.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from ..errors import UsageError
 from .directions import Direction, DirectionBank, parse_layers
+from .fit import model_id_of
 
 
 def stylegan2_affines(generator) -> list[tuple[int, torch.Tensor]]:
@@ -33,6 +34,12 @@ def stylegan2_affines(generator) -> list[tuple[int, torch.Tensor]]:
     return [(i, m.affine.weight.detach()) for i, m in enumerate(mods)]
 
 
+def stylegan_styles(generator) -> list[tuple[int, torch.Tensor]]:
+    """StyleGAN (v1): (W+ index, ``synthesis.layer{i}.style.weight`` (2*channels, w_dim))."""
+    syn = generator.synthesis
+    return [(i, getattr(syn, f"layer{i}").style.weight.detach()) for i in range(generator.num_ws)]
+
+
 def _first_projection(generator) -> torch.Tensor:
     """(outputs, z_dim) matrix of a PGGAN-like generator's first parameter reading z."""
     for name, p in generator.named_parameters():
@@ -45,10 +52,11 @@ def _first_projection(generator) -> torch.Tensor:
 def sefa_matrix(generator, layers="all") -> tuple[np.ndarray, tuple[int, ...] | None, str]:
     """(A (rows, dim) with unit rows, the W+ layers it covers (None: all), space)."""
     kind = getattr(generator, "kind", "")
-    if kind == "stylegan2" or hasattr(getattr(generator, "synthesis", None), "block_resolutions"):
-        affines = stylegan2_affines(generator)
+    if kind in ("stylegan2", "stylegan"):
+        affines = stylegan2_affines(generator) if kind == "stylegan2" else stylegan_styles(generator)
         if isinstance(layers, str) and layers.strip().lower() in ("all", ""):
-            chosen = tuple(i for i, _ in affines[:-1])  # every modulated conv (not the last ToRGB)
+            # StyleGAN2: every modulated conv, not the last ToRGB (it only sets colour)
+            chosen = tuple(i for i, _ in (affines[:-1] if kind == "stylegan2" else affines))
             layer_field = None
         else:
             chosen = parse_layers(layers)
@@ -77,8 +85,7 @@ def sefa(generator, layers="all", num: int = 10, *, model: str | None = None,
     vals, vecs = np.linalg.eigh(A.T @ A)
     order = np.argsort(vals)[::-1][:num]
     total = float(vals.sum())
-    model_id = model or getattr(generator, "model_id", None) or getattr(generator, "name", None) \
-        or f"unnamed-{getattr(generator, 'kind', 'generator')}"
+    model_id = model_id_of(generator, model)
     bank = DirectionBank()
     for rank, i in enumerate(order):
         v = vecs[:, i]
