@@ -134,25 +134,31 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
     out = rgb.copy()
     full_alpha = np.zeros((h, w), np.float32) if return_mask else None
     if x1 > x0 and y1 > y0:
+        flags = cv2.WARP_INVERSE_MAP
         # ROI pixel (i, j) is photo pixel (x0 + i, y0 + j): fold the offset into the matrix
         m = photo_to_crop @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
-        roi_size = (x1 - x0, y1 - y0)
-        flags = cv2.WARP_INVERSE_MAP
-        warped = cv2.warpAffine(crop, m[:2], roi_size, flags=cv2.INTER_CUBIC | flags,
-                                borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(alpha_crop, m[:2], roi_size, flags=cv2.INTER_LINEAR | flags,
+        alpha = cv2.warpAffine(alpha_crop, m[:2], (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | flags,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha[alpha < 1.0 / 512] = 0.0
-        alpha = np.minimum(alpha, 1.0)
-        orig = rgb[y0:y1, x0:x1]
-        if poisson:
-            warped = _poisson(warped, orig, alpha)
-        a = alpha[:, :, None]
-        blended = np.rint(orig.astype(np.float32) * (1.0 - a) + warped.astype(np.float32) * a)
-        blended = np.clip(blended, 0, 255).astype(np.uint8)
-        out[y0:y1, x0:x1] = np.where(a > 0, blended, orig)
+        np.minimum(alpha, 1.0, out=alpha)
+        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
         if full_alpha is not None:
             full_alpha[y0:y1, x0:x1] = alpha
+        if rows.size:
+            # shrink the work to the mask's bounding box (a margin keeps Poisson off its edge)
+            by0, by1 = max(rows[0] - 2, 0), min(rows[-1] + 3, y1 - y0)
+            bx0, bx1 = max(cols[0] - 2, 0), min(cols[-1] + 3, x1 - x0)
+            alpha = alpha[by0:by1, bx0:bx1]
+            mb = m @ np.array([[1.0, 0, bx0], [0, 1.0, by0], [0, 0, 1.0]])
+            warped = cv2.warpAffine(crop, mb[:2], (bx1 - bx0, by1 - by0), flags=cv2.INTER_CUBIC | flags,
+                                    borderMode=cv2.BORDER_REPLICATE)
+            orig = rgb[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1]
+            if poisson:
+                warped = _poisson(warped, orig, alpha)
+            # where alpha == 0 this is orig * 1 + (warped - orig) * 0 == orig exactly
+            base = orig.astype(np.float32)
+            blended = base + (warped.astype(np.float32) - base) * alpha[:, :, None]
+            out[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     result = photo.with_rgb(out) if as_photo else out
     return (result, full_alpha) if return_mask else result
 

@@ -110,7 +110,7 @@ def cli(photos, out_dir, size, faces, min_size, detector, fmt, supersample, no_p
     used: set[str] = set()
     first_error: RealeditError | None = None
     n_crops = 0
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     with click.progressbar(photos, label="aligning", file=stderr,
                            show_pos=True) if len(photos) > 1 else _NoBar(photos) as bar:
         for path in bar:
