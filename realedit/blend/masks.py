@@ -10,9 +10,9 @@ import numpy as np
 from ..errors import UsageError
 
 # The FFHQ crop leaves ~20 % margin around the face; these keep the feather inside it.
-GROW = 0.03       # landmark hull dilation, covers the jaw line and ears' roots
+GROW = 0.02       # landmark hull dilation, covers the jaw line and ears' roots
 FOREHEAD = 0.55   # forehead height as a fraction of the brow-to-chin distance
-FEATHER = 0.025   # Gaussian sigma of the feather
+FEATHER = 0.02    # Gaussian sigma of the feather (the feather lies outside the grown hull)
 BORDER = 0.02     # square mask: erosion before feathering
 
 
@@ -26,10 +26,13 @@ def _blur(m: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _clean(m: np.ndarray, size: int) -> np.ndarray:
-    """Zero the outermost pixels (no hard edge at the crop border) and snap near-zero to 0."""
+    """Taper to 0 over the outer 3 % of the crop (no hard edge where a large mask meets the
+    crop border; the outermost 0.5 % is 0) and snap near-zero weights to exactly 0."""
     m = np.clip(m, 0.0, 1.0).astype(np.float32)
-    edge = max(1, int(round(size * 0.005)))
-    m[:edge], m[-edge:], m[:, :edge], m[:, -edge:] = 0, 0, 0, 0
+    edge, width = max(1, int(round(size * 0.005))), max(1.0, size * 0.025)
+    i = np.arange(size, dtype=np.float32)
+    ramp = np.clip((np.minimum(i, size - 1 - i) - edge + 1) / width, 0.0, 1.0)
+    m *= ramp[:, None] * ramp[None, :]
     m[m < 1.0 / 512] = 0.0
     return m
 
@@ -47,7 +50,11 @@ def square_mask(size: int, *, border: float = BORDER, feather: float = FEATHER) 
 def landmark_mask(landmarks_crop: np.ndarray, size: int, *, grow: float = GROW,
                   forehead: float = FOREHEAD, feather: float = FEATHER) -> np.ndarray:
     """Face region: hull of the 68 landmarks (crop coords) plus a forehead band above the
-    brows, dilated by ``grow`` and feathered by ``feather`` (fractions of ``size``)."""
+    brows, dilated by ``grow`` and feathered by ``feather`` (fractions of ``size``).
+
+    The hull is dilated by grow + 2.5 feather before blurring, so the weight is >= 0.99 on
+    the whole grown face and the soft edge lies outside it: edits of the jaw line or
+    forehead do not ghost against the original."""
     import cv2
 
     lm = np.asarray(landmarks_crop, dtype=np.float64)
@@ -61,7 +68,7 @@ def landmark_mask(landmarks_crop: np.ndarray, size: int, *, grow: float = GROW,
     hull = cv2.convexHull(np.round(pts * 16).astype(np.int32))  # 4 fractional bits
     m = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(m, hull, 255, lineType=cv2.LINE_AA, shift=4)
-    r = int(round(grow * size))
+    r = int(round((grow + 2.5 * feather) * size))
     if r > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         m = cv2.dilate(m, kernel)
