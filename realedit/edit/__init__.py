@@ -7,7 +7,7 @@
 
 """
 from .apply import MODES, apply_edits
-from .directions import (SPACES, Direction, DirectionBank, condition, cosine_matrix,
+from .directions import (SPACES, Direction, DirectionBank, bank_for_model, condition, cosine_matrix,
                          format_layers, from_idinvert, load_bank, load_idinvert_file,
                          load_interfacegan_dir, load_interfacegan_file, parse_interfacegan_name,
                          parse_layers, project_out, save_bank)
@@ -17,7 +17,7 @@ from .scorers import (AgeGenderScorer, BrightnessScorer, CelebAClassifierScorer,
 from .sefa import sefa
 
 __all__ = ["MODES", "SPACES", "AgeGenderScorer", "BrightnessScorer", "CelebAClassifierScorer",
-           "Direction", "DirectionBank", "PoseScorer", "Scorer", "apply_edits", "as_scorer",
+           "Direction", "DirectionBank", "PoseScorer", "bank_for_model", "Scorer", "apply_edits", "as_scorer",
            "condition", "cosine_matrix", "fit_boundary", "fit_direction", "format_layers",
            "from_idinvert", "get_scorer", "load_bank", "load_idinvert_file",
            "load_interfacegan_dir", "load_interfacegan_file", "parse_interfacegan_name",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EditError, UnsafePickleError
+from ..errors import EditError, OutputError, UnsafePickleError
 
 SPACES = ("z", "w", "wp")
 BANK_FORMAT = "realedit-directions"
@@ -499,37 +499,76 @@ def load_bank(source, *, model: str | None = None) -> DirectionBank:
             return DirectionBank([load_interfacegan_file(path)])
         return DirectionBank([load_idinvert_file(path, model=model or "styleganinv_ffhq256")])
     if not path.exists() and isinstance(source, str):
-        registered = _registered_bank(source)
-        if registered is not None:
-            return load_bank(registered, model=model)
+        try:
+            from .. import weights
+            weights.entry(source)
+        except Exception:  # not a registered name either: report both possibilities below
+            pass
+        else:
+            return bank_for_model(source)
     raise EditError(f"no direction bank at {source!r}: pass a bank (.npz/.json), an InterFaceGAN "
                     f".npy file or folder, or a model name whose registry entry names a bank")
 
 
-def _registered_bank(name: str):
-    """The bank a weights-registry entry points to (key 'directions' or 'bank'), if any."""
+BOUNDARIES_ENV = "REALEDIT_BOUNDARIES"
+
+
+def boundaries_dirs() -> list[Path]:
+    """Where released InterFaceGAN files are looked for, in order: $REALEDIT_BOUNDARIES,
+    $REALEDIT_HOME/interfacegan_boundaries, the repo's weights/interfacegan_boundaries, and
+    the development checkout's ../shared/data/interfacegan_boundaries."""
+    out = []
+    if os.environ.get(BOUNDARIES_ENV):
+        out.append(Path(os.environ[BOUNDARIES_ENV]).expanduser())
     try:
         from .. import weights
-        entry = weights.entry(name)
-    except Exception:  # registry absent or unknown name: the caller reports the whole story
-        return None
-    ref = None
-    for key in ("directions", "bank"):
-        ref = entry.get(key) if isinstance(entry, Mapping) else getattr(entry, key, None)
-        if ref:
+        out += [weights.cache_dir() / "interfacegan_boundaries",
+                weights.bundled_dir() / "interfacegan_boundaries"]
+    except Exception:  # weights module unavailable: only the explicit locations
+        pass
+    out.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "interfacegan_boundaries")
+    return out
+
+
+def bank_for_model(name: str) -> DirectionBank:
+    """Every direction known for the registered model ``name``, labelled with that name.
+
+    Sources: the InterFaceGAN files whose prefix the registry entry names (``boundaries =
+    "stylegan_ffhq"``), a realedit bank named by the entry's ``directions`` key (path relative
+    to the repo's weights/ folder, or absolute), and ``weights/<name>.directions.json`` if it
+    exists. EditError if none is found.
+    """
+    from .. import weights
+
+    e = weights.entry(name)  # WeightsNotFound with suggestions for unknown names
+    bank = DirectionBank()
+    prefix = getattr(e, "boundaries", "") or ""
+    if prefix:
+        for folder in boundaries_dirs():
+            if folder.is_dir() and any(folder.glob(f"{prefix}_*_boundary.npy")):
+                bank = bank.merge(load_interfacegan_dir(folder, model=prefix).relabel(prefix, name))
+                break
+    refs = [getattr(e, "extra", {}).get("directions"), f"{name}.directions"]
+    for ref in refs:
+        if not ref:
+            continue
+        p = Path(str(ref))
+        p = p if p.is_absolute() else weights.bundled_dir() / p
+        npz, js = _bank_paths(p)
+        if js.is_file():
+            own = _load_own(js)
+            # A bank fitted under another id (e.g. a file path) serves this registered model.
+            for m in own.models():
+                own = own.relabel(m, name)
+            bank = bank.merge(own)
             break
-    if not ref:
-        return None
-    p = Path(str(ref))
-    if not p.is_absolute():
-        repo_weights = Path(__file__).resolve().parents[2] / "weights" / p
-        if repo_weights.exists() or repo_weights.with_suffix(".json").exists():
-            return repo_weights
-        try:
-            return weights.resolve(str(ref), download=False)
-        except Exception:
-            return str(ref)
-    return p
+    if not len(bank):
+        where = ", ".join(str(d) for d in boundaries_dirs())
+        raise EditError(f"no direction bank for {name}: "
+                        + (f"InterFaceGAN files {prefix}_* not found in {where}" if prefix else
+                           f"fit one with `realedit directions fit --model {name} ...` and save it "
+                           f"as weights/{name}.directions.npz/.json"))
+    return bank
 
 
 # ----------------------------------------------------------------------------- own format
@@ -555,11 +594,14 @@ def save_bank(bank: DirectionBank, path: str | Path) -> tuple[Path, Path]:
                         "stats": _jsonable(d.stats)})
     meta = {"format": BANK_FORMAT, "version": BANK_VERSION, "arrays": npz_path.name,
             "directions": entries}
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write(npz_path, buf.getvalue())
-    _atomic_write(json_path, (json.dumps(meta, indent=1, allow_nan=False) + "\n").encode())
+    try:
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(npz_path, buf.getvalue())
+        _atomic_write(json_path, (json.dumps(meta, indent=1, allow_nan=False) + "\n").encode())
+    except OSError as exc:
+        raise OutputError(f"cannot write direction bank {json_path}: {exc.strerror or exc}") from None
     return npz_path, json_path
 
 
