@@ -164,31 +164,46 @@ def _from_pil(img, *, path: Path | None, max_pixels: int) -> Photo:
     elif mode == "RGBA":
         arr = np.asarray(img)
         rgb, alpha = np.ascontiguousarray(arr[:, :, :3]), np.ascontiguousarray(arr[:, :, 3])
-    elif mode in ("L", "LA", "1"):
-        arr = np.asarray(img.convert("LA" if mode == "LA" else "L"))
-        gray = arr[:, :, 0] if mode == "LA" else arr
-        alpha = np.ascontiguousarray(arr[:, :, 1]) if mode == "LA" else None
-        raw = np.asarray(img).copy()
-        rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    elif mode in ("P", "PA"):
-        raw = np.asarray(img if mode == "P" else img.getchannel(0)).copy()
-        palette = img.palette.tobytes() if img.palette else None
-        rgba = np.asarray(img.convert("RGBA"))
-        rgb = np.ascontiguousarray(rgba[:, :, :3])
-        has_alpha = mode == "PA" or transparency is not None
-        alpha = np.ascontiguousarray(rgba[:, :, 3]) if has_alpha else None
-    elif mode == "CMYK":
-        raw = np.asarray(img).copy()
-        rgb = np.asarray(img.convert("RGB"))
-    elif mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        raw = np.asarray(img).copy()
-        rgb = np.repeat(_high_to_8bit(raw, mode)[:, :, None], 3, axis=2)
+    elif mode in _RAW_MODES:
+        if mode in ("P", "PA"):
+            palette = img.palette.tobytes() if img.palette else None
+            if mode == "PA" or transparency is not None:
+                alpha = np.ascontiguousarray(np.asarray(img.convert("RGBA"))[:, :, 3])
+            img = img if mode == "P" else img.getchannel(0)
+        elif mode == "LA":
+            alpha = np.ascontiguousarray(np.asarray(img)[:, :, 1])
+        raw = np.array(img)
+        rgb = raw_to_rgb(raw, mode, palette)
     else:  # YCbCr, LAB, HSV, ...: Pillow knows how to get RGB
         rgb = np.asarray(img.convert("RGB"))
         mode = "RGB"
     return Photo(rgb=np.ascontiguousarray(rgb), mode=mode, alpha=alpha, raw=raw, palette=palette,
                  transparency=transparency, format=fmt, exif=exif, icc_profile=icc, path=path,
                  orientation=orientation)
+
+
+# Modes whose original values are kept in Photo.raw, because RGB -> mode is lossy.
+_RAW_MODES = ("L", "LA", "1", "P", "PA", "CMYK", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def raw_to_rgb(raw: np.ndarray, mode: str, palette: bytes | None = None) -> np.ndarray:
+    """The RGB uint8 rendering of raw pixel values of ``mode`` (the one read_image gives).
+    write_image compares against it to find the pixels an edit left alone."""
+    from PIL import Image
+
+    if mode in ("L", "1"):
+        gray = raw.astype(np.uint8) * 255 if raw.dtype == bool else raw
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "LA":
+        return np.repeat(raw[:, :, :1], 3, axis=2)
+    if mode in ("P", "PA"):
+        img = Image.fromarray(raw, "P")
+        if palette:
+            img.putpalette(palette)
+        return np.asarray(img.convert("RGB"))
+    if mode == "CMYK":
+        return np.asarray(Image.fromarray(raw, "CMYK").convert("RGB"))
+    return np.repeat(_high_to_8bit(raw, mode)[:, :, None], 3, axis=2)
 
 
 def _high_to_8bit(a: np.ndarray, mode: str) -> np.ndarray:
@@ -319,7 +334,9 @@ def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: Photo | None, fmt: 
     mode = like.mode if like is not None else ("RGBA" if alpha is not None else "RGB")
     unchanged = None
     if like is not None and like.raw is not None:
-        unchanged = np.all(rgb == like.rgb, axis=2)
+        # compare with what the raw values look like, not with like.rgb: ``like`` may be
+        # the edited photo itself (Photo.with_rgb)
+        unchanged = np.all(rgb == raw_to_rgb(like.raw, like.mode, like.palette), axis=2)
 
     def restored(new_raw: np.ndarray) -> np.ndarray:
         if unchanged is None or new_raw.shape[:2] != like.raw.shape[:2] or new_raw.dtype != like.raw.dtype:
