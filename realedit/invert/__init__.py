@@ -1,0 +1,32 @@
+"""Inverters: aligned face photos -> latent codes of a generator.
+
+``get(name, generator, **options)`` with name ``optimize``, ``encoder`` or ``hybrid`` returns an
+object with ``invert(images, space=None, callback=None) -> Inversion``.
+"""
+from __future__ import annotations
+
+from ..errors import UsageError
+from .base import Inversion, Inverter, ProgressCallback, latent_to_ws, synthesize
+from .losses import LOSS_NAMES, build_loss, parse_spec
+from .lpips import LPIPS
+from .optimize import OptimizeInverter, OptimizeOptions
+
+METHODS = ("optimize", "encoder", "hybrid")
+
+
+def get(name: str, generator, **options) -> Inverter:
+    """An inverter by name. See each class for its options."""
+    if name == "optimize":
+        return OptimizeInverter(generator, **options)
+    if name == "encoder":
+        from .encoder import EncoderInverter
+        return EncoderInverter(generator, **options)
+    if name == "hybrid":
+        from .hybrid import HybridInverter
+        return HybridInverter(generator, **options)
+    raise UsageError(f"unknown inversion method {name!r}; choose from {', '.join(METHODS)}")
+
+
+__all__ = ["get", "METHODS", "Inversion", "Inverter", "ProgressCallback", "LPIPS", "LOSS_NAMES",
+           "build_loss", "parse_spec", "latent_to_ws", "synthesize", "OptimizeInverter",
+           "OptimizeOptions"]
