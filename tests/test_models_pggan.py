@@ -135,6 +135,23 @@ def test_equalized_lr_runtime_scales():
         torch.testing.assert_close(G.layer1(x), ref)
 
 
+def test_inference_and_autograd_paths_agree():
+    """Without autograd pixel norm works in place; with it, it must not; same images either
+    way, and in the NCHW layout too."""
+    G = tiny()
+    z = torch.randn(2, 12)
+    with torch.no_grad():
+        fast = G(z)
+    zz = z.clone().requires_grad_()
+    slow = G(zz)
+    torch.testing.assert_close(slow.detach(), fast, rtol=1e-4, atol=1e-4)
+    slow.mean().backward()
+    assert torch.isfinite(zz.grad).all()
+    G.channels_last = False
+    with torch.no_grad():
+        torch.testing.assert_close(G(z), fast, rtol=1e-4, atol=1e-4)
+
+
 def test_fused_kernel_equals_upsample_then_rotated_conv():
     x = torch.randn(2, 5, 6, 7, dtype=torch.float64)
     w = torch.randn(4, 5, 3, 3, dtype=torch.float64)

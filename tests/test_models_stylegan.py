@@ -185,6 +185,23 @@ def test_instance_norm_and_style_modulation():
                                    atol=1e-3, rtol=0)
 
 
+def test_inference_and_autograd_paths_agree():
+    """Without autograd the layers update activations in place; with it they must not, and
+    both must compute the same images (also in the NCHW layout)."""
+    G = with_noise(tiny(resolution=32))
+    ws = G.mapping(torch.randn(2, 12)).detach()
+    with torch.no_grad():
+        fast = G.synthesis(ws)
+    w = ws.clone().requires_grad_()
+    slow = G.synthesis(w)
+    torch.testing.assert_close(slow.detach(), fast, rtol=1e-4, atol=1e-4)
+    slow.square().mean().backward()
+    assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+    G.synthesis.channels_last = False
+    with torch.no_grad():
+        torch.testing.assert_close(G.synthesis(ws), fast, rtol=1e-4, atol=1e-4)
+
+
 def test_equalized_lr_runtime_scales():
     G = tiny()
     m = G.mapping

@@ -87,8 +87,17 @@ def layer_resolution(i: int) -> int:
 
 
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
-    n, c, h, w = x.shape
-    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+    """Each pixel repeated 2x2 (TF ``upscale2d``); keeps the channels-last layout."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def overwritable(*tensors: torch.Tensor) -> bool:
+    """True when an in-place update combining these tensors cannot disturb autograd.
+
+    Large fresh tensors are expensive on the CPU (every new 64 MB activation is page-faulted
+    in), so the inference path reuses buffers; the training/inversion path stays functional.
+    """
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 def fused_up_kernel(w: torch.Tensor) -> torch.Tensor:
@@ -117,10 +126,11 @@ def conv2d_up(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None
     return F.conv2d(x, w, bias, padding=pad)
 
 
-def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8, inplace: bool = False) -> torch.Tensor:
     """x / sqrt(mean over channels of x^2 + eps), without a full-size temporary for x^2."""
     ms = torch.linalg.vector_norm(x, dim=1, keepdim=True).square() / x.shape[1]
-    return x * (ms + eps).rsqrt()
+    r = (ms + eps).rsqrt()
+    return x.mul_(r) if inplace else x * r
 
 
 class EqualizedLinear(nn.Module):
@@ -171,7 +181,7 @@ class PGGANLayer(EqualizedConv2d):
 
     def forward(self, x):
         x = F.leaky_relu(super().forward(x), 0.2, inplace=True)
-        return pixel_norm(x, self.eps) if self.use_pixelnorm else x
+        return pixel_norm(x, self.eps, overwritable(x)) if self.use_pixelnorm else x
 
 
 class PGGANGenerator(nn.Module):
@@ -210,6 +220,9 @@ class PGGANGenerator(nn.Module):
                                                   eps=pixelnorm_epsilon))
         self.torgb = EqualizedConv2d(ch[resolution], img_channels, 1, gain=1.0)
         self.register_buffer("_w_avg", torch.zeros(z_dim), persistent=False)
+        # Activations in NHWC: oneDNN convs and channel reductions run ~2x faster on CPU.
+        # Changes only float rounding; not part of the config.
+        self.channels_last = True
 
     # ------------------------------------------------------------------ protocol
     @property
@@ -240,9 +253,11 @@ class PGGANGenerator(nn.Module):
         x = F.leaky_relu(x, 0.2, inplace=True)
         if self.use_pixelnorm:
             x = pixel_norm(x, self.eps)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for i in range(1, self.num_layers):
             x = getattr(self, f"layer{i}")(x)
-        return self.torgb(x)
+        return self.torgb(x).contiguous()
 
     def forward(self, z: torch.Tensor, psi: float = 1.0, noise: str = "const") -> torch.Tensor:
         return self.synthesis(self.mapping(z, psi), noise)

@@ -75,7 +75,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import broadcast_ws, check_noise_mode, log2_resolution, normalize_2nd_moment
-from .pggan import EqualizedConv2d, EqualizedLinear, conv2d_up, layer_resolution, nf_table
+from .pggan import (EqualizedConv2d, EqualizedLinear, conv2d_up, layer_resolution, nf_table,
+                    overwritable)
 
 SQRT2 = math.sqrt(2.0)
 FUSED_MIN_RES = 128  # fused_scale='auto': fuse when the layer's output is at least this size
@@ -149,21 +150,29 @@ class StyleLayer(nn.Module):
             x = self.conv(x)
         else:
             x = x + self.bias[None, :, None, None]
+        # x is a fresh tensor here (conv output or const + bias): noise and activation can
+        # update it in place without touching anything autograd saved.
         ns = self.noise_strength[:, None, None]
         if noise == "const":
-            x = torch.addcmul(x, self.noise_const, ns)
+            x = x.addcmul_(self.noise_const, ns)
         elif noise == "random":
             n = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device,
                             dtype=x.dtype)
-            x = torch.addcmul(x, n, ns)
-        x = F.leaky_relu(x, 0.2, inplace=True)  # x is always a fresh tensor here
-        # Instance norm and style modulation folded into one per-channel affine map:
-        # ((x - mean) / std) * (1 + s_scale) + s_bias == x * a + (s_bias - mean * a).
-        var, mean = torch.var_mean(x, dim=(2, 3), unbiased=False, keepdim=True)
+            x = x.addcmul_(n, ns)
+        x = F.leaky_relu(x, 0.2, inplace=True)
+        # Instance norm and style modulation as one per-channel affine map of the centred
+        # activations: (x - mean) * (1 + s_scale) / std + s_bias. Two-pass statistics: as
+        # precise as torch.var_mean and several times faster on channels-last tensors.
         s = self.style(w)
         c = x.shape[1]
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        free = overwritable(x, s)
+        x = x.sub_(mean) if free else x - mean
+        var = x.square().mean(dim=(2, 3), keepdim=True)
         a = (s[:, :c, None, None] + 1) * (var + 1e-8).rsqrt()
-        return torch.addcmul(torch.addcmul(s[:, c:, None, None], mean, a, value=-1), x, a)
+        if free:
+            return x.mul_(a).add_(s[:, c:, None, None])
+        return torch.addcmul(s[:, c:, None, None], x, a)
 
 
 class StyleGANSynthesis(nn.Module):
@@ -183,14 +192,19 @@ class StyleGANSynthesis(nn.Module):
             fused = fused_scale is True or (fused_scale == "auto" and res >= FUSED_MIN_RES)
             setattr(self, f"layer{i}", StyleLayer(cin, ch[res], w_dim, res, up, fused, blur_taps))
         self.torgb = EqualizedConv2d(ch[resolution], img_channels, 1, gain=1.0)
+        # Activations in NHWC: oneDNN convs, the depthwise blur and the per-channel statistics
+        # run ~2x faster on CPU. Changes only float rounding; not part of the config.
+        self.channels_last = True
 
     def forward(self, ws, noise="const"):
         check_noise_mode(noise)
         ws = broadcast_ws(ws, self.num_ws)
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for i in range(self.num_layers):
             x = getattr(self, f"layer{i}")(x, ws[:, i], noise)
-        return self.torgb(x)
+        return self.torgb(x).contiguous()
 
 
 class StyleGANGenerator(nn.Module):
