@@ -300,7 +300,7 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
         check_compatible(E, G)
         start, opt_state = int(obj["step"]), obj.get("optimizer")
     else:
-        if out.exists() and not resume:
+        if out.exists():
             _check_overwritable(out)
         E = Encoder(EncoderConfig.for_generator(G, opts.channels, opts.max_channels))
         E.set_generator_stats(G)
@@ -360,11 +360,13 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
 
 
 def _check_overwritable(path: Path) -> None:
-    """Only an earlier encoder file may be replaced: never an input or foreign file."""
+    """An existing file is never replaced by a fresh run: a foreign file is refused outright,
+    an encoder file only resumes (its training would be lost otherwise)."""
     try:
         read_encoder_file(path)
     except (FormatError, WeightsNotFound):
         raise OutputError(f"{path} exists and is not a realedit encoder file; refusing to overwrite it") from None
+    raise OutputError(f"{path} exists; resume training it (--resume) or choose another output file")
 
 
 # ----------------------------------------------------------------------------- inverter

@@ -1,0 +1,82 @@
+"""Training commands, mounted at top level by realedit/cli.py: ``realedit train-encoder`` (and the
+lead's ``train-gan``). Each command is its own function added to the ``cli`` group."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import RealeditError
+
+
+@click.group()
+def cli():
+    """Training commands."""
+
+
+@cli.command("train-encoder")
+@click.option("--model", required=True, help="Generator: registry name or model file.")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="Aligned face photos: a folder of images or an (N, H, W, 3) uint8 .npy.")
+@click.option("--steps", type=int, default=2000, show_default=True, help="Total training steps.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Encoder file (default: <generator>.encoder.pt next to the generator file).")
+@click.option("--resume", is_flag=True, help="Continue from the output file's checkpoint.")
+@click.option("--loss", default="auto", show_default=True,
+              help="Image loss, e.g. 'disc+mse', 'lpips-vgg+mse', 'mse'. auto: disc+mse when the "
+                   "model ships a discriminator, else lpips-vgg+mse.")
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--real-fraction", type=float, default=0.5, show_default=True,
+              help="Share of each batch drawn from --data.")
+@click.option("--checkpoint-every", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--register", "register_name", default=None,
+              help="Add the finished encoder to the user weights registry under this name.")
+def train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
+                  checkpoint_every, seed, register_name):
+    """Train an encoder (aligned face -> latent) for a generator, on its own samples mixed with
+    real aligned photos. Resumable: checkpoints go to the output file."""
+    try:
+        _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
+                       checkpoint_every, seed, register_name)
+    except RealeditError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
+                   checkpoint_every, seed, register_name):
+    from .. import models
+    from ..errors import UsageError, WeightsNotFound
+    from ..invert.encoder import (EncoderTrainOptions, default_encoder_path, register_encoder,
+                                  train_encoder as train)
+
+    if steps < 1 or batch < 1 or not 0 <= real_fraction < 1:
+        raise UsageError("--steps and --batch must be >= 1 and --real-fraction in [0, 1)")
+    G = models.load(model)
+    D = models.load_discriminator(model) if loss in ("auto",) or "disc" in loss else None
+    out = Path(output) if output else default_encoder_path(model)
+    opts = EncoderTrainOptions(batch=batch, lr=lr, real_fraction=real_fraction,
+                               checkpoint_every=checkpoint_every, seed=seed)
+    bar = click.progressbar(length=steps, label="train-encoder", file=sys.stderr,
+                            item_show_func=lambda s: s)
+    last = {"done": 0}
+
+    def progress(step, total, info):
+        if step == 1 or step % 10 == 0 or step == total:
+            bar.update(step - last["done"], f"code {info['code']:.3f} image {info['image']:.4f}")
+            last["done"] = step
+
+    try:
+        with bar:
+            train(G, out=out, data=data, steps=steps, resume=resume, loss=loss, discriminator=D,
+                  options=opts, meta={"generator": str(model)}, callback=progress)
+    except WeightsNotFound as exc:
+        hint = "; or choose another image loss, e.g. --loss mse" if "disc" not in loss else ""
+        raise WeightsNotFound(f"{exc}{hint}") from None
+    click.echo(f"encoder: {out}", err=True)
+    if register_name:
+        e = register_encoder(out, register_name, generator_name=None if Path(model).exists() else model)
+        click.echo(f"registered as {e.name}", err=True)
+    click.echo(str(out))
