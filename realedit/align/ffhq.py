@@ -128,7 +128,7 @@ def _pad_and_blend(region: np.ndarray, pads: tuple[int, int, int, int],
     Returns the padded image and ``untouched`` (H, W) float32: 1 where the pixel is the
     photo's own, falling to 0 where the recipe's blur reaches (it also blurs real pixels
     within a third of the pad width of the edge)."""
-    from scipy.ndimage import gaussian_filter
+    import cv2
 
     pl, pt, pr, pb = pads
     img = np.pad(region.astype(np.float32), ((pt, pb), (pl, pr), (0, 0)), mode="reflect")
@@ -138,8 +138,12 @@ def _pad_and_blend(region: np.ndarray, pads: tuple[int, int, int, int],
     my = 1.0 - np.minimum(ys / pt, (h - 1 - ys) / pb)
     mask = np.maximum(mx[None, :], my[:, None])[:, :, None]
     sigma = qsize * 0.02
+    # = scipy.ndimage.gaussian_filter(img, [sigma, sigma, 0]) (reflect mode, truncate 4),
+    # which the recipe uses, to ~1e-4; OpenCV's is several times faster
+    radius = int(4.0 * sigma + 0.5)
+    blurred = cv2.GaussianBlur(img, (2 * radius + 1, 2 * radius + 1), sigma, borderType=cv2.BORDER_REFLECT)
     blur_weight = np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
-    img += (gaussian_filter(img, [sigma, sigma, 0]) - img) * blur_weight
+    img += (blurred - img) * blur_weight
     img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), 1.0 - blur_weight[:, :, 0]
 
