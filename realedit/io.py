@@ -248,13 +248,13 @@ def format_for(path: str | os.PathLike, like: Photo | None = None) -> str:
     if ext in _EXT_FORMAT:
         return _EXT_FORMAT[ext]
     if like is not None and like.format:
-        return like.format
+        return "JPEG" if like.format == "MPO" else like.format  # MPO: phones' multi-frame JPEG
     return "PNG"
 
 
 def extension_for(photo: Photo) -> str:
     """File extension that keeps the photo's format (".png" when unknown)."""
-    return _FORMAT_EXT.get(photo.format or "", ".png")
+    return _FORMAT_EXT.get("JPEG" if photo.format == "MPO" else photo.format or "", ".png")
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -88,10 +88,8 @@ def as_rgb_array(image) -> np.ndarray:
     if hasattr(image, "rgb"):  # realedit.io.Photo
         image = image.rgb
     if not isinstance(image, np.ndarray):
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover
-            raise
+        from PIL import Image
+
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
         else:
