@@ -33,18 +33,31 @@ def _as_crop(new_crop) -> np.ndarray:
     return a
 
 
+# Masks are smooth (feather >= 5 px at this size), so they are built at most this large and
+# resized: a 1024 landmark mask would otherwise cost a 143 px dilation.
+_MASK_BUILD_SIZE = 256
+
+
 def crop_mask(aligned: AlignedFace, size: int, mask="landmarks") -> np.ndarray:
     """The soft mask (size x size float32) that paste_back uses for ``mask``:
     "landmarks" (default; falls back to "square" without landmarks), "square", or an array."""
-    if isinstance(mask, str):
-        if mask == "landmarks" and aligned.face is not None:
-            # to_crop gives pixel-centre coords in a crop of aligned.size; rescale about edges
-            lm = (aligned.to_crop(aligned.face.landmarks) + 0.5) * (size / aligned.size) - 0.5
-            return masks.landmark_mask(lm, size)
-        if mask in ("landmarks", "square"):
-            return masks.square_mask(size)
+    import cv2
+
+    if not isinstance(mask, str):
+        return masks.user_mask(mask, size)
+    if mask not in ("landmarks", "square"):
         raise UsageError(f"unknown mask {mask!r}: use 'landmarks', 'square' or an array")
-    return masks.user_mask(mask, size)
+    build = min(size, _MASK_BUILD_SIZE)
+    if mask == "landmarks" and aligned.face is not None:
+        # to_crop gives pixel-centre coords in a crop of aligned.size; rescale about edges
+        lm = (aligned.to_crop(aligned.face.landmarks) + 0.5) * (build / aligned.size) - 0.5
+        m = masks.landmark_mask(lm, build)
+    else:
+        m = masks.square_mask(build)
+    if build != size:
+        m = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
+        m[m < 1.0 / 512] = 0.0
+    return m
 
 
 def _lowpass(img: np.ndarray, weight: np.ndarray, sigma_frac: float) -> np.ndarray:
