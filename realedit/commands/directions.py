@@ -195,7 +195,7 @@ def fit(model, scorer, scorer_dir, samples, space, out, name, layers, ratio, val
     # Refuse before minutes of fitting, not after.
     _check_writable(out)
     _check_free(_open_output(out), (model_id or default_id, name or sc.name, space, ()), replace, out)
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     with click.progressbar(length=samples, label=f"fitting {name or sc.name}", file=stderr,
                            show_pos=True) as bar:
         last = [0]
