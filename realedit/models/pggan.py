@@ -184,6 +184,27 @@ class PGGANLayer(EqualizedConv2d):
         return pixel_norm(x, self.eps, overwritable(x)) if self.use_pixelnorm else x
 
 
+class PGGANDense(nn.Module):
+    """The "4x4/Dense" input layer: z @ W -> (N, C, 4, 4) + per-channel bias, lrelu, pixel norm.
+
+    Gain sqrt(2)/4 with fan_in = z_dim: the official code's override "to match the original
+    Theano implementation" (a 4x4 transposed conv of the 1x1 latent, fan_in = z_dim * 16).
+    """
+
+    def __init__(self, z_dim, channels, use_pixelnorm=True, eps=1e-8):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(channels * 16, z_dim))  # row = c*16 + h*4 + w
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.weight_gain = SQRT2 / 4 / math.sqrt(z_dim)
+        self.use_pixelnorm, self.eps = use_pixelnorm, eps
+
+    def forward(self, z):
+        x = F.linear(z, self.weight * self.weight_gain)
+        x = x.reshape(x.shape[0], -1, 4, 4) + self.bias[None, :, None, None]
+        x = F.leaky_relu(x, 0.2, inplace=True)
+        return pixel_norm(x, self.eps) if self.use_pixelnorm else x
+
+
 class PGGANGenerator(nn.Module):
     kind = "pggan"
     spaces = ("z",)
@@ -207,10 +228,8 @@ class PGGANGenerator(nn.Module):
         self.channels = ch
         self.num_layers = 2 * log2_resolution(resolution) - 2
 
-        # Registered as submodules named layer{i}; the Dense layer keeps weight/bias directly.
         c4 = ch[4]
-        self.layer0 = EqualizedLinear(z_dim, c4 * 16, gain=SQRT2 / 4, bias=False)
-        self.layer0.bias = nn.Parameter(torch.zeros(c4))  # per channel, added after reshape
+        self.layer0 = PGGANDense(z_dim, c4, use_pixelnorm, pixelnorm_epsilon)
         self.layer1 = PGGANLayer(c4, c4, use_pixelnorm=use_pixelnorm, eps=pixelnorm_epsilon)
         for i in range(2, self.num_layers):
             res = layer_resolution(i)
@@ -248,11 +267,7 @@ class PGGANGenerator(nn.Module):
         x = broadcast_ws(ws, 1)[:, 0]
         if self.normalize_latents:
             x = pixel_norm(x, self.eps)
-        x = F.linear(x, self.layer0.weight * self.layer0.weight_gain)
-        x = x.reshape(x.shape[0], -1, 4, 4) + self.layer0.bias[None, :, None, None]
-        x = F.leaky_relu(x, 0.2, inplace=True)
-        if self.use_pixelnorm:
-            x = pixel_norm(x, self.eps)
+        x = self.layer0(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         for i in range(1, self.num_layers):
