@@ -263,3 +263,26 @@ def test_condition_refuses_other_model_or_space():
         condition(a, [Direction("b", [1.0, 1, 0], "m2", "w")])
     with pytest.raises(EditError, match="different model"):
         condition(a, [Direction("b", [1.0, 1, 0], "m1", "z")])
+
+
+@needs_boundaries
+def test_registered_model_gets_its_interfacegan_bank_under_its_own_name():
+    bank = load_bank("stylegan-ffhq-1024")  # registry: boundaries = "stylegan_ffhq"
+    assert bank.models() == ["stylegan-ffhq-1024"] and len(bank) == 14
+    assert bank.names(space="w") == ["age", "eyeglasses", "gender", "pose", "smile"]
+    raw = np.load(BOUNDARIES / "stylegan_ffhq_smile_w_boundary.npy")[0]
+    np.testing.assert_array_equal(bank.get("smile", space="w").vector, raw)
+
+
+def test_registered_model_with_a_fitted_bank(tmp_path, monkeypatch):
+    fitted = DirectionBank([Direction("smile", np.ones(4), "celeba64-run3", "w", source="fit")])
+    fitted.save(tmp_path / "fitted")
+    reg = tmp_path / "reg.toml"
+    reg.write_text('schema = 1\n[weights."toy-gen"]\nfile = "toy.pt"\nkind = "stylegan2"\n'
+                   f'directions = "{tmp_path / "fitted"}"\n'
+                   '[weights."toy-bare"]\nfile = "bare.pt"\nkind = "stylegan2"\n')
+    monkeypatch.setenv("REALEDIT_REGISTRY", str(reg))
+    got = load_bank("toy-gen")
+    assert got.models() == ["toy-gen"] and got.get("smile").source == "fit"
+    with pytest.raises(EditError, match="no direction bank for toy-bare: fit one"):
+        load_bank("toy-bare")

@@ -156,3 +156,16 @@ def test_released_z_boundary_cannot_edit_w_codes():
     np.testing.assert_allclose(out @ bank.get("age").vector, 3.0, atol=1e-10)
     for k in ("gender", "eyeglasses"):
         np.testing.assert_allclose(out @ bank.get(k).vector, z @ bank.get(k).vector, atol=1e-10)
+
+
+def test_layer_override_per_attribute(toy):
+    wp = np.zeros((1, 5, 8))
+    out = apply_edits(wp, "wp", {"age": 1.0, "smile": 1.0}, bank=toy, layers={"age": "0-1"})
+    a, s = toy.get("age", space="w").vector, toy.get("smile").vector
+    np.testing.assert_allclose(out[0, 0], a)
+    np.testing.assert_allclose(out[0, 2], s)               # smile keeps its own range 2-3
+    np.testing.assert_allclose(out[0, 4], 0)
+    with pytest.raises(EditError, match="needs a W\\+ code"):
+        apply_edits(wp[:, 0], "w", {"age": 1.0}, bank=toy, layers={"age": "0-1"})
+    with pytest.raises(EditError, match="edits layers 0-9 but the code has only 5"):
+        apply_edits(wp, "wp", {"age": 1.0}, bank=toy, layers={"age": "0-9"})

@@ -31,7 +31,7 @@ MODES = ("add", "distance")
 
 def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
                 bank: DirectionBank | None = None, mode: str = "add", *,
-                model: str | None = None):
+                model: str | None = None, layers: Mapping | None = None):
     """Return ``latent`` moved along the directions named in ``edits``.
 
     latent: Z or W code (N, d) / (d,), or W+ code (N, L, d) / (L, d); numpy or torch (the
@@ -42,6 +42,8 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
     keep: attribute names to hold fixed (conditional directions).
     bank: where names are looked up. model: the generator's model id; directions of any
         other model are refused.
+    layers: optional {attribute: W+ layer spec ('0-5', [0, 1])} overriding a direction's
+        own layer range (e.g. idinvert's age 0-5 on a W boundary); W+ codes only.
     """
     if space not in _DIRECTION_SPACES:
         raise EditError(f"unknown latent space {space!r}: use z, w or wp")
@@ -63,6 +65,11 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
         if not np.isfinite(amount):
             raise EditError(f"bad amount for {key!r}: {amount}")
         d, primal = _resolve(key, keep, space, bank, model)
+        name = key.name if isinstance(key, Direction) else key
+        if layers and name in layers:
+            if space != "wp":
+                raise EditError(f"a layer range for {name!r} needs a W+ code (space 'wp')")
+            d = d.with_layers(layers[name])
         _check_fits(d, space, n_layers, dim)
         resolved.append((d, primal, amount))
     if not resolved:

@@ -114,6 +114,12 @@ class Direction:
         cond = f"|{','.join(self.conditions)}" if self.conditions else ""
         return f"{self.name}{cond}"
 
+    def with_layers(self, layers) -> "Direction":
+        """The same direction restricted to other W+ layers ('0-5', [0, 1], None = all)."""
+        if self.space == "z":
+            raise EditError(f"{self.describe()}: a Z direction has no layers")
+        return replace(self, layers=parse_layers(layers))
+
     def describe(self) -> str:
         layers = "all" if self.layers is None else format_layers(self.layers)
         return f"{self.model}:{self.label} ({self.space}, layers {layers}, {self.source or '?'})"
