@@ -154,3 +154,18 @@ def test_scorer_returning_wrong_count_is_an_error():
     G = LinearImageGenerator()
     with pytest.raises(EditError, match="returned 1 scores for 10 images"):
         fit_direction(G, as_scorer(lambda img: np.zeros(1), "bad"), samples=10, batch=10)
+
+
+def test_wp_fit_is_a_layer_ranged_w_plus_direction():
+    G = LinearImageGenerator()
+    d = fit_direction(G, channel_mean(0, "a"), samples=1000, space="wp", layers="0-1", batch=500,
+                      model="lin")
+    assert d.space == "wp" and d.layers == (0, 1) and d.vector.shape == (8,)
+    bank = DirectionBank([d])
+    ws = G.mapping(torch.randn(2, 8)).numpy()
+    out = apply_edits(ws, "wp", {"a": 1.0}, bank=bank)
+    assert np.allclose(out[:, 2], ws[:, 2]) and not np.allclose(out[:, 0], ws[:, 0])
+    with pytest.raises(EditError, match="W\\+"):
+        apply_edits(ws[:, 0], "w", {"a": 1.0}, bank=bank)
+    with pytest.raises(UsageError, match="outside the generator's 3"):
+        fit_direction(G, channel_mean(0, "a"), samples=100, space="w", layers="0-5", batch=100)

@@ -145,6 +145,11 @@ def fit_direction(generator, scorer, samples: int = 10000, space: str = "w", *, 
     direction for ``layers``). psi=1: no truncation, as InterFaceGAN. ``name`` defaults to the
     scorer's name, ``model`` to the generator's ``model_id``/``name`` attribute if it has one.
     """
+    layers_t = parse_layers(layers)
+    if layers_t is not None and space == "z":
+        raise UsageError("a layer range only applies to W/W+ directions")
+    if layers_t is not None and layers_t[-1] >= getattr(generator, "num_ws", layers_t[-1] + 1):
+        raise UsageError(f"layer {layers_t[-1]} is outside the generator's {generator.num_ws} W+ layers")
     t0 = time.perf_counter()
     data = sample_and_score(generator, scorer, samples, space, batch=batch, seed=seed, psi=psi,
                             noise=noise, device=device, progress=progress)
@@ -157,11 +162,6 @@ def fit_direction(generator, scorer, samples: int = 10000, space: str = "w", *, 
                   "seconds_synthesis": round(data.seconds_synth, 3),
                   "seconds_scoring": round(data.seconds_score, 3)})
     model_id = model_id_of(generator, model)
-    layers_t = parse_layers(layers)
-    if layers_t is not None and space == "z":
-        raise UsageError("a layer range only applies to W/W+ directions")
-    if layers_t is not None and layers_t[-1] >= getattr(generator, "num_ws", layers_t[-1] + 1):
-        raise UsageError(f"layer {layers_t[-1]} is outside the generator's {generator.num_ws} W+ layers")
     return Direction(name or str(scorer_name), normal, str(model_id), space, layers_t, (), "fit", stats)
 
 
