@@ -302,7 +302,9 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
     else:
         if out.exists():
             _check_overwritable(out)
-        E = Encoder(EncoderConfig.for_generator(G, opts.channels, opts.max_channels))
+        with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
+            torch.manual_seed(opts.seed)
+            E = Encoder(EncoderConfig.for_generator(G, opts.channels, opts.max_channels))
         E.set_generator_stats(G)
     E = E.to(device).train()
     loss_fn = build_loss(loss, discriminator=discriminator, lpips_factory=lpips_factory, device=device)

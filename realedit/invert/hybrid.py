@@ -19,17 +19,18 @@ from .optimize import OptimizeOptions, _Synth, optimize_latents
 
 
 class HybridInverter:
-    """``get("hybrid", G, encoder=..., loss="auto", steps=100, domain_weight=0.1, ...)``.
+    """``get("hybrid", G, encoder=..., loss="auto", steps=100, domain_weight=0.03, ...)``.
 
     Options: ``encoder`` (path, registry name or Encoder), ``domain_weight``, ``loss``,
-    ``discriminator``, and the OptimizeOptions fields (defaults: 100 steps, lr 0.01, no
-    shared-w warm-up since the encoder already gives per-layer codes).
+    ``discriminator``, and the OptimizeOptions fields (default 100 steps; as in ``optimize``,
+    the first half moves all layers' codes by one shared offset, the second half per layer:
+    per-layer Adam from the start converges about half as fast).
     """
 
     name = "hybrid"
 
     def __init__(self, generator, encoder=None, loss="auto", discriminator=None,
-                 domain_weight: float = 0.1, lpips_factory=None, **options):
+                 domain_weight: float = 0.03, lpips_factory=None, **options):
         self.G = generator
         self.device = model_device(generator)
         self.enc = EncoderInverter(generator, encoder=encoder)
@@ -37,7 +38,7 @@ class HybridInverter:
         self.loss_fn = build_loss(loss, discriminator=discriminator, lpips_factory=lpips_factory,
                                   device=self.device)
         self.domain_weight = float(domain_weight)
-        options = {"steps": 100, "lr": 0.01, "w_warmup": 0.0, "wp_lr": None, **options}
+        options = {"steps": 100, **options}
         unknown = set(options) - set(OptimizeOptions.__dataclass_fields__)
         if unknown:
             raise UsageError(f"unknown option(s) for hybrid: {', '.join(sorted(unknown))}")

@@ -141,7 +141,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
     w_scale = float(opts.latent_noise) * _latent_scale(G, space) if opts.latent_noise else 0.0
 
     stall = opts.stall_steps if opts.stall_steps else max(25, steps // 5)
-    history, step_res = [], []
+    history, step_res, step_t = [], [], []
     best, best_at = math.inf, 0
     i = 0
     # Early stopping jumps to the next of these steps: phase starts, ramp-down starts, the end.
@@ -187,6 +187,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
                     m.sub_(m.mean((1, 2, 3), keepdim=True)).div_(m.std((1, 2, 3), keepdim=True) + 1e-8)
         history.append(rec.detach())
         step_res.append(res)
+        step_t.append(time.perf_counter() - t0)
         mean = float(rec.detach().mean())
         if callback is not None:
             callback(i + 1, steps, mean)
@@ -211,7 +212,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
         history=torch.stack(history) if history else torch.zeros(0, n), seconds=time.perf_counter() - t0,
         method=method, steps=len(history), loss=getattr(loss_fn, "spec", type(loss_fn).__name__),
         noise={k: m.detach() for k, m in maps.items()} if maps is not None else None,
-        extra={"step_resolution": step_res})
+        extra={"step_resolution": step_res, "step_seconds": step_t})
 
 
 def _latent_scale(G, space: str) -> float:
