@@ -316,6 +316,11 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
     return dst
 
 
+def to_pil(photo: Photo):
+    """The photo as a PIL image in its original mode (alpha, palette, gray, CMYK... restored)."""
+    return _to_pil(photo.rgb, photo.alpha, photo, (photo.format or "PNG").upper())
+
+
 def _unlink(p: str) -> None:
     try:
         os.unlink(p)

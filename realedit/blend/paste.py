@@ -113,12 +113,7 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
                          f"a {aligned.photo_shape[1]}x{aligned.photo_shape[0]} photo")
     crop = _as_crop(new_crop)
     size = crop.shape[0]
-    alpha_crop = crop_mask(aligned, size, mask)
-    if aligned.valid is not None:  # never paste the recipe's synthetic padding
-        valid = aligned.valid
-        if valid.shape[0] != size:
-            valid = cv2.resize(valid, (size, size), interpolation=cv2.INTER_LINEAR)
-        alpha_crop = alpha_crop * valid
+    alpha_crop = _crop_alpha(aligned, size, mask)
 
     if color:
         orig_crop = aligned.image
@@ -127,6 +122,39 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
                                    if orig_crop.shape[0] > size else cv2.INTER_CUBIC)
         crop = color_correct(crop, orig_crop, alpha_crop)
 
+    def combine(warped, orig, alpha):
+        if poisson:
+            warped = _poisson(warped, orig, alpha)
+        # where alpha == 0 this is orig * 1 + (warped - orig) * 0 == orig exactly
+        base = orig.astype(np.float32)
+        return base + (warped.astype(np.float32) - base) * alpha[:, :, None]
+
+    out, full_alpha = _warp_into(rgb, aligned, crop, alpha_crop, combine, return_mask)
+    result = photo.with_rgb(out) if as_photo else out
+    return (result, full_alpha) if return_mask else result
+
+
+def _crop_alpha(aligned: AlignedFace, size: int, mask) -> np.ndarray:
+    """The paste mask at crop size, zero over the recipe's synthetic padding."""
+    import cv2
+
+    alpha_crop = crop_mask(aligned, size, mask)
+    if aligned.valid is not None:  # never paste the recipe's synthetic padding
+        valid = aligned.valid
+        if valid.shape[0] != size:
+            valid = cv2.resize(valid, (size, size), interpolation=cv2.INTER_LINEAR)
+        alpha_crop = alpha_crop * valid
+    return alpha_crop
+
+
+def _warp_into(rgb: np.ndarray, aligned: AlignedFace, crop: np.ndarray, alpha_crop: np.ndarray,
+               combine, return_mask: bool):
+    """Warp ``crop`` (uint8 pixels or float deltas) and its mask into photo space and let
+    ``combine(warped, orig, alpha) -> float pixels`` blend them, on the mask's bounding box only.
+    Returns (new rgb, full-photo alpha or None)."""
+    import cv2
+
+    size = crop.shape[0]
     # Anti-aliasing: bring the crop down to about the photo's resolution before warping, so
     # a 1024 crop of a 200 px face does not alias. The quad maps edges to edges at any size.
     qsize = float(np.hypot(*(aligned.quad[3] - aligned.quad[0])))
@@ -166,12 +194,34 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
             warped = cv2.warpAffine(crop, mb[:2], (bx1 - bx0, by1 - by0), flags=cv2.INTER_CUBIC | flags,
                                     borderMode=cv2.BORDER_REPLICATE)
             orig = rgb[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1]
-            if poisson:
-                warped = _poisson(warped, orig, alpha)
-            # where alpha == 0 this is orig * 1 + (warped - orig) * 0 == orig exactly
-            base = orig.astype(np.float32)
-            blended = base + (warped.astype(np.float32) - base) * alpha[:, :, None]
+            blended = combine(warped, orig, alpha)
             out[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out, full_alpha
+
+
+def paste_delta(photo, aligned: AlignedFace, delta, *, mask="landmarks", return_mask: bool = False):
+    """Add a change made in crop space (``delta``: SxSx3 float, in 0..255 pixel units) to the
+    photo through the soft mask. The photo's own pixels are never resampled, so a zero delta
+    returns the photo bit for bit, and detail finer than the generator survives an edit.
+    Same ``mask`` options and return convention as ``paste_back``."""
+    from ..io import Photo
+
+    as_photo = isinstance(photo, Photo)
+    rgb = photo.rgb if as_photo else np.asarray(photo)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise UsageError(f"photo must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+    if tuple(rgb.shape[:2]) != tuple(aligned.photo_shape):
+        raise UsageError(f"photo is {rgb.shape[1]}x{rgb.shape[0]} but the face was aligned on "
+                         f"a {aligned.photo_shape[1]}x{aligned.photo_shape[0]} photo")
+    delta = np.asarray(delta, dtype=np.float32)
+    if delta.ndim != 3 or delta.shape[2] != 3 or delta.shape[0] != delta.shape[1]:
+        raise UsageError(f"delta must be a square HxWx3 array, got shape {delta.shape}")
+    alpha_crop = _crop_alpha(aligned, delta.shape[0], mask)
+
+    def combine(warped, orig, alpha):
+        return orig.astype(np.float32) + warped * alpha[:, :, None]
+
+    out, full_alpha = _warp_into(rgb, aligned, delta, alpha_crop, combine, return_mask)
     result = photo.with_rgb(out) if as_photo else out
     return (result, full_alpha) if return_mask else result
 

@@ -1,0 +1,220 @@
+"""`realedit PHOTO... --attr age=+3 --keep gender`: edit faces in photos, one or many."""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import click
+
+from ..errors import OutputError, RealeditError, UsageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def expand_inputs(items) -> list[Path]:
+    """Files as given, folders' images (sorted, not recursive), globs expanded here so they work
+    whatever the shell did. A name that matches nothing is kept, to be reported as missing."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+        elif any(ch in str(item) for ch in "*?[") and not p.exists():
+            out += sorted(Path(m) for m in glob.glob(str(item)) if Path(m).is_file())
+        else:
+            out.append(p)
+    seen, unique = set(), []
+    for p in out:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def output_path(photo: Path, out: Path | None, suffix: str, ext: str | None = None,
+                single: bool = False) -> Path:
+    """NAME_edited.EXT beside the photo, or inside --out (a folder), or --out itself when it
+    names a file for a single photo."""
+    name = f"{photo.stem}_{suffix}{ext or photo.suffix}"
+    if out is None:
+        return photo.with_name(name)
+    if single and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+        return out if suffix == "edited" else out.with_name(f"{out.stem}_{suffix}{ext or out.suffix}")
+    return out / name
+
+
+class _Bar:
+    """Per-photo step bar on stderr (the inverter's steps), quiet when not a terminal."""
+
+    def __init__(self, label: str, enabled: bool):
+        self.label, self.enabled, self.bar = label, enabled, None
+
+    def __call__(self, step, total, loss):
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(step - self.bar.pos)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@click.command("edit", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("photos", nargs=-1, required=True)
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
+              help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amount = multiples of "
+                   "the direction's unit normal in the latent space.")
+@click.option("--keep", multiple=True, metavar="NAME",
+              help="Hold an attribute fixed while editing (conditional direction; repeatable).")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Output folder (created), or a file name for a single photo. "
+                   "Default: NAME_edited.EXT beside each photo.")
+@click.option("--model", default=None,
+              help="Registry name or model file. Default: an official model if cached, else the "
+                   "embedded realedit-celeba64.")
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default="hybrid",
+              show_default=True, help="How photos are turned into latent codes.")
+@click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None,
+              help="Latent space to invert into (default: wp, or z for PGGAN).")
+@click.option("--steps", type=click.IntRange(0, 100000), default=None,
+              help="Refinement / optimisation steps (default: the inverter's).")
+@click.option("--faces", default="largest", show_default=True,
+              help="Which faces: largest, all, or an index (0 = largest).")
+@click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True)
+@click.option("--detail", type=click.Choice(["residual", "replace"]), default="residual",
+              show_default=True, help="residual: add the edit's change to the photo's own pixels; "
+                                      "replace: paste the generator's face.")
+@click.option("--save-latent", is_flag=True, help="Also write NAME_latent.npz (codes, space, model).")
+@click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail, save_latent,
+        compare, debug, quiet):
+    """Edit the faces in PHOTOS (files, folders or globs) and write the whole photos back.
+
+    \b
+    Examples:
+      realedit photo.jpg --attr age=+3 --keep gender
+      realedit shots/ --attr smile=+2 -o edited/ --compare
+      realedit group.jpg --attr age=-2 --faces all
+    """
+    try:
+        code = _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
+                    save_latent, compare, debug, quiet)
+    except RealeditError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
+
+
+def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
+         save_latent, compare, debug, quiet) -> int:
+    from ..align.select import parse_policy
+    from ..io import write_image
+    from ..pipeline import Editor, parse_edits
+
+    edits = parse_edits(attrs)
+    if not edits:
+        raise UsageError("nothing to do: give at least one --attr NAME=AMOUNT (e.g. --attr age=+3)")
+    policy = parse_policy(faces)
+    files = expand_inputs(photos)
+    if not files:
+        raise UsageError("no photos found in " + ", ".join(photos))
+    single = len(files) == 1
+    if out is not None and not (single and out.suffix.lower() in IMAGE_SUFFIXES):
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from None
+        if not os.access(out, os.W_OK):
+            raise OutputError(f"{out}: output folder is not writable")
+
+    from ..models import load as _  # noqa: F401  (import cost paid before the bars start)
+    t0 = time.perf_counter()
+    space_opt = space or "wp"
+    editor = Editor.from_pretrained(model, inverter=inverter, space=space_opt, steps=steps)
+    editor.check_edits(edits, keep)
+    click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px"
+               + (f", licence {editor.licence}" if editor.licence else "")
+               + f"); inverter: {getattr(editor.inverter, 'name', inverter)}; space: {editor.space}; "
+               f"loaded in {time.perf_counter() - t0:.1f} s", err=True)
+
+    failed = 0
+    show = not quiet and sys.stderr.isatty()
+    for n, path in enumerate(files, 1):
+        label = f"[{n}/{len(files)}] {path.name}"
+        bar = _Bar(label, show)
+        try:
+            dst = output_path(path, out, "edited", single=single)
+            if path.exists() and dst.exists() and os.path.samefile(dst, path):
+                raise OutputError(f"{dst}: refusing to overwrite the input photo")
+            t1 = time.perf_counter()
+            inverted = editor.invert(path, policy, progress=bar)
+            result = editor.apply(inverted, edits, keep, blend=blend, detail=detail)
+            bar.close()
+            written = [result.save(dst)]
+            if compare:
+                ext = None if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+                written.append(write_image(output_path(path, out, "compare", ext, single),
+                                           result.compare_image()))
+            if save_latent:
+                written.append(_save_latent(output_path(path, out, "latent", ".npz", single), result,
+                                            inverted))
+            faces_txt = f"{len(result.faces)} face" + ("s" if len(result.faces) != 1 else "")
+            click.echo(f"{label}: {faces_txt} edited in {time.perf_counter() - t1:.1f} s -> "
+                       + ", ".join(str(w) for w in written), err=True)
+        except RealeditError as exc:
+            bar.close()
+            failed += 1
+            if debug:
+                traceback.print_exc()
+            click.echo(f"{label}: error: {exc}", err=True)
+        except KeyboardInterrupt:
+            bar.close()
+            raise
+        except Exception as exc:  # an unexpected bug on one photo must not kill the batch
+            bar.close()
+            failed += 1
+            if debug:
+                traceback.print_exc()
+            click.echo(f"{label}: internal error: {type(exc).__name__}: {exc} "
+                       "(rerun with --debug for details)", err=True)
+    if len(files) > 1:
+        click.echo(f"done: {len(files) - failed} of {len(files)} photos edited"
+                   + (f", {failed} failed" if failed else ""), err=True)
+    return 0 if failed == 0 else 1
+
+
+def _save_latent(path: Path, result, inverted) -> Path:
+    import json
+    import tempfile
+
+    import numpy as np
+
+    arrays = {}
+    for f in result.faces:
+        arrays[f"face{f.index}_latent"] = f.latent.cpu().numpy()
+        arrays[f"face{f.index}_edited"] = f.edited_latent.cpu().numpy()
+    meta = {"model": result.model, "space": result.space, "inverter": result.inverter,
+            "edits": result.edits, "keep": list(result.keep)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+    return path

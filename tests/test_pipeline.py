@@ -1,0 +1,125 @@
+"""Editor API end to end on a real photo (astronaut) with a tiny self-built model.
+
+The model is random, so these tests check the plumbing and the guarantees (size, mode, pixels
+outside the mask, no re-inversion, clear errors), not edit quality: that is measured on the
+embedded model in test_embedded_model.py and by `realedit eval`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from realedit import models
+from realedit.edit import Direction, DirectionBank, save_bank
+from realedit.errors import EditError, NoFaceError
+from realedit.pipeline import Editor, parse_edits, transfer_detail
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model")
+    G = models.build("stylegan2", 32, z_dim=32, w_dim=32, channel_base=32 * 32, channel_max=32,
+                     mapping_layers=2)
+    D = models.build_discriminator("stylegan2", 32, channel_base=32 * 32, channel_max=32)
+    path = d / "tiny.pt"
+    models.save(G, path, discriminator=D)  # D features are the default perceptual loss
+    rng = np.random.default_rng(0)
+    bank = DirectionBank([Direction(name, rng.standard_normal(32), str(path), "w", source="test")
+                          for name in ("age", "gender", "smile")])
+    save_bank(bank, d / "tiny.directions")
+    return path
+
+
+@pytest.fixture(scope="module")
+def editor(tiny_model):
+    return Editor.from_pretrained(str(tiny_model), inverter="optimize", steps=3)
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    p = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(p, quality=95)
+    return p
+
+
+def test_edit_keeps_size_mode_and_outside_pixels(editor, astronaut):
+    before = np.asarray(Image.open(astronaut).convert("RGB"))
+    res = editor.edit(astronaut, {"age": 20.0}, keep=["gender"])
+    out = np.asarray(res.image.convert("RGB"))
+    assert res.image.size == Image.open(astronaut).size
+    assert res.image.mode == "RGB"
+    assert len(res.faces) == 1
+    outside = res.mask == 0
+    assert outside.mean() > 0.5
+    assert np.array_equal(out[outside], before[outside])
+    inside = res.mask > 0.5
+    assert np.abs(out[inside].astype(int) - before[inside]).mean() > 0.5
+
+
+def test_zero_edit_changes_nothing(editor, astronaut):
+    before = np.asarray(Image.open(astronaut).convert("RGB"))
+    res = editor.edit(astronaut, {"smile": 0.0})
+    assert np.array_equal(np.asarray(res.image), before)
+
+
+def test_apply_reuses_the_inversion(editor, astronaut, monkeypatch):
+    inverted = editor.invert(astronaut)
+    calls = []
+    monkeypatch.setattr(editor.inverter, "invert", lambda *a, **k: calls.append(1))
+    r1 = editor.apply(inverted, {"age": 1.0})
+    r2 = editor.apply(inverted, {"age": -1.0})
+    assert calls == []
+    a, b = np.asarray(r1.image), np.asarray(r2.image)
+    assert not np.array_equal(a, b)
+    # Opposite edits move the face in opposite directions around the photo.
+    src = inverted.photo.rgb.astype(int)
+    inside = r1.mask > 0.5
+    d1 = (a.astype(int) - src)[inside].astype(float)
+    d2 = (b.astype(int) - src)[inside].astype(float)
+    corr = np.corrcoef(d1.ravel(), d2.ravel())[0, 1]
+    assert corr < -0.5, corr
+
+
+def test_unknown_attribute_lists_available(editor, astronaut):
+    with pytest.raises(EditError, match="age"):
+        editor.edit(astronaut, {"beard": 1.0})
+    with pytest.raises(EditError):
+        editor.edit(astronaut, {"age": 1.0}, keep=["hat"])
+
+
+def test_no_face_is_a_clear_error(editor, tmp_path):
+    p = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), (120, 130, 140)).save(p)
+    with pytest.raises(NoFaceError, match="no face"):
+        editor.edit(p, {"age": 1.0})
+
+
+def test_rgba_photo_keeps_alpha(editor, tmp_path):
+    rgba = np.dstack([skimage_data.astronaut(), np.full((512, 512), 200, np.uint8)])
+    p = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(p)
+    res = editor.edit(p, {"age": 5.0})
+    assert res.image.mode == "RGBA"
+    assert np.array_equal(np.asarray(res.image)[:, :, 3], rgba[:, :, 3])
+
+
+def test_parse_edits():
+    assert parse_edits(["age=+3", "smile=-1.5", "age=1"]) == {"age": 4.0, "smile": -1.5}
+    for bad in ["age", "age=abc", "=3", "age=nan"]:
+        with pytest.raises(EditError):
+            parse_edits([bad])
+
+
+def test_transfer_detail_residual_is_exact_for_no_change():
+    crop = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    g = torch.rand(3, 32, 32) * 2 - 1
+    assert np.array_equal(transfer_detail(crop, g, g), crop)
+    brighter = transfer_detail(crop, g, g + 0.2)
+    assert brighter.astype(int).mean() > crop.astype(int).mean() + 20
+    replaced = transfer_detail(crop, g, g, mode="replace")
+    assert replaced.shape == crop.shape
