@@ -11,28 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from realedit import models
-from realedit.edit import Direction, DirectionBank, save_bank
 from realedit.errors import EditError, NoFaceError
 from realedit.pipeline import Editor, parse_edits, transfer_detail
+
+from tiny_model import make_tiny_model
 
 skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model")
-    G = models.build("stylegan2", 32, z_dim=32, w_dim=32, channel_base=32 * 32, channel_max=32,
-                     mapping_layers=2)
-    D = models.build_discriminator("stylegan2", 32, channel_base=32 * 32, channel_max=32)
-    path = d / "tiny.pt"
-    models.save(G, path, discriminator=D)  # D features are the default perceptual loss
-    rng = np.random.default_rng(0)
-    bank = DirectionBank([Direction(name, rng.standard_normal(32), str(path), "w", source="test")
-                          for name in ("age", "gender", "smile")])
-    save_bank(bank, d / "tiny.directions")
-    return path
+    return make_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ DLIB_FILES = {
     "landmarks68": ("shape_predictor_68_face_landmarks.dat", "dlib-shape-predictor-68"),
     "landmarks5": ("shape_predictor_5_face_landmarks.dat", "dlib-shape-predictor-5"),
     "mmod": ("mmod_human_face_detector.dat", "dlib-mmod-face-detector"),
+    "descriptor": ("dlib_face_recognition_resnet_model_v1.dat", "dlib-face-recognition-resnet"),
 }
 
 
