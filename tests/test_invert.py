@@ -173,3 +173,19 @@ def test_bad_requests(G, targets):
     # a differently sized aligned face is resized to the generator's resolution
     big = torch.nn.functional.interpolate(targets[:1], size=64, mode="bilinear")
     assert inv.invert(big).reconstruction.shape[-1] == 32
+
+
+def test_stylegan1_wp_with_noise_maps():
+    from realedit.models.stylegan import StyleGANGenerator
+    torch.manual_seed(0)
+    S = StyleGANGenerator(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, fmap_base=64,
+                          fmap_max=32).eval()
+    with torch.no_grad():
+        S.mapping.w_avg.copy_(S.mapping(torch.randn(1000, 32))[:, 0].mean(0))
+        for m in S.modules():
+            if hasattr(m, "noise_strength"):
+                m.noise_strength.fill_(0.1)
+        tgt = S.synthesis(S.mapping(torch.randn(2, 32, generator=torch.Generator().manual_seed(2))))
+    r = invert.get("optimize", S, loss="mse", steps=60, optimize_noise=True).invert(tgt, "wp")
+    assert r.noise and (r.history[-1] < r.history[0] / 5).all()
+    assert torch.allclose(synthesize(S, r.latent, "wp", noise=r.noise), r.reconstruction, atol=1e-5)

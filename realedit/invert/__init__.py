@@ -9,6 +9,8 @@ from ..errors import UsageError
 from .base import Inversion, Inverter, ProgressCallback, latent_to_ws, synthesize
 from .losses import LOSS_NAMES, build_loss, parse_spec
 from .lpips import LPIPS
+from .encoder import (Encoder, EncoderConfig, EncoderTrainOptions, load_encoder, register_encoder,
+                      save_encoder, train_encoder)
 from .optimize import OptimizeInverter, OptimizeOptions
 
 METHODS = ("optimize", "encoder", "hybrid")
@@ -29,4 +31,5 @@ def get(name: str, generator, **options) -> Inverter:
 
 __all__ = ["get", "METHODS", "Inversion", "Inverter", "ProgressCallback", "LPIPS", "LOSS_NAMES",
            "build_loss", "parse_spec", "latent_to_ws", "synthesize", "OptimizeInverter",
-           "OptimizeOptions"]
+           "OptimizeOptions", "Encoder", "EncoderConfig", "EncoderTrainOptions", "load_encoder",
+           "save_encoder", "train_encoder", "register_encoder"]
