@@ -1,0 +1,108 @@
+"""End-to-end edit benchmark: seconds per photo (read, detect, align, invert, edit, paste, save).
+
+    python bench/edit.py [--photos 6] [--threads 2] [--skip-1024]
+
+(a) the embedded model (realedit-celeba64) with each inverter, on CelebA-HQ photos
+    (../shared) and astronaut; (b) the StyleGAN2 config-f architecture at 1024 with RANDOM
+    weights (cost only: a random LPIPS-VGG as the loss and a random encoder cost what
+    pretrained ones do). Also photos/minute for a batch through one Editor.
+Goal (issue): <= 2 s per face on the embedded model, <= 60 s on a 1024 model.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realedit import invert  # noqa: E402
+from realedit.edit import Direction, DirectionBank  # noqa: E402
+from realedit.pipeline import Editor  # noqa: E402
+
+
+def photos(n):
+    shared = ROOT.parent / "shared" / "data" / "celebahq"
+    files = sorted(shared.glob("*.jpg"))[: max(n - 1, 0)] if shared.is_dir() else []
+    return files + [ROOT / "demo" / "photos" / "astronaut.jpg"]
+
+
+def run(editor, files, out_dir, edits):
+    per, stages = [], {}
+    for f in files:
+        t0 = time.perf_counter()
+        res = editor.edit(f, edits)
+        res.save(Path(out_dir) / f"{Path(f).stem}_edited{Path(f).suffix}")
+        per.append(time.perf_counter() - t0)
+        for k, v in res.timings.items():
+            stages.setdefault(k, []).append(v)
+    return per, {k: statistics.median(v) for k, v in stages.items()}
+
+
+def random_1024_editor(method, steps):
+    from realedit.invert.encoder import Encoder, EncoderConfig
+    from realedit.invert.lpips import LPIPS
+    from realedit.models.stylegan2 import StyleGAN2Generator
+
+    torch.manual_seed(0)
+    G = StyleGAN2Generator(resolution=1024).eval()
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(G.mapping(torch.randn(256, G.z_dim))[:, 0].mean(0))
+    opts = {}
+    if method in ("encoder", "hybrid"):
+        opts["encoder"] = Encoder(EncoderConfig.for_generator(G))
+    if method in ("optimize", "hybrid"):
+        opts.update(steps=steps, lpips_factory=lambda net: LPIPS.random(net, seed=0), loss="lpips-vgg+mse")
+    inv = invert.get(method, G, **opts)
+    rng = np.random.default_rng(0)
+    bank = DirectionBank([Direction("age", rng.standard_normal(512), "random-1024", "w", source="bench")])
+    return Editor(G, bank, model_name="random-1024", inverter=inv, space="wp")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps-1024", type=int, default=20)
+    ap.add_argument("--skip-1024", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    files = photos(args.photos)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in ("encoder", "hybrid", "optimize"):
+            t0 = time.perf_counter()
+            editor = Editor.from_pretrained("realedit-celeba64", inverter=method)
+            load = time.perf_counter() - t0
+            editor.edit(files[0], {"age": 1.0})  # warm-up (dlib models, first-call overheads)
+            per, stages = run(editor, files, tmp, {"age": 3.0})
+            rows.append(("realedit-celeba64", editor.inverter.name, len(files),
+                         f"{statistics.median(per):.2f}", f"{60 * len(per) / sum(per):.1f}",
+                         f"{stages.get('detect', 0):.2f}", f"{stages.get('invert', 0):.2f}",
+                         f"{stages.get('edit_paste', 0):.2f}", f"{load:.1f}"))
+            print(rows[-1], flush=True)
+        if not args.skip_1024:
+            for method in ("encoder", "hybrid", "optimize"):
+                editor = random_1024_editor(method, args.steps_1024)
+                per, stages = run(editor, files[-1:], tmp, {"age": 3.0})
+                rows.append((f"config-f 1024 (random, {args.steps_1024} steps)", method, 1,
+                             f"{per[0]:.2f}", f"{60 / per[0]:.2f}", f"{stages.get('detect', 0):.2f}",
+                             f"{stages.get('invert', 0):.2f}", f"{stages.get('edit_paste', 0):.2f}", "-"))
+                print(rows[-1], flush=True)
+    header = ("model", "inverter", "photos", "s/photo (median)", "photos/min", "detect s", "invert s",
+              "edit+paste s", "load s")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print()
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()
