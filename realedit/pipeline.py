@@ -247,8 +247,22 @@ class Editor:
             from .invert.encoder import default_encoder_path
             cand = default_encoder_path(name)
             encoder = cand if cand.is_file() else None
+        asked = inverter
         if encoder is None and inverter == "hybrid":
             inverter = "optimize"
+        # steps=0 means "no refinement": the encoder's answer alone. Checked here, before any
+        # photo is read, so a batch does not fail photo by photo on a bad argument.
+        if steps is not None and int(steps) < 0:
+            raise UsageError(f"steps must be >= 0, got {steps}")
+        if steps is not None and int(steps) == 0:
+            if inverter == "hybrid":
+                inverter = "encoder"
+            elif inverter == "optimize":
+                raise UsageError("the optimize inverter needs at least 1 step (steps=0 means the "
+                                 "encoder's answer alone: use the hybrid or encoder inverter)"
+                                 if asked == "optimize" else
+                                 f"steps=0 means the encoder's answer alone, but model {name} has "
+                                 "no encoder: give at least 1 step")
         if encoder is None and inverter == "encoder":
             raise WeightsError(f"model {name} has no encoder; use --inverter optimize or hybrid, "
                                f"or train one with `realedit train-encoder --model {name}`")

@@ -85,7 +85,8 @@ class _Bar:
 @click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None,
               help="Latent space to invert into (default: wp, or z for PGGAN).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
-              help="Refinement / optimisation steps (default: the inverter's).")
+              help="Refinement / optimisation steps (default: the inverter's; 0 with "
+                   "hybrid: the encoder's answer alone, fastest).")
 @click.option("--faces", default="largest", show_default=True,
               help="Which faces: largest, all, or an index (0 = largest).")
 @click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True)
@@ -105,6 +106,12 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
       realedit photo.jpg --attr age=+3 --keep gender
       realedit shots/ --attr smile=+2 -o edited/ --compare
       realedit group.jpg --attr age=-2 --faces all
+
+    \b
+    Exit status: 0 all photos edited; 1 some photos of a batch failed (each
+    one reported); for a single photo or an error before any photo: 2 bad
+    arguments, 3 unreadable image, 4 no usable face, 5 model/weights problem,
+    6 edit cannot be applied, 7 output cannot be written.
     """
     try:
         code = _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
@@ -131,60 +138,85 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
     single = len(files) == 1
-    if out is not None and not (single and out.suffix.lower() in IMAGE_SUFFIXES):
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from None
-        if not os.access(out, os.W_OK):
-            raise OutputError(f"{out}: output folder is not writable")
+    out_is_folder = out is not None and not (single and out.suffix.lower() in IMAGE_SUFFIXES)
+    if out_is_folder:
+        _check_out_folder(out)  # cheap checks now; created once the model and edits are valid
 
     from ..models import load as _  # noqa: F401  (import cost paid before the bars start)
     t0 = time.perf_counter()
     space_opt = space or "wp"
     editor = Editor.from_pretrained(model, inverter=inverter, space=space_opt, steps=steps)
     editor.check_edits(edits, keep)
+    if out_is_folder:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from None
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px"
                + (f", licence {editor.licence}" if editor.licence else "")
                + f"); inverter: {getattr(editor.inverter, 'name', inverter)}; space: {editor.space}; "
                f"loaded in {time.perf_counter() - t0:.1f} s", err=True)
 
-    failed = 0
+    failed, last_code = 0, 1
     show = not quiet and sys.stderr.isatty()
+    # Outputs must never replace a photo of this batch (e.g. an earlier run's x_edited.jpg given
+    # again as input) nor an output written earlier in the same run (a/x.jpg and b/x.jpg -> out/).
+    inputs = {os.path.realpath(p) for p in files}
+    claimed: dict[str, Path] = {}
+
+    def claim(dst: Path, path: Path) -> Path:
+        key = os.path.realpath(dst)
+        if key in inputs or (path.exists() and dst.exists() and os.path.samefile(dst, path)):
+            raise OutputError(f"{dst}: refusing to overwrite an input photo")
+        if key in claimed and claimed[key] != path:
+            raise OutputError(f"{dst}: already written for {claimed[key]} in this run; "
+                              "give the photos different names or use separate output folders")
+        claimed[key] = path
+        return dst
+
+    def release(path: Path) -> None:  # a failed photo wrote nothing: its names are free again
+        for key in [k for k, v in claimed.items() if v == path]:
+            del claimed[key]
+
     for n, path in enumerate(files, 1):
         label = f"[{n}/{len(files)}] {path.name}"
         bar = _Bar(label, show)
+        written = []
         try:
-            dst = output_path(path, out, "edited", single=single)
-            if path.exists() and dst.exists() and os.path.samefile(dst, path):
-                raise OutputError(f"{dst}: refusing to overwrite the input photo")
+            dst = claim(output_path(path, out, "edited", single=single), path)
+            ext = None if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+            cmp_dst = claim(output_path(path, out, "compare", ext, single), path) if compare else None
+            lat_dst = (claim(output_path(path, out, "latent", ".npz", single), path)
+                       if save_latent else None)
             t1 = time.perf_counter()
             inverted = editor.invert(path, policy, progress=bar)
             result = editor.apply(inverted, edits, keep, blend=blend, detail=detail)
             bar.close()
-            written = [result.save(dst)]
+            written.append(result.save(dst))
             if compare:
-                ext = None if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-                written.append(write_image(output_path(path, out, "compare", ext, single),
-                                           result.compare_image()))
+                written.append(write_image(cmp_dst, result.compare_image()))
             if save_latent:
-                written.append(_save_latent(output_path(path, out, "latent", ".npz", single), result,
-                                            inverted))
+                written.append(_save_latent(lat_dst, result, inverted))
             faces_txt = f"{len(result.faces)} face" + ("s" if len(result.faces) != 1 else "")
             click.echo(f"{label}: {faces_txt} edited in {time.perf_counter() - t1:.1f} s -> "
                        + ", ".join(str(w) for w in written), err=True)
         except RealeditError as exc:
             bar.close()
-            failed += 1
+            _remove(written)
+            release(path)
+            failed, last_code = failed + 1, exc.exit_code
             if debug:
                 traceback.print_exc()
             click.echo(f"{label}: error: {exc}", err=True)
         except KeyboardInterrupt:
             bar.close()
+            _remove(written)
             raise
         except Exception as exc:  # an unexpected bug on one photo must not kill the batch
             bar.close()
-            failed += 1
+            _remove(written)
+            release(path)
+            failed, last_code = failed + 1, 1
             if debug:
                 traceback.print_exc()
             click.echo(f"{label}: internal error: {type(exc).__name__}: {exc} "
@@ -192,7 +224,35 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     if len(files) > 1:
         click.echo(f"done: {len(files) - failed} of {len(files)} photos edited"
                    + (f", {failed} failed" if failed else ""), err=True)
-    return 0 if failed == 0 else 1
+    if failed == 0:
+        return 0
+    # One photo: its error's own code (3 unreadable, 4 no face, ...); a batch: 1.
+    return last_code if len(files) == 1 else 1
+
+
+def _check_out_folder(out: Path) -> None:
+    """OutputError now, before any work, if ``out`` cannot become a writable folder."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is a file, not an output folder")
+    parent = out
+    while not parent.exists():  # the nearest existing ancestor must be a writable folder
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{out}: cannot create output folder ({parent} is a file)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: output folder is not writable" if parent == out
+                          else f"{out}: cannot create output folder ({parent} is not writable)")
+
+
+def _remove(paths) -> None:
+    """Delete what a failed photo had already written: no half set of outputs is left."""
+    for p in paths:
+        try:
+            Path(p).unlink()
+        except OSError:
+            pass
 
 
 def _save_latent(path: Path, result, inverted) -> Path:
