@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from realedit.errors import UsageError
+from realedit.models import pggan
 from realedit.models.base import Generator
 from realedit.models.pggan import (PGGANGenerator, build_generator, fused_up_kernel, nf_table,
                                    pixel_norm, upsample_nearest2x)
@@ -160,6 +161,17 @@ def test_fused_kernel_equals_upsample_then_rotated_conv():
     assert not torch.allclose(fused, F.conv2d(upsample_nearest2x(x), w, padding=1))
 
 
+@pytest.mark.parametrize("size", [8, 64])  # below and at the transposed-conv threshold
+def test_conv2d_up_semantics_at_every_size(size):
+    x = torch.randn(1, 3, size, size, dtype=torch.float64)
+    w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    b = torch.randn(2, dtype=torch.float64)
+    plain = F.conv2d(upsample_nearest2x(x), w, b, padding=1)
+    official_fused = F.conv_transpose2d(x, fused_up_kernel(w), b, stride=2, padding=1)
+    torch.testing.assert_close(pggan.conv2d_up(x, w, b, up=2, fused=False), plain)
+    torch.testing.assert_close(pggan.conv2d_up(x, w, b, up=2, fused=True), official_fused)
+
+
 def test_config_roundtrip_rebuilds_same_network():
     G = tiny(fused_scale=True)
     G2 = build_generator(**G.config).eval()
@@ -262,8 +274,12 @@ def _np_g_paper(v, z, resolution, nf, fused):
     return _np_conv2d(x, wscale(v["ToRGB_lod0/weight"], 1.0)) + v["ToRGB_lod0/bias"].reshape(1, -1, 1, 1)
 
 
+@pytest.mark.parametrize("impl_min_res", [128, 8], ids=["upconv", "transposed"])
 @pytest.mark.parametrize("fused", [False, True])
-def test_matches_official_graph_from_tf_variables(fused):
+def test_matches_official_graph_from_tf_variables(fused, impl_min_res, monkeypatch):
+    # Upsampling convs run as nearest+conv below TRANSPOSED_MIN_RES and as one transposed
+    # conv from there; lowering the threshold runs the same tiny network through the other.
+    monkeypatch.setattr(pggan, "TRANSPOSED_MIN_RES", impl_min_res)
     G = tiny(fused_scale=fused)
     rng = np.random.default_rng(1)
     v = _official_vars(16, 12, G.channels, fused, rng)

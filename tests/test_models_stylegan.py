@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from realedit.models import pggan
 from realedit.models.base import Generator
 from realedit.models.stylegan import StyleGANGenerator, build_generator
 
@@ -351,8 +352,11 @@ def _np_g_style(v, z, cfg, nf, psi, cutoff, fused_min_res):
         + v["synthesis/ToRGB_lod0/bias"].reshape(1, -1, 1, 1)
 
 
+@pytest.mark.parametrize("impl_min_res", [128, 8], ids=["upconv", "transposed"])
 @pytest.mark.parametrize("fused,psi", [("auto", 1.0), (True, 0.7)])
-def test_matches_official_graph_from_tf_variables(fused, psi):
+def test_matches_official_graph_from_tf_variables(fused, psi, impl_min_res, monkeypatch):
+    # See the PGGAN test: the threshold picks the implementation, not the semantics.
+    monkeypatch.setattr(pggan, "TRANSPOSED_MIN_RES", impl_min_res)
     cfg = dict(TINY, resolution=32)  # num_ws 8; channels 16,16,16,8
     G = tiny(resolution=32, fused_scale=fused)
     nf = {4: 16, 8: 16, 16: 8, 32: 4}
