@@ -101,8 +101,13 @@ def test_truncation_semantics():
         all_layers = G.mapping(z, psi=0.5, truncation_cutoff=None)
         torch.testing.assert_close(all_layers, w_avg + 0.5 * (ws - w_avg))
         assert torch.equal(G.mapping(z, psi=1.0), ws)
-        # forward() uses the configured cutoff (8).
+        # forward() uses the configured cutoff (8); a network built with another uses that.
         torch.testing.assert_close(G(z, psi=0.7), G.synthesis(t))
+        G4 = tiny(resolution=64, truncation_cutoff=4)
+        G4.load_state_dict(G.state_dict())
+        t4 = G4.mapping(z, psi=0.7)
+        torch.testing.assert_close(t4[:, :4], t[:, :4])
+        assert torch.equal(t4[:, 4:], ws[:, 4:])
 
 
 def test_latents_are_normalised_and_w_avg_tracks_the_mean():

@@ -61,9 +61,9 @@ the fused layers (R >= 128) store ``synthesis.layer{i}.weight`` in TF layout [3,
 -> ``synthesis.torgb.weight`` / ``.bias``; drop ``synthesis.lod``, ``truncation.truncation``
 and the other ``output{k}``. ``tf_variable_names()`` and ``from_tf()`` give the TF table in code.
 
-Protocol: ``spaces == ("z", "w", "wp")``; ``mapping(z, psi=1.0, truncation_cutoff=8)``
-returns (N, num_ws, w_dim): with psi given, the official ``Gs.run(z, None,
-truncation_psi=psi)`` semantics (cutoff 8). ``synthesis(ws, noise)`` with noise "const"
+Protocol: ``spaces == ("z", "w", "wp")``; ``mapping(z, psi=1.0, truncation_cutoff=<config,
+8>)`` returns (N, num_ws, w_dim): with psi given, the official ``Gs.run(z, None,
+truncation_psi=psi)`` semantics (cutoff 8; None = every layer). ``synthesis(ws, noise)`` with noise "const"
 (stored per-layer noise: deterministic), "random" or "none".
 """
 from __future__ import annotations
@@ -82,12 +82,17 @@ SQRT2 = math.sqrt(2.0)
 FUSED_MIN_RES = 128  # fused_scale='auto': fuse when the layer's output is at least this size
 
 
+_CONFIGURED = object()  # "use the cutoff the network was built with" (None means all layers)
+
+
 class StyleGANMapping(nn.Module):
     def __init__(self, z_dim=512, w_dim=512, num_ws=18, num_layers=8, hidden_dim=None,
-                 lr_multiplier=0.01, w_avg_beta=0.995, normalize_latents=True):
+                 lr_multiplier=0.01, w_avg_beta=0.995, normalize_latents=True,
+                 truncation_cutoff=8):
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, w_dim, num_ws, num_layers
         self.w_avg_beta, self.normalize_latents = w_avg_beta, normalize_latents
+        self.truncation_cutoff = truncation_cutoff
         hidden_dim = hidden_dim or w_dim
         feats = [z_dim] + [hidden_dim] * (num_layers - 1) + [w_dim]
         for j in range(num_layers):
@@ -95,7 +100,12 @@ class StyleGANMapping(nn.Module):
                                                        lr_multiplier=lr_multiplier))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z, psi=1.0, truncation_cutoff=8, update_w_avg=False):
+    def forward(self, z, psi=1.0, truncation_cutoff=_CONFIGURED, update_w_avg=False):
+        """z (N, z_dim) -> ws (N, num_ws, w_dim). With psi != 1 the first ``truncation_cutoff``
+        codes (default: the configured cutoff, 8 as in the official G_style; None = all) are
+        pulled toward w_avg: w_avg + psi * (w - w_avg)."""
+        if truncation_cutoff is _CONFIGURED:
+            truncation_cutoff = self.truncation_cutoff
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"expected z of shape (N, {self.z_dim}), got {tuple(z.shape)}")
         x = normalize_2nd_moment(z) if self.normalize_latents else z
@@ -225,13 +235,13 @@ class StyleGANGenerator(nn.Module):
                            blur_taps=list(blur_taps) if blur_taps is not None else None,
                            truncation_cutoff=truncation_cutoff)
         self.resolution, self.z_dim, self.w_dim, self.img_channels = resolution, z_dim, w_dim, img_channels
-        self.truncation_cutoff = truncation_cutoff
         self.synthesis = StyleGANSynthesis(w_dim, resolution, img_channels, fmap_base, fmap_max,
                                            fmap_decay, fused_scale,
                                            tuple(blur_taps) if blur_taps is not None else None)
         self.num_ws = self.synthesis.num_ws
         self.mapping = StyleGANMapping(z_dim, w_dim, self.num_ws, mapping_layers, mapping_fmaps,
-                                       mapping_lr_multiplier, w_avg_beta)
+                                       mapping_lr_multiplier, w_avg_beta,
+                                       truncation_cutoff=truncation_cutoff)
 
     @property
     def w_avg(self) -> torch.Tensor:
@@ -243,7 +253,7 @@ class StyleGANGenerator(nn.Module):
         return [layer_resolution(i) for i in range(self.num_ws)]
 
     def forward(self, z, psi=1.0, noise="const"):
-        return self.synthesis(self.mapping(z, psi, self.truncation_cutoff), noise)
+        return self.synthesis(self.mapping(z, psi), noise)
 
     # ------------------------------------------------------------------ official names
     def tf_variable_names(self) -> dict[str, str]:
