@@ -89,7 +89,9 @@ class _Bar:
                    "hybrid: the encoder's answer alone, fastest).")
 @click.option("--faces", default="largest", show_default=True,
               help="Which faces: largest, all, or an index (0 = largest).")
-@click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True)
+@click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True,
+              help="How the edited face goes back into the photo: alpha (feathered mask) or "
+                   "poisson (seamless cloning).")
 @click.option("--detail", type=click.Choice(["residual", "replace"]), default="residual",
               show_default=True, help="residual: add the edit's change to the photo's own pixels; "
                                       "replace: paste the generator's face.")

@@ -1,0 +1,244 @@
+"""`realedit PHOTO... --attr ...` when things go right, help texts, and a few end-to-end runs in
+a separate process (real exit codes, stdout/stderr, no tracebacks).
+
+Bad input is covered in test_bad_inputs.py; the model here is the same tiny self-made one
+(tests/bad_inputs/make.py), so these tests check plumbing and file handling, not edit quality.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from bad_inputs import make
+from realedit.cli import SUBCOMMANDS, cli
+
+pytestmark = pytest.mark.skipif(not make.celeba_files(),
+                                reason=f"CelebA crops not found in {make.CELEBA}")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return make.make_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    d = tmp_path / "in"
+    d.mkdir()
+    make.face_photo(0).save(d / "a.jpg", quality=92)
+    make.face_photo(1).save(d / "b.png")
+    return d
+
+
+def invoke(*args):
+    res = CliRunner().invoke(cli, [str(a) for a in args])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.output
+    assert "Traceback" not in res.output
+    return res
+
+
+def fast(model, *extra):
+    return ["--model", str(model), "--steps", "0", "-q", *extra]
+
+
+# ----------------------------------------------------------------------------- help
+
+def test_top_level_help_lists_every_command():
+    res = invoke("--help")
+    assert res.exit_code == 0
+    assert "Usage: " in res.output and "Examples:" in res.output
+    for name in SUBCOMMANDS:
+        assert f"  {name} " in res.output
+
+
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+def test_subcommand_help_reads_well(name):
+    group = cli
+    with click.Context(group) as ctx:
+        if group.get_command(ctx, name) is None:
+            pytest.skip(f"{name} not built in this checkout")
+    res = invoke(name, "--help")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith(f"Usage: ") and name in lines[0]
+    # a description paragraph between the usage line and the options
+    body = res.output.split("Options:")[0].splitlines()[1:]
+    assert sum(len(ln.split()) for ln in body) >= 5, res.output
+    assert "Options:" in res.output and "-h, --help" in res.output
+    rest = res.output.split("Options:")[1]
+    # a group lists its commands; a command lists options beyond --help
+    assert "Commands:" in rest or "--" in rest.replace("--help", ""), res.output
+
+
+def test_every_edit_option_is_explained():
+    from realedit.commands import edit
+
+    for p in edit.cli.params:
+        if isinstance(p, click.Option):
+            assert p.help and len(p.help.split()) >= 2, p.name
+    text = invoke("edit", "--help").output
+    for opt in ("--attr", "--keep", "--out", "--model", "--inverter", "--space", "--steps",
+                "--faces", "--blend", "--compare", "--save-latent", "--debug", "Exit status"):
+        assert opt in text
+
+
+def test_version_and_no_arguments():
+    res = invoke("--version")
+    assert res.exit_code == 0 and "realedit" in res.output
+    res = invoke()
+    assert res.exit_code in (0, 2) and "Usage:" in res.output
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def test_default_output_is_beside_the_photo(photos, model):
+    before = (photos / "a.jpg").read_bytes()
+    res = invoke(photos / "a.jpg", "--attr", "age=+3", *fast(model))
+    assert res.exit_code == 0, res.output
+    assert "1 face edited" in res.output
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "a_edited.jpg", "b.png"]
+    assert (photos / "a.jpg").read_bytes() == before
+    out = Image.open(photos / "a_edited.jpg")
+    assert out.format == "JPEG" and out.size == (256, 256)
+
+
+def test_routing_without_the_edit_word(photos, model):
+    for args in ([photos / "b.png", "--attr", "age=+1"], ["--attr", "age=+1", photos / "b.png"]):
+        res = invoke(*args, *fast(model))
+        assert res.exit_code == 0, res.output
+        assert (photos / "b_edited.png").is_file()
+        (photos / "b_edited.png").unlink()
+
+
+def test_folder_glob_and_duplicates(photos, model, tmp_path):
+    out = tmp_path / "nested" / "out"
+    res = invoke(photos, str(photos / "*.png"), photos / "a.jpg", "--attr", "smile=-1",
+                 "--keep", "gender", "-o", out, *fast(model))
+    assert res.exit_code == 0, res.output
+    assert "done: 2 of 2 photos edited" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_edited.jpg", "b_edited.png"]
+
+
+def test_output_file_name_for_one_photo(photos, model, tmp_path):
+    target = tmp_path / "result.png"
+    res = invoke(photos / "a.jpg", "--attr", "age=+2", "-o", target, "--compare", *fast(model))
+    assert res.exit_code == 0, res.output
+    assert Image.open(target).format == "PNG"  # the name's extension decides the format
+    assert Image.open(tmp_path / "result_compare.png").size == (512, 256)
+
+
+def test_rerun_replaces_its_own_earlier_output(photos, model, tmp_path):
+    out = tmp_path / "out"
+    for _ in range(2):
+        res = invoke(photos / "b.png", "--attr", "age=+2", "-o", out, *fast(model))
+        assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["b_edited.png"]
+
+
+def test_zero_edit_leaves_the_photo_bit_identical(photos, model, tmp_path):
+    res = invoke(photos / "b.png", "--attr", "age=0", "-o", tmp_path, *fast(model))
+    assert res.exit_code == 0, res.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b_edited.png")),
+                          np.asarray(Image.open(photos / "b.png")))
+
+
+def test_compare_and_latent_files(photos, model, tmp_path):
+    out = tmp_path / "out"
+    res = invoke(photos / "b.png", "--attr", "age=+2", "--attr", "smile=1", "-o", out,
+                 "--compare", "--save-latent", *fast(model))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["b_compare.png", "b_edited.png", "b_latent.npz"]
+    cmp = np.asarray(Image.open(out / "b_compare.png").convert("RGB"))
+    assert cmp.shape == (256, 512, 3)
+    assert np.array_equal(cmp[:, :256], np.asarray(Image.open(photos / "b.png").convert("RGB")))
+    assert np.array_equal(cmp[:, 256:], np.asarray(Image.open(out / "b_edited.png").convert("RGB")))
+    with np.load(out / "b_latent.npz") as z:
+        lat = z["face0_latent"]
+        assert lat.ndim == 3 and lat.shape[0] == 1 and lat.shape[2] == 32  # (1, num_ws, w_dim)
+        assert z["face0_edited"].shape == z["face0_latent"].shape
+        assert not np.allclose(z["face0_edited"], z["face0_latent"])
+        meta = json.loads(z["meta"].tobytes().decode())
+    assert meta["edits"] == {"age": 2.0, "smile": 1.0} and meta["space"] == "wp"
+    assert meta["model"] == str(model)
+
+
+@pytest.mark.parametrize("opts", [["--blend", "poisson"], ["--detail", "replace"],
+                                  ["--inverter", "optimize", "--steps", "2"]],
+                         ids=["poisson", "replace", "optimize"])
+def test_other_modes_run(opts, photos, model, tmp_path):
+    base = ["--model", str(model), "-q"] + ([] if "--steps" in opts else ["--steps", "0"])
+    res = invoke(photos / "b.png", "--attr", "age=+3", "-o", tmp_path, *opts, *base)
+    assert res.exit_code == 0, res.output
+    out = np.asarray(Image.open(tmp_path / "b_edited.png"))
+    src = np.asarray(Image.open(photos / "b.png"))
+    assert out.shape == src.shape and not np.array_equal(out, src)
+
+
+# ----------------------------------------------------------------------------- real processes
+
+def _run(*args, env_extra=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("REALEDIT_DEBUG", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "realedit.cli", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_process_success_and_batch_failure(photos, model, tmp_path):
+    """Messages go to stderr (stdout stays clean for pipes); a batch with one bad file edits
+    the rest and exits 1."""
+    (photos / "c.jpg").write_text("not a jpeg")
+    p = _run(photos, "--attr", "age=+2", "-o", tmp_path / "out", *fast(model))
+    assert p.returncode == 1, p.stderr
+    assert p.stdout == ""
+    assert "Traceback" not in p.stderr
+    assert "c.jpg: error: " in p.stderr and "done: 2 of 3 photos edited, 1 failed" in p.stderr
+    assert sorted(q.name for q in (tmp_path / "out").iterdir()) == ["a_edited.jpg", "b_edited.png"]
+
+
+@pytest.mark.parametrize("args,code,text", [
+    (["{bad}", "--attr", "age=+1"], 3, "cannot decode"),
+    (["{good}", "--attr", "age=+1", "--model", "{missing}"], 5, "no such weights file"),
+    (["{good}", "--attr", "age=lots"], 6, "not a number"),
+    (["{good}", "--attr", "age=+1", "--frobnicate"], 2, "No such option"),
+], ids=["bad-photo", "missing-model", "bad-amount", "unknown-option"])
+def test_process_exit_codes(args, code, text, photos, model, tmp_path):
+    bad = photos / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    fill = {"bad": bad, "good": photos / "a.jpg", "missing": tmp_path / "gone.pt"}
+    argv = [a.format(**fill) for a in args]
+    if "--model" not in argv:
+        argv += ["--model", str(model)]
+    p = _run(*argv, "--steps", "0", "-q")
+    assert p.returncode == code, p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    err = [ln for ln in p.stderr.splitlines() if "rror:" in ln]
+    assert len(err) == 1 and text in err[0], p.stderr
+    assert sorted(q.name for q in photos.iterdir()) == ["a.jpg", "b.png", "bad.jpg"]
+
+
+def test_process_debug_shows_the_traceback(photos, model):
+    bad = photos / "bad.jpg"
+    bad.write_bytes(b"")
+    p = _run(bad, "--attr", "age=+1", "--model", model, "--debug")
+    assert p.returncode == 3
+    assert "Traceback" in p.stderr and "ImageError" in p.stderr
