@@ -30,6 +30,11 @@ _EXIF_ORIENTATION = 0x0112
 # EXIF orientation value -> PIL transpose to make the pixels upright
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
               6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+# TIFF tags describing how pixels are stored (size, depth, compression, photometric, strips,
+# sample format, palette, YCbCr, ICC): never copied from one TIFF to another.
+_TIFF_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 280,
+                               281, 284, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530,
+                               531, 532, 34675})
 # Formats whose Pillow writers accept exif= / icc_profile=
 _EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
 _ICC_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
@@ -155,6 +160,11 @@ def _from_pil(img, *, path: Path | None, max_pixels: int) -> Photo:
     exif = None
     if len(exif_obj):
         exif_obj[_EXIF_ORIENTATION] = 1
+        if fmt == "TIFF":
+            # A TIFF's "EXIF" is its own first IFD: written back as is, its pixel-layout tags
+            # would mislabel the new pixels (a float or CIELab TIFF came out unreadable/garbled).
+            for tag in _TIFF_LAYOUT_TAGS.intersection(exif_obj):
+                del exif_obj[tag]
         exif = exif_obj.tobytes()
     mode = img.mode
     alpha = raw = palette = None
@@ -374,6 +384,10 @@ def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: Photo | None, fmt: 
         gray = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L")).astype(np.uint16) * 257
         new = gray.astype(like.raw.dtype)
         return Image.fromarray(restored(new))
+    if mode == "F" and fmt == "TIFF" and like.raw is not None:
+        # float gray: the inverse of _high_to_8bit's scaling (0..1 stays 0..1)
+        gray = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L")).astype(np.float32)
+        return Image.fromarray(restored(gray / (255.0 if np.nanmax(like.raw) <= 1.0 else 1.0)), "F")
     if alpha is not None and keeps_alpha:
         return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     return Image.fromarray(np.ascontiguousarray(rgb), "RGB")

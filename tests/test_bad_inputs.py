@@ -32,6 +32,8 @@ from realedit.errors import EditError, ImageError, UsageError
 pytestmark = pytest.mark.skipif(not make.celeba_files(),
                                 reason=f"CelebA crops not found in {make.CELEBA}")
 
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF", ".gif": "GIF", ".webp": "WEBP",
+           ".bmp": "BMP"}
 TMP_PATTERNS = (re.compile(r"^\..*\.(tmp|part)$"), re.compile(r".*\.tmp$"))
 
 
@@ -150,14 +152,15 @@ def check_edited_photo(name: str, src: Path, out: Path) -> None:
     assert b.size == upright.size
     assert b.getexif().get(0x0112, 1) == 1
     expected_mode = {"gray.png": "L", "gray.jpg": "L", "gray_alpha.png": "LA", "cmyk.jpg": "CMYK",
-                     "rgba.png": "RGBA", "palette.png": "P", "palette_transparent.png": "P"}
+                     "rgba.png": "RGBA", "palette.png": "P", "palette_transparent.png": "P",
+                     "bilevel.png": "1", "float.tif": "F", "animated.gif": "P"}
     if name == "gray16.png":
         assert b.mode in ("I;16", "I"), b.mode
         assert np.asarray(b).max() > 255  # still 16-bit values, not 8-bit ones in a 16-bit box
     else:
         assert b.mode == expected_mode.get(name, "RGB"), b.mode
-    assert b.format == ("PNG" if out.suffix == ".png" else "JPEG")
-    if "A" in a.getbands():
+    assert b.format == FORMATS[out.suffix.lower()]
+    if a.mode in ("RGBA", "LA", "PA"):
         assert np.array_equal(np.asarray(a.getchannel("A")), np.asarray(b.getchannel("A")))
     if name == "palette_transparent.png":
         assert b.info.get("transparency") == a.info.get("transparency")
@@ -170,7 +173,7 @@ def check_edited_photo(name: str, src: Path, out: Path) -> None:
         stored = np.asarray(a.convert("RGB")).astype(int)
         if stored.shape == after.shape:
             assert np.abs(after - before).mean() < 0.5 * np.abs(after - stored).mean()
-    if out.suffix == ".png" and name not in ("palette.png", "palette_transparent.png"):
+    if out.suffix in (".png", ".tif", ".bmp") and not name.startswith("palette"):
         # Lossless output: the edit stays on the face, the border of the canvas is untouched.
         assert not diff[:8].any() and not diff[-8:].any()
 

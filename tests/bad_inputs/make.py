@@ -158,6 +158,18 @@ def _palette_transparent() -> bytes:
     return buf.getvalue()
 
 
+def _saved(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _float_tiff() -> bytes:
+    """32-bit float grayscale in 0..1 (scientific/HDR pipelines)."""
+    g = np.asarray(face_photo(3).convert("L")).astype(np.float32) / 255
+    return _saved(Image.fromarray(g, "F"), "TIFF")
+
+
 def _truncated(data: bytes, frac: float = 0.5) -> bytes:
     return data[:int(len(data) * frac)]
 
@@ -200,6 +212,17 @@ PHOTO_CASES = [
     PhotoCase("exif_rot6.jpg", lambda: exif_rotated(face_photo(6, size=224).resize((224, 288)), 6), 0),
     PhotoCase("exif_rot3.jpg", lambda: exif_rotated(face_photo(8), 3), 0),
     PhotoCase("png_named.jpg", lambda: _png_bytes(face_photo(9)), 0),
+    PhotoCase("UPPER.JPG", lambda: _jpeg_bytes(face_photo(10)), 0),
+    PhotoCase("name with spaces é.png", lambda: _png_bytes(face_photo(11)), 0),
+    PhotoCase("bilevel.png", lambda: _png_bytes(face_photo(0).convert("1")), 0),
+    PhotoCase("float.tif", _float_tiff, 0),
+    PhotoCase("lab.tif", lambda: _saved(face_photo(13).convert("LAB"), "TIFF"), 0),
+    PhotoCase("two_pages.tif", lambda: _saved(face_photo(14), "TIFF", save_all=True,
+                                              append_images=[face_photo(15)]), 0),
+    PhotoCase("animated.gif", lambda: _saved(face_photo(16), "GIF", save_all=True,
+                                             append_images=[face_photo(17)], duration=100), 0),
+    PhotoCase("photo.webp", lambda: _saved(face_photo(18), "WEBP"), 0),
+    PhotoCase("photo.bmp", lambda: _saved(face_photo(19), "BMP"), 0),
     PhotoCase("crowd30.jpg", lambda: _jpeg_bytes(group_photo()), 0),
 ]
 PHOTOS = {c.name: c for c in PHOTO_CASES}
