@@ -173,7 +173,7 @@ def _save_into(new_dirs, out: str, replace: bool):
               show_default=True, help="Fraction kept at each end of the score range.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.3, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model-id", default=None, help="Id to store the direction under "
               "(default: the registry name, or the model file's name).")
