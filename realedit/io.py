@@ -120,8 +120,9 @@ def read_image(src, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     name = str(path) if path else "image data"
     try:
         with warnings.catch_warnings():
-            # we apply our own, explicit pixel limit below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # we apply our own, explicit pixel limit below; and Pillow's warnings about broken
+            # metadata (corrupt EXIF is common) are not the user's problem: no stray lines
+            warnings.simplefilter("ignore")
             img = Image.open(fp)
             _check_size(img.size, max_pixels, name)
             img.load()
@@ -151,21 +152,33 @@ def _from_pil(img, *, path: Path | None, max_pixels: int) -> Photo:
     _check_size(img.size, max_pixels, str(path) if path else "image")
     fmt = img.format
     icc = img.info.get("icc_profile") or None
-    exif_obj = img.getexif()
-    orientation = int(exif_obj.get(_EXIF_ORIENTATION, 1) or 1)
+    with warnings.catch_warnings():
+        # Broken EXIF is common in the wild; it must neither fail the photo nor print warnings.
+        warnings.simplefilter("ignore")
+        try:
+            exif_obj = img.getexif()
+            orientation = _orientation(exif_obj.get(_EXIF_ORIENTATION, 1))
+        except Exception:  # noqa: BLE001 - any parser failure: treat as no EXIF
+            exif_obj, orientation = Image.Exif(), 1
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)  # animated GIF/WebP, multi-page TIFF: the first frame is the photo
     if orientation in _TRANSPOSE:
         img = img.transpose(getattr(Image.Transpose, _TRANSPOSE[orientation]))
     exif = None
-    if len(exif_obj):
-        exif_obj[_EXIF_ORIENTATION] = 1
-        if fmt == "TIFF":
-            # A TIFF's "EXIF" is its own first IFD: written back as is, its pixel-layout tags
-            # would mislabel the new pixels (a float or CIELab TIFF came out unreadable/garbled).
-            for tag in _TIFF_LAYOUT_TAGS.intersection(exif_obj):
-                del exif_obj[tag]
-        exif = exif_obj.tobytes()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if len(exif_obj):
+                exif_obj[_EXIF_ORIENTATION] = 1
+                if fmt == "TIFF":
+                    # A TIFF's "EXIF" is its own first IFD: written back as is, its pixel-layout
+                    # tags would mislabel the new pixels (a float or CIELab TIFF came out
+                    # unreadable or garbled).
+                    for tag in _TIFF_LAYOUT_TAGS.intersection(exif_obj):
+                        del exif_obj[tag]
+                exif = exif_obj.tobytes()
+    except Exception:  # noqa: BLE001 - tags Pillow cannot re-encode: drop the metadata
+        exif = None
     mode = img.mode
     alpha = raw = palette = None
     transparency = img.info.get("transparency")
@@ -190,6 +203,18 @@ def _from_pil(img, *, path: Path | None, max_pixels: int) -> Photo:
     return Photo(rgb=np.ascontiguousarray(rgb), mode=mode, alpha=alpha, raw=raw, palette=palette,
                  transparency=transparency, format=fmt, exif=exif, icc_profile=icc, path=path,
                  orientation=orientation)
+
+
+def _orientation(value) -> int:
+    """EXIF orientation 1..8; anything malformed (wrong type, several values, 0, 9, NaN) counts
+    as 1, upright, as viewers treat it."""
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else 1
+    try:
+        v = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 1
+    return v if 1 <= v <= 8 else 1
 
 
 # Modes whose original values are kept in Photo.raw, because RGB -> mode is lossy.

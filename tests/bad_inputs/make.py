@@ -130,6 +130,28 @@ def exif_rotated(img: Image.Image, orientation: int) -> bytes:
     return _jpeg_bytes(img.transpose(undo), exif=exif.tobytes())
 
 
+def with_exif_segment(jpeg: bytes, payload: bytes) -> bytes:
+    """``jpeg`` with an APP1 segment holding ``payload`` (b"Exif\\0\\0" + TIFF header...)."""
+    seg = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return jpeg[:2] + seg + jpeg[2:]
+
+
+def orientation_ifd(field_type: int, count: int, value: bytes) -> bytes:
+    """EXIF payload whose only tag is Orientation stored with an arbitrary TIFF type."""
+    if len(value) <= 4:
+        entry = struct.pack("<HHI", 0x0112, field_type, count) + value.ljust(4, b"\x00")
+        tail = b""
+    else:  # out-of-line value right after the IFD
+        entry = struct.pack("<HHII", 0x0112, field_type, count, 8 + 2 + 12 + 4)
+        tail = value
+    return (b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry
+            + struct.pack("<I", 0) + tail)
+
+
+def _broken_exif(payload: bytes, i: int) -> Callable[[], bytes]:
+    return lambda: with_exif_segment(_jpeg_bytes(face_photo(i)), payload)
+
+
 # ------------------------------------------------------------------------------ photo cases
 
 @dataclass(frozen=True)
@@ -212,6 +234,14 @@ PHOTO_CASES = [
     PhotoCase("exif_rot6.jpg", lambda: exif_rotated(face_photo(6, size=224).resize((224, 288)), 6), 0),
     PhotoCase("exif_rot3.jpg", lambda: exif_rotated(face_photo(8), 3), 0),
     PhotoCase("png_named.jpg", lambda: _png_bytes(face_photo(9)), 0),
+    # broken metadata: ignored (orientation treated as upright), the photo is still edited
+    PhotoCase("exif_garbage.jpg", _broken_exif(b"Exif\x00\x00" + b"\x13\x37" * 40, 21), 0),
+    PhotoCase("exif_bad_offset.jpg", _broken_exif(b"Exif\x00\x00II*\x00\xff\xff\xff\x7f", 22), 0),
+    PhotoCase("exif_orientation_text.jpg", _broken_exif(orientation_ifd(2, 4, b"abc\x00"), 23), 0),
+    PhotoCase("exif_orientation_nan.jpg",
+              _broken_exif(orientation_ifd(5, 1, struct.pack("<II", 6, 0)), 24), 0),
+    PhotoCase("exif_orientation_9.jpg", _broken_exif(orientation_ifd(3, 1, struct.pack("<H", 9)), 25), 0),
+    PhotoCase("icc_garbage.jpg", lambda: _saved(face_photo(26), "JPEG", icc_profile=b"not a profile"), 0),
     PhotoCase("UPPER.JPG", lambda: _jpeg_bytes(face_photo(10)), 0),
     PhotoCase("name with spaces é.png", lambda: _png_bytes(face_photo(11)), 0),
     PhotoCase("bilevel.png", lambda: _png_bytes(face_photo(0).convert("1")), 0),
