@@ -205,14 +205,15 @@ class Editor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, *, inverter: str = "hybrid",
-                        space: str = "wp", device="cpu", steps: int | None = None,
+                        space: str | None = "wp", device="cpu", steps: int | None = None,
                         loss: str | None = None, encoder=None, bank=None, detector=None,
                         min_face: float = 32, progress=None) -> "Editor":
         """Load a model by registry name or path, with its encoder and direction bank.
 
         inverter: "hybrid" (encoder + short refinement; falls back to "optimize" when the model
         has no encoder), "encoder" or "optimize". steps: refinement/optimisation steps.
-        bank: a DirectionBank or path to override the model's own.
+        bank: a DirectionBank or path to override the model's own. space=None: the model's
+        richest latent space (wp, or z for PGGAN).
         """
         from . import invert as inv
         from . import models, weights
@@ -225,6 +226,8 @@ class Editor:
         if registered:
             e = weights.entry(name)
             licence = e.licence or ""
+        if space is None:  # the model's richest space: W+ for StyleGANs, Z for PGGAN
+            space = "wp" if "wp" in G.spaces else G.spaces[0]
         if space not in G.spaces:
             raise UsageError(f"model {name} has no {space!r} space; it has {', '.join(G.spaces)}")
 

@@ -275,8 +275,15 @@ def _folder_named_like_a_photo(t: Path) -> str:
     return str(t / "album.jpg")
 
 
+def _dangling_link(t: Path) -> str:
+    (t / "gone.jpg").symlink_to(t / "deleted.jpg")
+    return str(t / "gone.jpg")
+
+
 INPUT_CASES = [
     ("missing-file", lambda t: str(t / "nope.jpg"), 3, r"nope\.jpg: no such file"),
+    ("dangling-symlink", _dangling_link, 3, r"gone\.jpg: no such file"),
+    ("device-not-a-file", lambda t: os.devnull, 3, r"not a file"),
     ("empty-folder", _empty_dir, 2, r"no photos found"),
     ("folder-without-images", _dir_without_images, 2, r"no photos found"),
     ("glob-matching-nothing", lambda t: str(t / "*.heic"), 2, r"no photos found"),

@@ -193,6 +193,18 @@ def test_other_modes_run(opts, photos, model, tmp_path):
     assert out.shape == src.shape and not np.array_equal(out, src)
 
 
+def test_pggan_model_edits_in_z_by_default(photos, tmp_path):
+    """PGGAN has only Z: without --space the edit runs in Z (W+ is the StyleGAN default)."""
+    pg = make.make_pggan_model(tmp_path / "pg")
+    res = invoke(photos / "b.png", "--attr", "age=+3", "-o", tmp_path / "out", *fast(pg))
+    assert res.exit_code == 0, res.output
+    assert "space: z" in res.output
+    assert (tmp_path / "out" / "b_edited.png").is_file()
+    res = invoke(photos / "b.png", "--attr", "age=+3", "--space", "wp", "-o", tmp_path / "o2", *fast(pg))
+    assert res.exit_code == 2 and "no 'wp' space" in res.output
+    assert not (tmp_path / "o2").exists()
+
+
 # ----------------------------------------------------------------------------- real processes
 
 def _run(*args, env_extra=None):

@@ -146,8 +146,7 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
 
     from ..models import load as _  # noqa: F401  (import cost paid before the bars start)
     t0 = time.perf_counter()
-    space_opt = space or "wp"
-    editor = Editor.from_pretrained(model, inverter=inverter, space=space_opt, steps=steps)
+    editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps)
     editor.check_edits(edits, keep)
     if out_is_folder:
         try:

@@ -301,6 +301,29 @@ def make_model(folder: Path, *, name: str = "tiny", encoder: bool = True, seed: 
     return path
 
 
+def make_pggan_model(folder: Path, *, name: str = "pg", seed: int = 0) -> Path:
+    """A 32 px PGGAN (Z space only) with an untrained Z encoder and a Z direction bank."""
+    import torch
+
+    from realedit import models
+    from realedit.edit import Direction, DirectionBank, save_bank
+    from realedit.invert.encoder import Encoder, EncoderConfig, save_encoder
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    G = models.build("pggan", 32, z_dim=32, fmap_base=64, fmap_max=32)
+    path = folder / f"{name}.pt"
+    models.save(G, path)
+    rng = np.random.default_rng(seed)
+    save_bank(DirectionBank([Direction(a, rng.standard_normal(32), str(path), "z", source="test")
+                             for a in ATTRS]), folder / f"{name}.directions")
+    E = Encoder(EncoderConfig.for_generator(G, channels=8, max_channels=16))
+    E.set_generator_stats(G)
+    save_encoder(E, folder / f"{name}.encoder.pt")
+    return path
+
+
 def copy_model(model: Path, folder: Path, name: str, *, bank: bool = True,
                encoder: bool = False) -> Path:
     """The same model under another name, with or without its bank and encoder."""
@@ -354,6 +377,7 @@ MODEL_CASES = [
     ModelCase("evil_pickle", 5, r"os\.system|posix\.system|not allowed|unsafe|global"),
     ModelCase("evil_torch", 5, r"os\.system|posix\.system|not allowed|unsafe|global|weights_only"),
     ModelCase("not_a_model", 5, r"not a|no generator|unknown|format"),
+    ModelCase("photo_as_model", 5, r"not a model"),
     ModelCase("folder", 5, r"not a|folder|directory|no such|cannot"),
     ModelCase("unknown_name", 5, r"unknown|not found|no such|registry"),
     ModelCase("no_bank", 6, r"no direction bank"),
@@ -390,6 +414,9 @@ def write_bad_models(folder: Path, model: Path, marker: Path) -> dict[str, str]:
     p = folder / "not_a_model.pt"
     torch.save({"hello": torch.zeros(3), "epoch": 3}, p)
     out["not_a_model"] = str(p)
+    p = folder / "photo_as_model.pt"
+    p.write_bytes(_jpeg_bytes(face_photo(0)))
+    out["photo_as_model"] = str(p)
     p = folder / "folder.pt"
     p.mkdir(exist_ok=True)
     out["folder"] = str(p)
