@@ -39,6 +39,13 @@ from realedit.invert.optimize import OptimizeOptions, _Synth, optimize_latents  
 from realedit.models.stylegan2 import StyleGAN2Generator  # noqa: E402
 
 PLAIN_REFERENCE_S = 6.3  # REFERENCE.md section 5: one VGG-loss step at 1024, loss at 256, 2 threads
+# Coarse-to-fine schedules compared: (resolution, fraction of steps); the rest at full size.
+SCHEDULES = [[(256, 0.8)], [(128, 0.8)], [(128, 0.5), (256, 0.3)], [(128, 0.6), (256, 0.3)]]
+
+
+def sched_name(sched):
+    rest = 100 - sum(int(round(f * 100)) for _, f in sched)
+    return " ".join(f"{r}:{int(round(f * 100))}%" for r, f in sched) + f" full:{rest}%"
 
 
 def random_lpips(net):
@@ -104,24 +111,24 @@ def bench_cost(args):
         def ratios(x):
             return [f"{PLAIN_REFERENCE_S / x:.1f}x", f"{ref['plain'] / x:.1f}x"]
         rows.append([f"optimize wp plain{tag}", "1024 (loss@256)", f"{p:.2f}", *ratios(p)])
-        # coarse-to-fine: half the measured steps at 256, half at full size
-        c2f, _ = step_costs(G, target, loss, OptimizeOptions(steps=2 * n, coarse=[(256, 0.5)], **base),
-                            synth=synth)
-        c = c2f[256]
-        rows.append([f"optimize wp coarse step{tag}", "256 of 1024", f"{c:.2f}", *ratios(c)])
-        for frac in (0.8, 0.9):
-            avg = frac * c + (1 - frac) * c2f[1024]
-            rows.append([f"optimize wp c2f {int(frac * 100)}/{100 - int(frac * 100)}{tag}", "mix",
-                         f"{avg:.2f}", *ratios(avg)])
+        # coarse steps: G stopped at 128 and at 256 (loss at that size), n steps each
+        c2f, _ = step_costs(G, target, loss, OptimizeOptions(steps=3 * n, coarse=[(128, 1 / 3), (256, 1 / 3)],
+                                                             **base), synth=synth)
+        for res in (128, 256):
+            rows.append([f"optimize wp coarse step{tag}", f"{res} of 1024", f"{c2f[res]:.2f}", *ratios(c2f[res])])
+        full = c2f[1024]
+        for sched in SCHEDULES:
+            avg = sum(f * c2f[r] for r, f in sched) + (1 - sum(f for _, f in sched)) * full
+            rows.append([f"optimize wp c2f {sched_name(sched)}{tag}", "schedule mean", f"{avg:.2f}", *ratios(avg)])
         # hybrid: a coarse step plus the domain term E(G(w)) (encoder input 256)
         scale = float(E.w_std) ** 2
 
         def dom(latent, ws, img):
             return 0.03 * (E(img) - ws).square().mean((1, 2)) / scale
         with frozen(E):
-            hyb, _ = step_costs(G, target, loss, OptimizeOptions(steps=2 * n, coarse=[(256, 0.5)], **base),
+            hyb, _ = step_costs(G, target, loss, OptimizeOptions(steps=2 * n, coarse=[(128, 0.5)], **base),
                                 regs=[dom], synth=synth)
-        rows.append([f"hybrid wp coarse step{tag}", "256 of 1024", f"{hyb[256]:.2f}", *ratios(hyb[256])])
+        rows.append([f"hybrid wp coarse step{tag}", "128 of 1024", f"{hyb[128]:.2f}", *ratios(hyb[128])])
         rows.append([f"hybrid wp full step{tag}", "1024 (loss@256)", f"{hyb[1024]:.2f}", *ratios(hyb[1024])])
     with torch.no_grad():
         t = time.perf_counter()
@@ -142,10 +149,11 @@ def bench_c2f(args):
     G = config_f(args.resolution)
     with torch.no_grad():
         target = G.synthesis(G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(3))))
-    loss = build_loss("lpips-vgg+mse", lpips_factory=random_lpips)
     r = args.resolution
-    schedules = {"plain": None, f"c2f {r // 2}:80%": [(r // 2, 0.8)],
-                 f"c2f {r // 4}:40% {r // 2}:40%": [(r // 4, 0.4), (r // 2, 0.4)]}
+    cap = args.loss_cap or r // 4  # the loss resolution: 256 for 1024, as in the projector
+    loss = build_loss("lpips-vgg+mse", lpips_factory=random_lpips, lpips_max_resolution=cap)
+    schedules = {"plain": None, f"c2f {cap}:80%": [(cap, 0.8)],
+                 f"c2f {cap // 2}:50% {cap}:30%": [(cap // 2, 0.5), (cap, 0.3)]}
     # Calibrate steps per schedule so each gets about the same wall time.
     probe = {}
     for name, coarse in schedules.items():
@@ -166,18 +174,20 @@ def bench_c2f(args):
             fr = {res: f for res, f in coarse}
             cost_small = {res: p.get(res, p[r]) for res in fr}
             per_step = sum(fr[res] * cost_small[res] for res in fr) + (1 - sum(fr.values())) * p[r]
-        steps = max(10, int(args.seconds / per_step))
+        steps = args.steps or max(10, int(args.seconds / per_step))
         opts = OptimizeOptions(steps=steps, coarse=coarse, stall_steps=-1)
         with frozen(G):
             t0 = time.perf_counter()
             res = optimize_latents(G, target, "wp", G.w_avg[None, None].repeat(1, G.num_ws, 1), loss, opts)
             wall = time.perf_counter() - t0
         mse = float((res.reconstruction - target).square().mean())
-        full = float(loss(res.reconstruction, target))
+        with torch.no_grad():
+            full = float(loss(res.reconstruction, target))
         rows.append([name, steps, f"{per_step:.2f}", f"{wall:.0f}", f"{mse:.5f}", f"{full:.4f}"])
         print(f"  {name}: {steps} steps, {wall:.0f} s, mse {mse:.5f}", file=sys.stderr)
-    print(f"\nCoarse-to-fine vs plain, StyleGAN2 config-f {r}, random weights, ~{args.seconds:.0f} s each, "
-          f"{args.threads} threads; CPU shared")
+    budget = f"{args.steps} steps each" if args.steps else f"~{args.seconds:.0f} s each"
+    print(f"\nCoarse-to-fine vs plain, StyleGAN2 config-f {r}, random weights, loss at <= {cap} px, "
+          f"{budget}, {args.threads} threads; CPU shared")
     print_table(["schedule", "steps", "s/step", "wall s", "MSE@full", "loss@full"], rows)
 
 
@@ -263,6 +273,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--resolution", type=int, default=256, help="c2f: generator resolution")
     ap.add_argument("--seconds", type=float, default=120.0, help="c2f: wall budget per schedule")
+    ap.add_argument("--loss-cap", type=int, default=None, help="c2f: loss resolution (default res/4)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--encoder", default=None)
     ap.add_argument("--data", default="/work/data/celeba64.npy")

@@ -228,28 +228,33 @@ class RealFaces:
         if not self.files:
             raise ImageError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         self._cache: dict[int, np.ndarray] = {}
+        # Keep decoded crops only while they fit in ~1 GB (64 px CelebA: 66 MB; 1024 px: no).
+        self._cache_ok = len(self.files) * resolution * resolution * 3 <= 1 << 30
 
     def __len__(self):
         return len(self.files)
 
     def _get(self, i: int) -> np.ndarray:
-        if i not in self._cache:
-            from PIL import Image
-            if self.array is not None:
-                img = Image.fromarray(np.asarray(self.array[i]))
-            else:
-                try:
-                    with Image.open(self.files[i]) as im:
-                        img = im.convert("RGB")
-                except Exception as exc:  # noqa: BLE001 - any decoder failure
-                    raise ImageError(f"{self.files[i]}: cannot read image ({exc.__class__.__name__})") from None
-            w, h = img.size
-            s = min(w, h)
-            img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            if s != self.resolution:
-                img = img.resize((self.resolution, self.resolution), Image.LANCZOS)
-            self._cache[i] = np.asarray(img, dtype=np.uint8)
-        return self._cache[i]
+        if i in self._cache:
+            return self._cache[i]
+        from PIL import Image
+        if self.array is not None:
+            img = Image.fromarray(np.asarray(self.array[i]))
+        else:
+            try:
+                with Image.open(self.files[i]) as im:
+                    img = im.convert("RGB")
+            except Exception as exc:  # noqa: BLE001 - any decoder failure
+                raise ImageError(f"{self.files[i]}: cannot read image ({exc.__class__.__name__})") from None
+        w, h = img.size
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if s != self.resolution:
+            img = img.resize((self.resolution, self.resolution), Image.LANCZOS)
+        arr = np.asarray(img, dtype=np.uint8)
+        if self._cache_ok:
+            self._cache[i] = arr
+        return arr
 
     def batch(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self), (n,), generator=generator).tolist()
