@@ -325,9 +325,13 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
         rgb, alpha = rgb[:, :, :3], rgb[:, :, 3]
     if like is not None and like.path is not None and _same_file(dst, like.path):
         raise OutputError(f"{dst}: refusing to overwrite the input photo")
-    if dst.exists() and not overwrite:
+    try:
+        exists = dst.exists()  # raises for e.g. a name longer than the file system allows
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+    if exists and not overwrite:
         raise OutputError(f"{dst}: exists (pass overwrite to replace it)")
-    if dst.exists() and dst.is_dir():
+    if exists and dst.is_dir():
         raise OutputError(f"{dst}: is a folder")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst.parent}: folder does not exist")
@@ -337,7 +341,10 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
     img = _to_pil(rgb, alpha, like, fmt)
     kwargs = _save_kwargs(img, like, fmt, quality)
 
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:  # the temp name is kept short: a long but legal file name must still work
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name[:64]}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             img.save(fh, format=fmt, **kwargs)

@@ -435,6 +435,24 @@ def test_two_photos_with_the_same_output_name(model, tmp_path):
     assert files_in(out) == {"x_edited.jpg"}
 
 
+def test_long_file_names(model, tmp_path):
+    """A 240-character name is legal and its outputs (temp files included) fit; at 250 the
+    output name would pass the 255-byte limit: one line, code 7, nothing written."""
+    d = tmp_path / "in"
+    d.mkdir()
+    ok, too_long = d / ("x" * 240 + ".png"), d / ("y" * 250 + ".png")
+    make.face_photo(0).save(ok)
+    shutil.copyfile(ok, too_long)
+    out = tmp_path / "out"
+    res = run([ok, "--attr", "age=+1", "-o", out, "--compare", "--save-latent", *edit_args(model)],
+              watch=[d])
+    assert res.exit_code == 0, res.output
+    assert {n[240:] for n in files_in(out)} == {"_edited.png", "_compare.png", "_latent.npz"}
+    res = run([too_long, "--attr", "age=+1", "-o", tmp_path / "out2", *edit_args(model)], watch=[d])
+    assert_fails(res, 7, r"cannot write \(File name too long\)")
+    assert files_in(tmp_path / "out2") == set()
+
+
 def test_failed_write_leaves_nothing(face, model, tmp_path, monkeypatch):
     """The disk fills up half-way through the JPEG: no temp file, no output, code 7."""
     real_save = Image.Image.save

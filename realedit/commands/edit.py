@@ -167,7 +167,11 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
 
     def claim(dst: Path, path: Path) -> Path:
         key = os.path.realpath(dst)
-        if key in inputs or (path.exists() and dst.exists() and os.path.samefile(dst, path)):
+        try:
+            same = path.exists() and dst.exists() and os.path.samefile(dst, path)
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+        if key in inputs or same:
             raise OutputError(f"{dst}: refusing to overwrite an input photo")
         if key in claimed and claimed[key] != path:
             raise OutputError(f"{dst}: already written for {claimed[key]} in this run; "
@@ -269,8 +273,11 @@ def _save_latent(path: Path, result, inverted) -> Path:
     meta = {"model": result.model, "space": result.space, "inverter": result.inverter,
             "edits": result.edits, "keep": list(result.keep)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     try:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
