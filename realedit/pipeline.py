@@ -291,7 +291,10 @@ class Editor:
             raise EditError("no edit given: use e.g. {'age': 3} (CLI: --attr age=+3)")
         from .edit import apply_edits
         probe = torch.zeros(self._latent_shape(), dtype=torch.float32)
-        apply_edits(probe, self.space, dict(edits), keep=list(keep), bank=self.bank, model=self.model_name)
+        moved = apply_edits(probe, self.space, dict(edits), keep=list(keep), bank=self.bank,
+                            model=self.model_name)
+        if not torch.isfinite(moved).all():
+            raise EditError(f"edit {dict(edits)} is too large: the latent code is no longer finite")
 
     def _latent_shape(self):
         if self.space == "wp":
@@ -360,6 +363,10 @@ class Editor:
             new_latent = apply_edits(fi.latent, inverted.space, dict(edits), keep=list(keep),
                                      bank=self.bank, model=self.model_name)
             after = synthesize(self.G, new_latent.to(self.device), inverted.space)
+            if not (torch.isfinite(new_latent).all() and torch.isfinite(after).all()):
+                # e.g. age=1e308: the code overflows float32; NaN pixels must not be written
+                raise EditError(f"edit {dict(edits)} is too large: the latent code or the "
+                                "generated face is no longer finite")
             # The "before" image is re-synthesised the same way, so the residual is exactly the
             # edit's effect (the inverter's stored reconstruction may use optimised noise).
             before = synthesize(self.G, fi.latent.to(self.device), inverted.space)

@@ -215,6 +215,8 @@ ARG_CASES = [
     ("amount-empty", ["--attr", "age="], 6, r"not a number"),
     ("amount-nan", ["--attr", "age=nan"], 6, r"finite"),
     ("amount-inf", ["--attr", "age=-inf"], 6, r"finite"),
+    ("amount-overflows", ["--attr", "age=1e300"], 6, r"too large.*no longer finite"),
+    ("amount-overflows-float32", ["--attr", "age=1e39", "--attr", "smile=1"], 6, r"too large"),
     ("no-equals", ["--attr", "age"], 6, r"NAME=AMOUNT"),
     ("no-name", ["--attr", "=3"], 6, r"NAME=AMOUNT"),
     ("no-attr", [], 2, r"--attr"),
