@@ -57,9 +57,9 @@ class RealeditGroup(click.Group):
     def parse_args(self, ctx, args):
         # `realedit photo.jpg --attr age=+3`: route to edit before click sees "--attr" as a
         # group option it does not know.
-        if args and args[0] not in SUBCOMMANDS and not args[0].startswith("-"):
-            args = ["edit", *args]
-        elif args and args[0].startswith("--attr"):
+        # Any first word that is neither a subcommand nor one of the group's own options goes
+        # to edit too, so edit's options may come first (`realedit -o out/ photo.jpg ...`).
+        if args and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help", "--version"):
             args = ["edit", *args]
         return super().parse_args(ctx, args)
 

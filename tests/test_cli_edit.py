@@ -122,8 +122,10 @@ def test_default_output_is_beside_the_photo(photos, model):
 
 
 def test_routing_without_the_edit_word(photos, model):
-    for args in ([photos / "b.png", "--attr", "age=+1"], ["--attr", "age=+1", photos / "b.png"]):
-        res = invoke(*args, *fast(model))
+    for args in ([photos / "b.png", "--attr", "age=+1", *fast(model)],
+                 ["--attr", "age=+1", photos / "b.png", *fast(model)],
+                 [*fast(model), "-o", photos, photos / "b.png", "--attr", "age=+1"]):
+        res = invoke(*args)
         assert res.exit_code == 0, res.output
         assert (photos / "b_edited.png").is_file()
         (photos / "b_edited.png").unlink()
