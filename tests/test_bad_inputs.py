@@ -322,6 +322,21 @@ def test_bad_model(case, bad_models, face, tmp_path):
     assert files_in(face.parent) == {"face.jpg"}
 
 
+@pytest.mark.parametrize("name,pattern", [
+    ("stylegan2-ffhq-1024", r"not in the cache and REALEDIT_OFFLINE=1 forbids downloading.*place it at"),
+    ("dlib-shape-predictor-68", r"not a generator"),
+    ("lpips-vgg-head", r"not a generator"),
+])
+def test_registered_weights_that_cannot_be_used(name, pattern, face, tmp_path, monkeypatch):
+    """Official names: not downloaded (offline), or not a generator at all."""
+    monkeypatch.setenv("REALEDIT_OFFLINE", "1")
+    monkeypatch.setenv("REALEDIT_HOME", str(tmp_path / "home"))
+    res = run([face, "--attr", "age=+1", "--model", name, "-o", tmp_path / "out"], watch=[face.parent])
+    assert_fails(res, 5, pattern)
+    assert not (tmp_path / "out").exists()
+    assert not any((tmp_path / "home").rglob("*.part"))
+
+
 def test_encoder_inverter_without_encoder(model, face, tmp_path):
     noenc = make.copy_model(model, tmp_path / "m", "noenc", bank=True, encoder=False)
     res = run([face, "--attr", "age=+1", "--model", noenc, "--inverter", "encoder",

@@ -226,6 +226,9 @@ def test_process_success_and_batch_failure(photos, model, tmp_path):
     assert p.stdout == ""
     assert "Traceback" not in p.stderr
     assert "c.jpg: error: " in p.stderr and "done: 2 of 3 photos edited, 1 failed" in p.stderr
+    # nothing else on the terminal: no library warnings, no stray lines
+    for line in p.stderr.splitlines():
+        assert line.startswith(("model: ", "[1/3] ", "[2/3] ", "[3/3] ", "done: ")), line
     assert sorted(q.name for q in (tmp_path / "out").iterdir()) == ["a_edited.jpg", "b_edited.png"]
 
 
