@@ -271,7 +271,8 @@ def _np_g_paper(v, z, resolution, nf, fused):
         x = pn(act(_np_conv2d(x, wscale(v[f"{r}x{r}/Conv1/weight"], np.sqrt(2)))
                    + v[f"{r}x{r}/Conv1/bias"].reshape(1, -1, 1, 1)))
         r *= 2
-    return _np_conv2d(x, wscale(v["ToRGB_lod0/weight"], 1.0)) + v["ToRGB_lod0/bias"].reshape(1, -1, 1, 1)
+    rgb = _np_conv2d(x, wscale(v["ToRGB_lod0/weight"], 1.0))
+    return rgb + v["ToRGB_lod0/bias"].reshape(1, -1, 1, 1)
 
 
 @pytest.mark.parametrize("impl_min_res", [128, 8], ids=["upconv", "transposed"])

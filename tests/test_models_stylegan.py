@@ -222,7 +222,8 @@ def test_equalized_lr_runtime_scales():
         layer = getattr(syn, f"layer{i}")
         assert layer.style.weight_gain == pytest.approx(1 / math.sqrt(10))
         if i:
-            assert layer.weight_gain == pytest.approx(math.sqrt(2) / math.sqrt(9 * layer.weight.shape[1]))
+            fan_in = 9 * layer.weight.shape[1]
+            assert layer.weight_gain == pytest.approx(math.sqrt(2) / math.sqrt(fan_in))
     assert syn.torgb.weight_gain == pytest.approx(1 / math.sqrt(8))
 
 
@@ -365,7 +366,8 @@ def test_matches_official_graph_from_tf_variables(fused, psi, impl_min_res, monk
     cfg = dict(TINY, resolution=32)  # num_ws 8; channels 16,16,16,8
     G = tiny(resolution=32, fused_scale=fused)
     nf = {4: 16, 8: 16, 16: 8, 32: 4}
-    assert [getattr(G.synthesis, f"layer{i}").bias.numel() for i in range(0, 8, 2)] == list(nf.values())
+    widths = [getattr(G.synthesis, f"layer{i}").bias.numel() for i in range(0, 8, 2)]
+    assert widths == list(nf.values())
     rng = np.random.default_rng(2)
     v = _official_vars(cfg, nf, rng)
     names = G.tf_variable_names()

@@ -30,23 +30,23 @@ Parameter names, shapes and the official variables they hold. TF pickles
 to their network and prefixed here with the component: ``mapping/`` = Gs.components.mapping,
 ``synthesis/`` = Gs.components.synthesis, no prefix = Gs's own variables. R = 2**(i//2 + 2).
 
-    ours                                shape            TF                          TF -> ours
-    mapping.dense{j}.weight             [out, in]        mapping/Dense{j}/weight     .T
-    mapping.dense{j}.bias               [out]            mapping/Dense{j}/bias       as is
-    mapping.w_avg (buffer)              [w_dim]          dlatent_avg                 as is
-    synthesis.const                     [C, 4, 4]        synthesis/4x4/Const/const   reshape
-                                                         ([1, C, 4, 4])
-    synthesis.layer{i}.weight (i >= 1)  [Co, Ci, 3, 3]   synthesis/<scope i>/weight  .permute(3, 2, 0, 1)
-                                                         (TF [3, 3, Ci, Co], also for fused Conv0_up)
-    synthesis.layer{i}.bias             [Co]             synthesis/<scope i>/bias    as is
-    synthesis.layer{i}.noise_strength   [Co]             synthesis/<scope i>/Noise/weight
-    synthesis.layer{i}.noise_const      [R, R] (buffer)  synthesis/noise{i}          reshape ([1, 1, R, R])
-    synthesis.layer{i}.style.weight     [2*Co, w_dim]    synthesis/<scope i>/StyleMod/weight   .T
-    synthesis.layer{i}.style.bias       [2*Co]           synthesis/<scope i>/StyleMod/bias     as is
-    synthesis.torgb.weight              [3, C, 1, 1]     synthesis/ToRGB_lod0/weight .permute(3, 2, 0, 1)
-    synthesis.torgb.bias                [3]              synthesis/ToRGB_lod0/bias   as is
-    (not used)                                           lod (must be 0), synthesis/lod,
-                                                         synthesis/ToRGB_lod{1..}/*
+    ours (synthesis.layer{i}.* = L.*)  shape            TF                        TF -> ours
+    mapping.dense{j}.weight            [out, in]        mapping/Dense{j}/weight   .T
+    mapping.dense{j}.bias              [out]            mapping/Dense{j}/bias     as is
+    mapping.w_avg (buffer)             [w_dim]          dlatent_avg               as is
+    synthesis.const                    [C, 4, 4]        synthesis/4x4/Const/const reshape
+    L.weight (i >= 1)                  [Co, Ci, 3, 3]   S/weight                  .permute(3,2,0,1)
+    L.bias                             [Co]             S/bias                    as is
+    L.noise_strength                   [Co]             S/Noise/weight            as is
+    L.noise_const (buffer)             [R, R]           synthesis/noise{i}        reshape
+    L.style.weight                     [2*Co, w_dim]    S/StyleMod/weight         .T
+    L.style.bias                       [2*Co]           S/StyleMod/bias           as is
+    synthesis.torgb.weight             [3, C, 1, 1]     synthesis/ToRGB_lod0/weight  .permute(3,2,0,1)
+    synthesis.torgb.bias               [3]              synthesis/ToRGB_lod0/bias    as is
+    (not used)                                          lod (must be 0), synthesis/lod,
+                                                        synthesis/ToRGB_lod{1..}/*
+    S = synthesis/<scope i>; TF shapes: const [1, C, 4, 4], conv weights [3, 3, Ci, Co] (also
+    the fused Conv0_up: the official code transposes it at run time), noise{i} [1, 1, R, R].
     <scope i>: 0 -> 4x4/Const, 1 -> 4x4/Conv, even i >= 2 -> RxR/Conv0_up, odd -> RxR/Conv1.
 
 genforce/interfacegan converted ``.pth`` (``StyleGANGeneratorModel``) uses the same layer
@@ -63,8 +63,8 @@ and the other ``output{k}``. ``tf_variable_names()`` and ``from_tf()`` give the 
 
 Protocol: ``spaces == ("z", "w", "wp")``; ``mapping(z, psi=1.0, truncation_cutoff=<config,
 8>)`` returns (N, num_ws, w_dim): with psi given, the official ``Gs.run(z, None,
-truncation_psi=psi)`` semantics (cutoff 8; None = every layer). ``synthesis(ws, noise)`` with noise "const"
-(stored per-layer noise: deterministic), "random" or "none".
+truncation_psi=psi)`` semantics (cutoff 8; None = every layer). ``synthesis(ws, noise)``
+with noise "const" (stored per-layer noise: deterministic), "random" or "none".
 """
 from __future__ import annotations
 
@@ -116,7 +116,8 @@ class StyleGANMapping(nn.Module):
                 self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
         ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         if psi != 1:
-            cut = self.num_ws if truncation_cutoff is None else min(int(truncation_cutoff), self.num_ws)
+            cut = self.num_ws if truncation_cutoff is None else \
+                min(int(truncation_cutoff), self.num_ws)
             ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], psi)
         return ws
 
@@ -179,7 +180,8 @@ class StyleLayer(nn.Module):
             # channels-last tensors, and no new full-size buffers but one).
             x = x.sub_(x.mean(dim=(2, 3), keepdim=True))
             var = x.square().mean(dim=(2, 3), keepdim=True)
-            return x.mul_((s[:, :c, None, None] + 1) * (var + 1e-8).rsqrt()).add_(s[:, c:, None, None])
+            a = (s[:, :c, None, None] + 1) * (var + 1e-8).rsqrt()
+            return x.mul_(a).add_(s[:, c:, None, None])
         # Autograd: var_mean keeps the graph (and its backward) small.
         var, mean = torch.var_mean(x, dim=(2, 3), unbiased=False, keepdim=True)
         a = (s[:, :c, None, None] + 1) * (var + 1e-8).rsqrt()
@@ -234,7 +236,8 @@ class StyleGANGenerator(nn.Module):
                            img_channels=img_channels, fused_scale=fused_scale,
                            blur_taps=list(blur_taps) if blur_taps is not None else None,
                            truncation_cutoff=truncation_cutoff)
-        self.resolution, self.z_dim, self.w_dim, self.img_channels = resolution, z_dim, w_dim, img_channels
+        self.resolution, self.z_dim, self.w_dim = resolution, z_dim, w_dim
+        self.img_channels = img_channels
         self.synthesis = StyleGANSynthesis(w_dim, resolution, img_channels, fmap_base, fmap_max,
                                            fmap_decay, fused_scale,
                                            tuple(blur_taps) if blur_taps is not None else None)
