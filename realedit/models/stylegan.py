@@ -41,7 +41,7 @@ to their network and prefixed here with the component: ``mapping/`` = Gs.compone
     L.noise_const (buffer)             [R, R]           synthesis/noise{i}        reshape
     L.style.weight                     [2*Co, w_dim]    S/StyleMod/weight         .T
     L.style.bias                       [2*Co]           S/StyleMod/bias           as is
-    synthesis.torgb.weight             [3, C, 1, 1]     synthesis/ToRGB_lod0/weight  .permute(3,2,0,1)
+    synthesis.torgb.weight             [3, C, 1, 1]    synthesis/ToRGB_lod0/weight .permute(3,2,0,1)
     synthesis.torgb.bias               [3]              synthesis/ToRGB_lod0/bias    as is
     (not used)                                          lod (must be 0), synthesis/lod,
                                                         synthesis/ToRGB_lod{1..}/*
