@@ -16,6 +16,7 @@ import copy
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -293,6 +294,11 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
         raise ValueError(f"dataset is {data.shape[-1]} px, config wants {cfg.resolution}")
     G_fwd, D_fwd = make_forwards(state, cfg)
     fixed_z = torch.randn(32, cfg.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
+    # SIGTERM/SIGINT finish the current iteration and write a checkpoint, so stopping a run
+    # (or a session ending) loses nothing.
+    stop = []
+    old_handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
     it_data = batches(data, cfg.batch, device, cfg.seed + state.it)
     t_start = time.time()
     t_last, n_last = time.time(), state.nimg
@@ -311,7 +317,10 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
         if state.it % cfg.sample_every == 0:
             with torch.no_grad():
                 save_grid(state.G_ema(fixed_z), run_dir / f"samples_{state.nimg // 1000:06d}k.png")
-        if max_minutes is not None and time.time() - t_start > max_minutes * 60:
+        if stop or (max_minutes is not None and time.time() - t_start > max_minutes * 60):
             break
     save_checkpoint(state, cfg, ckpt)
+    for sig, handler in old_handlers.items():
+        signal.signal(sig, handler)
+    log(f"checkpoint written at {state.nimg} images, iteration {state.it}")
     return state
