@@ -104,7 +104,7 @@ def bench_cost(args):
         n = args.steps
         base = dict(w_warmup=0.0, stall_steps=-1, compile=comp)
         # plain: every step at 1024, loss on the 256 downsample (LPIPS caps at 256)
-        plain, _ = step_costs(G, target, loss, OptimizeOptions(steps=n, **base), synth=synth)
+        plain, _ = step_costs(G, target, loss, OptimizeOptions(steps=n, coarse=None, **base), synth=synth)
         p = plain[1024]
         ref.setdefault("plain", p)
 

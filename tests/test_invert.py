@@ -123,6 +123,11 @@ def test_lr_schedule_and_phases(G):
     assert lr_at(0.875, 0.05, 0.25) == pytest.approx(0.5)
     assert lr_at(0.999, 0.05, 0.25) < 1e-3
     assert phases(G, 100, [(8, 0.3), (16, 0.4)]) == [(8, 0), (16, 30), (32, 70)]
+    assert phases(G, 100, "auto") == [(32, 0)]  # small models: every step at full size
+    big = StyleGAN2Generator(resolution=512, z_dim=8, w_dim=8, channel_base=512 * 4,
+                             channel_max=4, mapping_layers=1)
+    assert phases(big, 100, "auto") == [(128, 0), (256, 50), (512, 80)]
+    assert phases(PGGANGenerator(resolution=512, z_dim=8, fmap_base=2048, fmap_max=4), 100, "auto") == [(512, 0)]
     with pytest.raises(UsageError):
         phases(G, 100, [(16, 1.0)])
     with pytest.raises(UsageError):

@@ -45,8 +45,9 @@ class OptimizeOptions:
     z_candidates: int = 8       # z space: start from the best of this many seeded samples
     seed: int = 0
     # Coarse-to-fine (skip generators only): list of (resolution, fraction of steps); the rest
-    # of the steps run at full size. None: every step at full size.
-    coarse: Sequence[tuple[int, float]] | None = None
+    # of the steps run at full size. None: every step at full size. "auto": AUTO_COARSE for
+    # StyleGAN2 at >= 512 px (bench/invert.py c2f: same loss in about 1/4 of the time), else None.
+    coarse: Sequence[tuple[int, float]] | str | None = "auto"
     stall_steps: int = 0        # early stop window (0: max(25, steps // 5)); < 0 disables
     stall_tol: float = 1e-3     # relative improvement below which the loss counts as stalled
     compile: bool = False
@@ -78,8 +79,13 @@ def noise_regularizer(maps: Sequence[torch.Tensor]) -> torch.Tensor:
     return total
 
 
+AUTO_COARSE = [(128, 0.5), (256, 0.3)]
+
+
 def phases(G, steps: int, coarse) -> list[tuple[int, int]]:
     """[(resolution, first step)] of the coarse-to-fine schedule, ending at full resolution."""
+    if coarse == "auto":
+        coarse = AUTO_COARSE if supports_stop_at(G) and G.resolution >= 512 else None
     if not coarse:
         return [(G.resolution, 0)]
     if not supports_stop_at(G):
