@@ -1,0 +1,100 @@
+"""The small-GAN trainer: augmentations, one step, checkpoint/resume, and the CLI on tiny data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from realedit.cli import cli
+from realedit.training.gan import (GanConfig, diff_augment, load_checkpoint, make_forwards, new_state,
+                                   save_checkpoint, train, train_step)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_cfg(**kw):
+    base = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channels=8, channel_base=64,
+                batch=4, r1_interval=2, checkpoint_every=2, sample_every=1000)
+    base.update(kw)
+    return GanConfig(**base)
+
+
+def test_translation_shifts_content_and_cutout_zeroes_a_patch():
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 16, 16) + 1  # strictly positive, so zeros can only come from cutout/padding
+    y = diff_augment(x, "translation")
+    assert y.shape == x.shape
+    assert not torch.equal(x, y)
+    z = diff_augment(x, "cutout")
+    frac_zero = (z == 0).float().mean().item()
+    assert 0.15 < frac_zero < 0.35  # half-size square: a quarter of the pixels, minus clipping
+    x.requires_grad_(True)
+    diff_augment(x, "color,translation,cutout").sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        diff_augment(x, "rotate")
+
+
+def test_one_step_moves_both_networks_and_ema():
+    cfg = tiny_cfg()
+    st = new_state(cfg, "cpu")
+    g0 = [p.detach().clone() for p in st.G.parameters()]
+    d0 = [p.detach().clone() for p in st.D.parameters()]
+    e0 = [p.detach().clone() for p in st.G_ema.parameters()]
+    G_fwd, D_fwd = make_forwards(st, cfg)
+    out = train_step(st, cfg, torch.rand(4, 3, 16, 16) * 2 - 1, G_fwd, D_fwd)
+    assert np.isfinite(out["loss_G"]) and np.isfinite(out["loss_D"]) and "r1" in out
+    assert any(not torch.equal(a, b) for a, b in zip(g0, st.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, st.D.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(e0, st.G_ema.parameters()))
+    assert st.nimg == 4 and st.it == 1
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    cfg = tiny_cfg()
+    st = new_state(cfg, "cpu")
+    G_fwd, D_fwd = make_forwards(st, cfg)
+    for _ in range(2):
+        train_step(st, cfg, torch.rand(4, 3, 16, 16) * 2 - 1, G_fwd, D_fwd)
+    save_checkpoint(st, cfg, tmp_path / "c.pt")
+    st2, cfg2 = load_checkpoint(tmp_path / "c.pt", "cpu")
+    assert cfg2 == cfg and st2.nimg == st.nimg and st2.it == st.it
+    for m, m2 in ((st.G, st2.G), (st.D, st2.D), (st.G_ema, st2.G_ema)):
+        for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+            assert torch.equal(a, b), k
+    assert st2.opt_G.state_dict()["state"][0]["exp_avg"].equal(st.opt_G.state_dict()["state"][0]["exp_avg"])
+
+
+def test_train_resumes_and_stops_at_total(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "d.npy", data)
+    run = tmp_path / "run"
+    st = train(tmp_path / "d.npy", run, tiny_cfg(total_kimg=0.008), log=lambda m: None)
+    assert st.nimg == 8
+    st = train(tmp_path / "d.npy", run, tiny_cfg(total_kimg=0.016), log=lambda m: None)
+    assert st.nimg == 16  # continued from 8, not restarted
+    with pytest.raises(ValueError, match="architecture"):
+        train(tmp_path / "d.npy", run, tiny_cfg(total_kimg=0.024, channels=16), log=lambda m: None)
+    assert json.loads((run / "config.json").read_text())["total_kimg"] == 0.016
+
+
+def test_train_gan_cli_on_tiny_data(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    np.save(tmp_path / "d.npy", data)
+    res = CliRunner().invoke(cli, ["train-gan", "--data", str(tmp_path / "d.npy"), "--run", str(tmp_path / "r"),
+                                   "--kimg", "0.004", "--channels", "8", "--batch", "4"])
+    assert res.exit_code == 0, res.output
+    st, cfg = load_checkpoint(tmp_path / "r" / "checkpoint.pt", "cpu")
+    assert st.nimg == 4 and cfg.channels == 8
+    res = CliRunner().invoke(cli, ["train-gan", "--data", str(tmp_path / "d.npy"), "--run", str(tmp_path / "r"),
+                                   "--kimg", "0.008", "--channels", "16"])
+    assert res.exit_code != 0 and "fresh" in res.output
