@@ -348,6 +348,7 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
     try:
         with os.fdopen(fd, "wb") as fh:
             img.save(fh, format=fmt, **kwargs)
+        _plain_mode(tmp)
         os.replace(tmp, dst)
     except (OSError, ValueError, KeyError) as exc:
         _unlink(tmp)
@@ -361,6 +362,13 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
 def to_pil(photo: Photo):
     """The photo as a PIL image in its original mode (alpha, palette, gray, CMYK... restored)."""
     return _to_pil(photo.rgb, photo.alpha, photo, (photo.format or "PNG").upper())
+
+
+def _plain_mode(p: str) -> None:
+    """mkstemp creates 0600 files; a written photo gets the mode any new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(p, 0o666 & ~umask)
 
 
 def _unlink(p: str) -> None:

@@ -74,10 +74,26 @@ def update_registry(name: str, meta: dict) -> None:
     tmp.replace(reg)
 
 
+def ship_encoder(src: Path, dst: Path) -> None:
+    """The encoder file as loaded by realedit, minus what only training needs. fp16 halves it;
+    the loader casts back to float32 (the rounding is far below the encoder's own error)."""
+    import torch
+
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    obj["optimizer"] = None
+    obj["state_dict"] = {k: (v.half() if v.is_floating_point() and v.ndim > 0 else v)
+                         for k, v in obj["state_dict"].items()}
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(dst)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="training run folder (checkpoint.pt)")
     ap.add_argument("--name", default="realedit-celeba64")
+    ap.add_argument("--encoder-from", default=None,
+                    help="encoder training checkpoint to ship: optimizer state dropped, fp16 weights")
     ap.add_argument("--registry-only", action="store_true",
                     help="only refresh the registry block (after adding an encoder or bank)")
     args = ap.parse_args(argv)
@@ -91,6 +107,10 @@ def main(argv=None):
     if not args.registry_only:
         models.save(state.G_ema.eval(), out, discriminator=state.D.eval(), meta=meta)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) at {meta['kimg']:.1f}k images")
+    if args.encoder_from:
+        dst = WEIGHTS / f"{args.name}.encoder.pt"
+        ship_encoder(Path(args.encoder_from), dst)
+        print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
     update_registry(args.name, meta)
     print("registry updated")
 
