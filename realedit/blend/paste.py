@@ -102,15 +102,7 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
     """
     import cv2
 
-    from ..io import Photo
-
-    as_photo = isinstance(photo, Photo)
-    rgb = photo.rgb if as_photo else np.asarray(photo)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise UsageError(f"photo must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
-    if tuple(rgb.shape[:2]) != tuple(aligned.photo_shape):
-        raise UsageError(f"photo is {rgb.shape[1]}x{rgb.shape[0]} but the face was aligned on "
-                         f"a {aligned.photo_shape[1]}x{aligned.photo_shape[0]} photo")
+    as_photo, rgb = _photo_pixels(photo, aligned)
     crop = _as_crop(new_crop)
     size = crop.shape[0]
     alpha_crop = _crop_alpha(aligned, size, mask)
@@ -132,6 +124,20 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
     out, full_alpha = _warp_into(rgb, aligned, crop, alpha_crop, combine, return_mask)
     result = photo.with_rgb(out) if as_photo else out
     return (result, full_alpha) if return_mask else result
+
+
+def _photo_pixels(photo, aligned: AlignedFace) -> tuple[bool, np.ndarray]:
+    """(is a Photo, its HxWx3 uint8 pixels), checked against the photo the face came from."""
+    from ..io import Photo
+
+    as_photo = isinstance(photo, Photo)
+    rgb = photo.rgb if as_photo else np.asarray(photo)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise UsageError(f"photo must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+    if tuple(rgb.shape[:2]) != tuple(aligned.photo_shape):
+        raise UsageError(f"photo is {rgb.shape[1]}x{rgb.shape[0]} but the face was aligned on "
+                         f"a {aligned.photo_shape[1]}x{aligned.photo_shape[0]} photo")
+    return as_photo, rgb
 
 
 def _crop_alpha(aligned: AlignedFace, size: int, mask) -> np.ndarray:
@@ -204,15 +210,7 @@ def paste_delta(photo, aligned: AlignedFace, delta, *, mask="landmarks", return_
     photo through the soft mask. The photo's own pixels are never resampled, so a zero delta
     returns the photo bit for bit, and detail finer than the generator survives an edit.
     Same ``mask`` options and return convention as ``paste_back``."""
-    from ..io import Photo
-
-    as_photo = isinstance(photo, Photo)
-    rgb = photo.rgb if as_photo else np.asarray(photo)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise UsageError(f"photo must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
-    if tuple(rgb.shape[:2]) != tuple(aligned.photo_shape):
-        raise UsageError(f"photo is {rgb.shape[1]}x{rgb.shape[0]} but the face was aligned on "
-                         f"a {aligned.photo_shape[1]}x{aligned.photo_shape[0]} photo")
+    as_photo, rgb = _photo_pixels(photo, aligned)
     delta = np.asarray(delta, dtype=np.float32)
     if delta.ndim != 3 or delta.shape[2] != 3 or delta.shape[0] != delta.shape[1]:
         raise UsageError(f"delta must be a square HxWx3 array, got shape {delta.shape}")

@@ -9,34 +9,16 @@
 """
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
 
+from . import one_line_errors
 from ..errors import OutputError, RealeditError
 
 
-class _CliError(click.ClickException):
-    """A RealeditError shown as one line, exiting with the error's own code."""
-
-    def __init__(self, exc: RealeditError):
-        super().__init__(str(exc))
-        self.exit_code = exc.exit_code
-
-
-def _one_line_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RealeditError as exc:
-            raise _CliError(exc) from None
-        except KeyboardInterrupt:
-            raise click.ClickException("interrupted; nothing was written") from None
-
-    return wrapper
+_one_line_errors = one_line_errors()
 
 
 @click.group(name="directions")

@@ -144,7 +144,6 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     if out_is_folder:
         _check_out_folder(out)  # cheap checks now; created once the model and edits are valid
 
-    from ..models import load as _  # noqa: F401  (import cost paid before the bars start)
     t0 = time.perf_counter()
     editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps)
     editor.check_edits(edits, keep)

@@ -1,35 +1,16 @@
 """`realedit weights ...`: list, download, verify, locate and add pretrained files."""
 from __future__ import annotations
 
-import functools
 import sys
 
 import click
 
 from .. import weights as W
-from ..errors import RealeditError
+from . import one_line_errors
 
 
-class _CliError(click.ClickException):
-    """A RealeditError shown as one line, exiting with the error's own code."""
 
-    def __init__(self, exc: RealeditError):
-        super().__init__(str(exc))
-        self.exit_code = exc.exit_code
-
-
-def _one_line_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RealeditError as exc:
-            raise _CliError(exc) from None
-        except KeyboardInterrupt:  # a download can be resumed: say so instead of a traceback
-            raise click.ClickException(
-                "interrupted; run the same command again to resume") from None
-
-    return wrapper
+_one_line_errors = one_line_errors("interrupted; run the same command again to resume")
 
 
 @click.group(name="weights")
