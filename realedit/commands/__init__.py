@@ -8,6 +8,11 @@ import click
 from ..errors import RealeditError
 
 
+# Every command answers -h as well as --help, however it is invoked (click caches a command's
+# help option on first use, so inheriting it from the parent context is not enough).
+HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
 class CliError(click.ClickException):
     """A RealeditError shown as one line, exiting with the error's own code."""
 

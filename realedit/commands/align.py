@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from . import HELP_SETTINGS
+
 from ..errors import OutputError, RealeditError
 
 
@@ -75,7 +77,7 @@ def align_photo(path: Path, out_dir: Path, stem: str, *, size: int, faces: str |
     return record
 
 
-@click.command("align")
+@click.command("align", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for crops and JSON files (created if missing).")

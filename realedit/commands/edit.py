@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from . import HELP_SETTINGS
+
 from ..errors import OutputError, RealeditError, UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -67,7 +69,7 @@ class _Bar:
             self.bar.__exit__(None, None, None)
 
 
-@click.command("edit", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("edit", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
               help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amount = multiples of "

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from . import HELP_SETTINGS
+
 from ..errors import RealeditError, UsageError
 
 
-@click.command("eval")
+@click.command("eval", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, required=True, metavar="NAME=±X",
               help="The edit to measure (repeatable).")

@@ -6,14 +6,14 @@ import sys
 import click
 
 from .. import weights as W
-from . import one_line_errors
+from . import HELP_SETTINGS, one_line_errors
 
 
 
 _one_line_errors = one_line_errors("interrupted; run the same command again to resume")
 
 
-@click.group(name="weights")
+@click.group(name="weights", context_settings=HELP_SETTINGS)
 def cli():
     """Pretrained files: list, download, verify, locate, add.
 
