@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from realedit import invert  # noqa: E402
-from realedit.invert.base import frozen, latent_to_ws, prepare_images  # noqa: E402
+from realedit.invert.base import frozen  # noqa: E402
 from realedit.invert.encoder import Encoder, EncoderConfig  # noqa: E402
-from realedit.invert.losses import build_loss, resize  # noqa: E402
+from realedit.invert.losses import build_loss  # noqa: E402
 from realedit.invert.lpips import LPIPS  # noqa: E402
 from realedit.invert.optimize import OptimizeOptions, _Synth, optimize_latents  # noqa: E402
 from realedit.models.stylegan2 import StyleGAN2Generator  # noqa: E402
@@ -153,11 +153,12 @@ def bench_c2f(args):
     cap = args.loss_cap or r // 4  # the loss resolution: 256 for 1024, as in the projector
     loss = build_loss("lpips-vgg+mse", lpips_factory=random_lpips, lpips_max_resolution=cap)
     schedules = {"plain": None, f"c2f {cap}:80%": [(cap, 0.8)],
-                 f"c2f {cap // 2}:50% {cap}:30%": [(cap // 2, 0.5), (cap, 0.3)]}
+                 f"c2f {cap // 2}:50% {cap}:30%": [(cap // 2, 0.5), (cap, 0.3)],
+                 f"c2f {cap // 2}:60% {cap}:30%": [(cap // 2, 0.6), (cap, 0.3)]}
     # Calibrate steps per schedule so each gets about the same wall time.
     probe = {}
     for name, coarse in schedules.items():
-        opts = OptimizeOptions(steps=6, coarse=coarse, stall_steps=-1, w_warmup=0.0)
+        opts = OptimizeOptions(steps=10, coarse=coarse, stall_steps=-1, w_warmup=0.0)
         with frozen(G):
             res = optimize_latents(G, target, "wp", G.w_avg[None, None].repeat(1, G.num_ws, 1), loss, opts)
         t = [0.0] + res.extra["step_seconds"]

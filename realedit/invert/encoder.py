@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -51,7 +50,9 @@ class EncoderConfig:
 
     @classmethod
     def for_generator(cls, G, channels: int = 32, max_channels: int = 256,
-                      max_resolution: int = 256) -> "EncoderConfig":
+                      max_resolution: int = 128) -> "EncoderConfig":
+        # 128 px input: the encoder gives the coarse code, refinement the detail; at 256 px its
+        # forward+backward (hybrid's domain term) cost as much as a coarse G step on the CPU.
         styled = "wp" in G.spaces
         return cls(resolution=min(G.resolution, max_resolution), num_ws=G.num_ws if styled else 1,
                    w_dim=G.w_dim if styled else G.z_dim, output="wp" if styled else "z",

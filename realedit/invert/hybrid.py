@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 
 from ..errors import UsageError
 from .base import Inversion, check_space, frozen, model_device, prepare_images

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -50,8 +50,7 @@ class OptimizeOptions:
     coarse: Sequence[tuple[int, float]] | str | None = "auto"
     stall_steps: int = 0        # early stop window (0: max(25, steps // 5)); < 0 disables
     stall_tol: float = 1e-3     # relative improvement below which the loss counts as stalled
-    compile: bool = False
-    extra: dict = field(default_factory=dict)
+    compile: bool = False       # torch.compile the synthesis network (one graph per resolution)
 
 
 def lr_at(t: float, rampup: float, rampdown: float) -> float:
@@ -79,7 +78,7 @@ def noise_regularizer(maps: Sequence[torch.Tensor]) -> torch.Tensor:
     return total
 
 
-AUTO_COARSE = [(128, 0.5), (256, 0.3)]
+AUTO_COARSE = [(128, 0.6), (256, 0.3)]
 
 
 def phases(G, steps: int, coarse) -> list[tuple[int, int]]:
