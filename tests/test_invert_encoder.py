@@ -181,7 +181,7 @@ def test_pggan_encoder_predicts_z_on_the_sphere(tmp_path):
     assert torch.allclose(h.latent.norm(dim=1), torch.full((1,), math.sqrt(32)), rtol=1e-4)
 
 
-def test_train_encoder_command(tmp_path):
+def test_train_encoder_command(tmp_path, monkeypatch):
     from PIL import Image
 
     from realedit import models
@@ -203,9 +203,14 @@ def test_train_encoder_command(tmp_path):
     out = tmp_path / "tiny.encoder.pt"        # default: next to the generator
     obj = read_encoder_file(out)
     assert obj["step"] == 3 and obj["train"]["loss"] == "disc+mse" and obj["train"]["real_fraction"] == 0.5
-    res = runner.invoke(cli, args + ["--steps", "5", "--resume"])
+    monkeypatch.setenv("REALEDIT_HOME", str(tmp_path / "home"))
+    res = runner.invoke(cli, args + ["--steps", "5", "--resume", "--register", "tiny-encoder"])
     assert res.exit_code == 0, res.output
     assert read_encoder_file(out)["step"] == 5
+    from realedit import weights
+    e = weights.entry("tiny-encoder")           # registered, usable by name
+    assert e.role == "encoder" and e.kind == "realedit"
+    assert load_encoder("tiny-encoder").config.num_ws == G.num_ws
     res = runner.invoke(cli, args + ["--steps", "5"])          # exists, no --resume
     assert res.exit_code != 0 and "--resume" in res.output and "Traceback" not in res.output
     res = runner.invoke(cli, ["train-encoder", "--model", str(tmp_path / "none.pt"), "--steps", "1"])
