@@ -126,7 +126,7 @@ def test_lr_schedule_and_phases(G):
     assert phases(G, 100, "auto") == [(32, 0)]  # small models: every step at full size
     big = StyleGAN2Generator(resolution=512, z_dim=8, w_dim=8, channel_base=512 * 4,
                              channel_max=4, mapping_layers=1)
-    assert phases(big, 100, "auto") == [(128, 0), (256, 60), (512, 90)]
+    assert phases(big, 100, "auto") == [(128, 0), (256, 50), (512, 80)]
     assert phases(PGGANGenerator(resolution=512, z_dim=8, fmap_base=2048, fmap_max=4), 100, "auto") == [(512, 0)]
     with pytest.raises(UsageError):
         phases(G, 100, [(16, 1.0)])
