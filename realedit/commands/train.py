@@ -36,10 +36,15 @@ def cli():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--register", "register_name", default=None,
               help="Add the finished encoder to the user weights registry under this name.")
+@click.option("--threads", type=int, default=0,
+              help="CPU threads (0: torch's default). On a shared machine 1 is often fastest.")
 def train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
-                  checkpoint_every, seed, register_name):
+                  checkpoint_every, seed, register_name, threads):
     """Train an encoder (aligned face -> latent) for a generator, on its own samples mixed with
     real aligned photos. Resumable: checkpoints go to the output file."""
+    if threads > 0:
+        import torch
+        torch.set_num_threads(threads)
     try:
         _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
                        checkpoint_every, seed, register_name)
@@ -64,11 +69,16 @@ def _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fra
     bar = click.progressbar(length=steps, label="train-encoder", file=sys.stderr,
                             item_show_func=lambda s: s)
     last = {"done": 0}
+    tty = sys.stderr.isatty()
+    every = max(1, steps // 50)
 
     def progress(step, total, info):
         if step == 1 or step % 10 == 0 or step == total:
             bar.update(step - last["done"], f"code {info['code']:.3f} image {info['image']:.4f}")
             last["done"] = step
+        if not tty and (step % every == 0 or step == total):  # a log line where no bar shows
+            click.echo(f"step {step}/{total} code {info['code']:.4f} image {info['image']:.4f} "
+                       f"real {info['real']:.4f} {info['seconds']:.0f}s", err=True)
 
     try:
         with bar:
