@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import torch
 
 from ..errors import UsageError
 from .base import Inversion, check_space, frozen, model_device, prepare_images
@@ -20,16 +21,16 @@ from .optimize import OptimizeOptions, _Synth, optimize_latents
 class HybridInverter:
     """``get("hybrid", G, encoder=..., loss="auto", steps=100, domain_weight=0.03, ...)``.
 
-    Options: ``encoder`` (path, registry name or Encoder), ``domain_weight``, ``loss``,
-    ``discriminator``, and the OptimizeOptions fields (default 100 steps; as in ``optimize``,
-    the first half moves all layers' codes by one shared offset, the second half per layer:
-    per-layer Adam from the start converges about half as fast).
+    Options: ``encoder`` (path, registry name or Encoder), ``domain_weight``,
+    ``domain_every``, ``loss``, ``discriminator``, and the OptimizeOptions fields (defaults
+    here: 100 steps, lr 0.05 for a shared offset over the first quarter, then 0.03 per layer).
     """
 
     name = "hybrid"
 
     def __init__(self, generator, encoder=None, loss="auto", discriminator=None,
-                 domain_weight: float = 0.03, lpips_factory=None, **options):
+                 domain_weight: float = 0.03, domain_every: int = 4, lpips_factory=None,
+                 **options):
         self.G = generator
         self.device = model_device(generator)
         self.enc = EncoderInverter(generator, encoder=encoder)
@@ -37,7 +38,11 @@ class HybridInverter:
         self.loss_fn = build_loss(loss, discriminator=discriminator, lpips_factory=lpips_factory,
                                   device=self.device)
         self.domain_weight = float(domain_weight)
-        options = {"steps": 100, **options}
+        self.domain_every = max(1, int(domain_every))
+        # A short shared-offset stage (a quarter of the steps) at a moderate lr, then per layer:
+        # the best compromise measured on a tiny random model and on an early 64-px face model
+        # (the encoder's per-layer codes are informative; optimize's long warm-up wastes them).
+        options = {"steps": 100, "lr": 0.05, "w_warmup": 0.25, "wp_lr": 0.03, **options}
         unknown = set(options) - set(OptimizeOptions.__dataclass_fields__)
         if unknown:
             raise UsageError(f"unknown option(s) for hybrid: {', '.join(sorted(unknown))}")
@@ -45,15 +50,22 @@ class HybridInverter:
         self._synth = _Synth(generator, self.opts.compile)
 
     def _domain(self, space):
-        E, wgt = self.E, self.domain_weight
-        if E.config.output == "z":
-            def reg(latent, ws, img):
-                return wgt * (E(img) - latent).square().mean(-1)
-        else:
-            scale = float(E.w_std) ** 2
+        """The in-domain term, evaluated every ``domain_every`` steps with its weight scaled to
+        match: the encoder's forward+backward costs about as much as G's at 64 px, and a
+        slowly varying pull toward the encoder's domain needs no per-step precision."""
+        E, every = self.E, self.domain_every
+        wgt = self.domain_weight * every
+        z_out = E.config.output == "z"
+        scale = 1.0 if z_out else float(E.w_std) ** 2
+        calls = [0]
 
-            def reg(latent, ws, img):
-                return wgt * (E(img) - ws).square().mean((1, 2)) / scale
+        def reg(latent, ws, img):
+            calls[0] += 1
+            if (calls[0] - 1) % every:
+                return torch.zeros(img.shape[0], device=img.device)
+            if z_out:
+                return wgt * (E(img) - latent).square().mean(-1)
+            return wgt * (E(img) - ws).square().mean((1, 2)) / scale
         return reg
 
     def invert(self, images, space=None, callback=None) -> Inversion:
