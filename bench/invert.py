@@ -135,7 +135,7 @@ def bench_cost(args):
         for _ in range(3):
             E(target)
         enc = (time.perf_counter() - t) / 3
-    rows.append(["encoder forward", "1024 -> 256 input", f"{enc:.3f}", "-", "-"])
+    rows.append(["encoder forward", f"1024 -> {E.config.resolution} input", f"{enc:.3f}", "-", "-"])
     print(f"\n(a) StyleGAN2 config-f 1024, random weights, batch 1, {args.threads} threads, "
           f"loss lpips-vgg(random)+mse; CPU shared with other jobs")
     print_table(["variant", "resolution", "s/step", "vs 6.3 s (idle ref.)", "vs plain here"], rows)
