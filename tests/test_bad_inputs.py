@@ -11,11 +11,9 @@ StyleGAN2 with an untrained encoder, so `--steps 0` (encoder only) edits a photo
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -39,14 +37,6 @@ TMP_PATTERNS = (re.compile(r"^\..*\.(tmp|part)$"), re.compile(r".*\.tmp$"))
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two intra-op threads on 2 busy cores spin against each other (~30x slower here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

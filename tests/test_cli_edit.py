@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -25,14 +24,6 @@ from realedit.cli import SUBCOMMANDS, cli
 pytestmark = pytest.mark.skipif(not make.celeba_files(),
                                 reason=f"CelebA crops not found in {make.CELEBA}")
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +70,7 @@ def test_subcommand_help_reads_well(name):
     res = invoke(name, "--help")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith(f"Usage: ") and name in lines[0]
+    assert lines[0].startswith("Usage: ") and name in lines[0]
     # a description paragraph between the usage line and the options
     body = res.output.split("Options:")[0].splitlines()[1:]
     assert sum(len(ln.split()) for ln in body) >= 5, res.output

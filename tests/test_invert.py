@@ -14,15 +14,6 @@ from realedit.models.pggan import PGGANGenerator
 from realedit.models.stylegan2 import StyleGAN2Generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: oversubscribed threads make tiny convs 10-30x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_g():
     torch.manual_seed(0)
     G = StyleGAN2Generator(resolution=32, z_dim=32, w_dim=32, channel_base=32 * 32,

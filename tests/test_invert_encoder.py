@@ -18,14 +18,6 @@ from realedit.models.pggan import PGGANGenerator
 from realedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_g(resolution=32):
     torch.manual_seed(0)
     G = StyleGAN2Generator(resolution=resolution, z_dim=32, w_dim=32, channel_base=32 * resolution,

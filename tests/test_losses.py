@@ -10,14 +10,6 @@ from realedit.invert.lpips import LPIPS
 from realedit.models.stylegan2 import StyleGAN2Discriminator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def D():
     torch.manual_seed(0)

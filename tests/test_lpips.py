@@ -15,15 +15,6 @@ from realedit.invert.losses import build_loss
 from realedit.invert.lpips import LPIPS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: oversubscribed threads make tiny convs 10-30x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # --------------------------------------------------------------------------- NumPy reference
 # torchvision ``features`` as written in its model definitions: conv(out, k, stride, pad),
 # "R" relu, ("M", k, s) max-pool. LPIPS taps the ReLU outputs at these features indices.

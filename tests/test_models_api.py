@@ -18,14 +18,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(kind, seed=0):
     torch.manual_seed(seed)
     return fx.randomize_(models.build(kind, 16, **TINY[kind]).eval(), seed)

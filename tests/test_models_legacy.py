@@ -26,15 +26,6 @@ R = 16
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors gain nothing from threads on a shared CPU; restore the setting after.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def G():
     return fx.tiny_stylegan2(seed=0, resolution=R)

@@ -16,14 +16,6 @@ from realedit.models.unpickle import restricted_load
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def G():
     return fx.tiny_pggan(seed=0, resolution=16)

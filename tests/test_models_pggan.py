@@ -21,16 +21,6 @@ from realedit.models.pggan import (PGGANGenerator, build_generator, fused_up_ker
 TINY = dict(resolution=16, z_dim=12, fmap_base=64, fmap_max=16)  # channels 16,16,16 -> 8 @16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared, oversubscribed CPU the
-    OpenMP hand-offs make a 16-pixel forward ~100x slower; restore the setting after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw):
     torch.manual_seed(0)
     return PGGANGenerator(**{**TINY, **kw}).eval()

@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
 from realedit.models import pggan
 from realedit.models.base import Generator
@@ -18,16 +17,6 @@ from realedit.models.stylegan import StyleGANGenerator, build_generator
 
 TINY = dict(resolution=16, z_dim=12, w_dim=10, mapping_layers=3, fmap_base=64, fmap_max=16)
 # resolution 16 -> num_ws 6; channels 16 @4, 16 @8, 8 @16
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared, oversubscribed CPU the
-    OpenMP hand-offs make a 16-pixel forward ~100x slower; restore the setting after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(**kw):

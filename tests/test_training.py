@@ -13,14 +13,6 @@ from realedit.training.gan import (GanConfig, diff_augment, load_checkpoint, mak
                                    save_checkpoint, train, train_step)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_cfg(**kw):
     base = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channels=8, channel_base=64,
                 batch=4, r1_interval=2, checkpoint_every=2, sample_every=1000)
@@ -98,3 +90,13 @@ def test_train_gan_cli_on_tiny_data(tmp_path):
     res = CliRunner().invoke(cli, ["train-gan", "--data", str(tmp_path / "d.npy"), "--run", str(tmp_path / "r"),
                                    "--kimg", "0.008", "--channels", "16"])
     assert res.exit_code != 0 and "fresh" in res.output
+    # The augmentation policy may change when a run resumes; a bad name is refused up front.
+    res = CliRunner().invoke(cli, ["train-gan", "--data", str(tmp_path / "d.npy"), "--run", str(tmp_path / "r"),
+                                   "--kimg", "0.008", "--augment", "translation,flip"])
+    assert res.exit_code == 2 and "flip" in res.output
+    assert load_checkpoint(tmp_path / "r" / "checkpoint.pt", "cpu")[0].nimg == 4
+    res = CliRunner().invoke(cli, ["train-gan", "--data", str(tmp_path / "d.npy"), "--run", str(tmp_path / "r"),
+                                   "--kimg", "0.008", "--augment", "translation"])
+    assert res.exit_code == 0, res.output
+    st, cfg = load_checkpoint(tmp_path / "r" / "checkpoint.pt", "cpu")
+    assert st.nimg == 8 and cfg.augment == "translation" and cfg.channels == 8

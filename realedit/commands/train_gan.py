@@ -8,7 +8,7 @@ import click
 
 from . import HELP_SETTINGS
 
-from ..training.gan import GanConfig
+from ..training.gan import AUGMENTATIONS, GanConfig
 
 
 @click.command("train-gan", context_settings=HELP_SETTINGS)
@@ -20,10 +20,13 @@ from ..training.gan import GanConfig
 @click.option("--minutes", type=float, default=None, help="Stop after this many minutes of this call.")
 @click.option("--channels", type=int, default=None, help="Width at every resolution (new runs only).")
 @click.option("--batch", type=int, default=None, help="Batch size (new runs only).")
+@click.option("--augment", default=None, metavar="POLICY",
+              help="DiffAugment policy, comma-separated from color, translation, cutout, or 'none'; "
+                   "may change on resume (a weak D early in a short run learns better with less).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda if available).")
 @click.option("--fresh", is_flag=True, help="Start over even if the run folder has a checkpoint.")
-def cli(data_path, run_dir, kimg, minutes, channels, batch, compile_, device, fresh):
+def cli(data_path, run_dir, kimg, minutes, channels, batch, augment, compile_, device, fresh):
     """Train a small StyleGAN2 on aligned face crops; resumes from RUN/checkpoint.pt."""
     from ..training.gan import load_checkpoint, train
 
@@ -34,7 +37,14 @@ def cli(data_path, run_dir, kimg, minutes, channels, batch, compile_, device, fr
             raise click.ClickException("--channels/--batch only apply to a new run (use --fresh)")
     else:
         cfg = GanConfig()
-    updates = {"total_kimg": kimg, "channels": channels, "batch": batch, "compile": compile_}
+    if augment is not None:
+        augment = "" if augment.strip().lower() == "none" else augment.replace(" ", "")
+        unknown = [p for p in augment.split(",") if p and p not in AUGMENTATIONS]
+        if unknown:
+            raise click.BadParameter(f"unknown augmentation {unknown[0]!r} (use "
+                                     f"{', '.join(AUGMENTATIONS)} or none)", param_hint="--augment")
+    updates = {"total_kimg": kimg, "channels": channels, "batch": batch, "compile": compile_,
+               "augment": augment}
     cfg = GanConfig(**{f.name: (updates[f.name] if updates.get(f.name) is not None else getattr(cfg, f.name))
                        for f in fields(GanConfig)})
     train(Path(data_path), Path(run_dir), cfg, resume=not fresh, device=device, max_minutes=minutes,

@@ -701,7 +701,7 @@ def _load_plain_npy(path: Path) -> np.ndarray:
             raise EditError(f"{path.name}: not a readable .npy file")
     try:
         arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
+    except ValueError:
         raise EditError(f"{path.name}: holds pickled objects, not a plain boundary array") from None
     except Exception as exc:
         raise EditError(f"{path.name}: not a readable .npy file ({type(exc).__name__})") from None

@@ -65,6 +65,9 @@ class GanConfig:
 
 # ------------------------------------------------------------------ DiffAugment (Zhao et al. 2020)
 
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+
 def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
     """Differentiable augmentations applied identically in kind (randomly per sample) to reals
     and fakes, so D cannot memorise the small set while G still gets gradients."""
