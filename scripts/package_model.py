@@ -103,7 +103,8 @@ def main(argv=None):
             "iterations": state.it, "train_seconds": round(state.seconds),
             "data": "CelebA (../shared/data/celeba, 5400 photos, FFHQ-aligned by realedit, flips)",
             "licence": "research-only (CelebA)", "recipe": "realedit train-gan",
-            "config": json.loads(json.dumps(cfg.__dict__))}
+            "config": json.loads(json.dumps(cfg.__dict__)),
+            "recipe_changes": [e for e in state.log if "change" in e]}
     if not args.registry_only:
         models.save(state.G_ema.eval(), out, discriminator=state.D.eval(), meta=meta)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) at {meta['kimg']:.1f}k images")

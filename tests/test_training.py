@@ -100,3 +100,5 @@ def test_train_gan_cli_on_tiny_data(tmp_path):
     assert res.exit_code == 0, res.output
     st, cfg = load_checkpoint(tmp_path / "r" / "checkpoint.pt", "cpu")
     assert st.nimg == 8 and cfg.augment == "translation" and cfg.channels == 8
+    changes = [e for e in st.log if "change" in e]
+    assert changes == [{"it": 1, "kimg": 0.004, "change": {"augment": ["color,translation,cutout", "translation"]}}]

@@ -66,6 +66,9 @@ class GanConfig:
 # ------------------------------------------------------------------ DiffAugment (Zhao et al. 2020)
 
 AUGMENTATIONS = ("color", "translation", "cutout")
+# Config fields that change what is learned (not schedule or bookkeeping), recorded when a
+# resumed run changes them.
+RECIPE_FIELDS = ("lr", "r1_gamma", "r1_interval", "ema_kimg", "ema_rampup", "style_mixing", "augment")
 
 
 def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
@@ -286,6 +289,12 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
             raise ValueError("the checkpoint's architecture differs from the requested config")
         cfg = cfg or stored
         log(f"resumed from {ckpt} at {state.nimg} images, iteration {state.it}")
+        # Recipe changes on resume are part of the model's history (the card lists them).
+        changed = {k: [getattr(stored, k), getattr(cfg, k)] for k in RECIPE_FIELDS
+                   if getattr(stored, k) != getattr(cfg, k)}
+        if changed:
+            state.log.append({"it": state.it, "kimg": state.nimg / 1000, "change": changed})
+            log(json.dumps(state.log[-1]))
     else:
         cfg = cfg or GanConfig()
         state = new_state(cfg, device)
