@@ -3,6 +3,8 @@ training, and the `realedit train-encoder` command."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -158,6 +160,22 @@ def test_resume_continues_exactly(G, tmp_path):
     with pytest.raises(OutputError, match="refusing"):
         train_encoder(G, out=foreign, steps=1, loss="mse", options=opts)
     assert foreign.read_bytes() == b"\x89PNG not really"
+
+
+def test_sigterm_checkpoints_the_step_reached(G, tmp_path):
+    # Stopping a long training run (kill, session end) keeps every finished step, and the
+    # file records where it stopped, so --resume continues from there.
+    opts = EncoderTrainOptions(batch=2, channels=8, max_channels=16, checkpoint_every=0)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stop_at_3(step, total, losses):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+    train_encoder(G, out=tmp_path / "e.pt", steps=50, loss="mse", options=opts, callback=stop_at_3)
+    assert read_encoder_file(tmp_path / "e.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) == before  # handler restored
+    train_encoder(G, out=tmp_path / "e.pt", steps=5, loss="mse", options=opts, resume=True)
+    assert read_encoder_file(tmp_path / "e.pt")["step"] == 5
 
 
 def test_pggan_encoder_predicts_z_on_the_sphere(tmp_path):

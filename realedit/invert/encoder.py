@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -330,6 +332,13 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
     def save(step):
         save_encoder(E, out, step=step, optimizer=optim.state_dict(), train=train_info, meta=meta)
 
+    # SIGTERM/SIGINT finish the current step and checkpoint it, so stopping loses nothing.
+    stop: list = []
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+    done = start
     with frozen(G, getattr(loss_fn, "terms", None)):
         for step in range(start, steps):
             g = torch.Generator().manual_seed(opts.seed * 1_000_003 + step)
@@ -361,9 +370,14 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
             if callback is not None:
                 callback(step + 1, steps, {"code": float(code_loss.detach()), "image": float(img_loss.detach()),
                                            "real": float(real_loss.detach()), "seconds": time.perf_counter() - t0})
+            done = step + 1
+            if stop:
+                break
             if opts.checkpoint_every and (step + 1) % opts.checkpoint_every == 0 and step + 1 < steps:
                 save(step + 1)
-    save(max(steps, start))
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    save(done if stop else max(steps, start))
     return E.eval()
 
 
