@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import FormatError, ImageError, OutputError, UsageError, WeightsNotFound
+from ..training.stopping import stop_requests
 from .base import (Inversion, check_space, estimate_w_stats, frozen, model_device, prepare_images,
                    project_to_sphere)
 from .losses import MSELoss, build_loss, resize
@@ -333,13 +332,8 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
         save_encoder(E, out, step=step, optimizer=optim.state_dict(), train=train_info, meta=meta)
 
     # SIGTERM/SIGINT finish the current step and checkpoint it, so stopping loses nothing.
-    stop: list = []
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
-                    for sig in (signal.SIGTERM, signal.SIGINT)}
     done = start
-    with frozen(G, getattr(loss_fn, "terms", None)):
+    with frozen(G, getattr(loss_fn, "terms", None)), stop_requests() as stop:
         for step in range(start, steps):
             g = torch.Generator().manual_seed(opts.seed * 1_000_003 + step)
             z = torch.randn(n_fake, G.z_dim, generator=g).to(device)
@@ -375,8 +369,6 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
                 break
             if opts.checkpoint_every and (step + 1) % opts.checkpoint_every == 0 and step + 1 < steps:
                 save(step + 1)
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
     save(done if stop else max(steps, start))
     return E.eval()
 

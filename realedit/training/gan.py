@@ -16,7 +16,6 @@ import copy
 import json
 import math
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from ..models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from .stopping import stop_requests
 
 
 @dataclass
@@ -306,33 +306,28 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
         raise ValueError(f"dataset is {data.shape[-1]} px, config wants {cfg.resolution}")
     G_fwd, D_fwd = make_forwards(state, cfg)
     fixed_z = torch.randn(32, cfg.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
-    # SIGTERM/SIGINT finish the current iteration and write a checkpoint, so stopping a run
-    # (or a session ending) loses nothing.
-    stop = []
-    old_handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
-                    for sig in (signal.SIGTERM, signal.SIGINT)}
     it_data = batches(data, cfg.batch, device, cfg.seed + state.it)
     t_start = time.time()
     t_last, n_last = time.time(), state.nimg
-    while state.nimg < cfg.total_kimg * 1000:
-        losses = train_step(state, cfg, next(it_data), G_fwd, D_fwd)
-        if state.it % 20 == 0:
-            now = time.time()
-            state.seconds += now - t_last
-            rate = (state.nimg - n_last) / (now - t_last)
-            t_last, n_last = now, state.nimg
-            entry = {"it": state.it, "kimg": state.nimg / 1000, "img_per_s": round(rate, 2), **losses}
-            state.log.append(entry)
-            log(json.dumps(entry))
-        if state.it % cfg.checkpoint_every == 0:
-            save_checkpoint(state, cfg, ckpt)
-        if state.it % cfg.sample_every == 0:
-            with torch.no_grad():
-                save_grid(state.G_ema(fixed_z), run_dir / f"samples_{state.nimg // 1000:06d}k.png")
-        if stop or (max_minutes is not None and time.time() - t_start > max_minutes * 60):
-            break
+    # SIGTERM/SIGINT finish the current iteration; the checkpoint below is then written.
+    with stop_requests() as stop:
+        while state.nimg < cfg.total_kimg * 1000:
+            losses = train_step(state, cfg, next(it_data), G_fwd, D_fwd)
+            if state.it % 20 == 0:
+                now = time.time()
+                state.seconds += now - t_last
+                rate = (state.nimg - n_last) / (now - t_last)
+                t_last, n_last = now, state.nimg
+                entry = {"it": state.it, "kimg": state.nimg / 1000, "img_per_s": round(rate, 2), **losses}
+                state.log.append(entry)
+                log(json.dumps(entry))
+            if state.it % cfg.checkpoint_every == 0:
+                save_checkpoint(state, cfg, ckpt)
+            if state.it % cfg.sample_every == 0:
+                with torch.no_grad():
+                    save_grid(state.G_ema(fixed_z), run_dir / f"samples_{state.nimg // 1000:06d}k.png")
+            if stop or (max_minutes is not None and time.time() - t_start > max_minutes * 60):
+                break
     save_checkpoint(state, cfg, ckpt)
-    for sig, handler in old_handlers.items():
-        signal.signal(sig, handler)
     log(f"checkpoint written at {state.nimg} images, iteration {state.it}")
     return state
