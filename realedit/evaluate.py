@@ -24,6 +24,9 @@ import torch
 DEFAULT_SCORERS = {"age": "age", "gender": "gender", "male": "gender", "smile": "smile",
                    "pose": "pose"}
 CROP = 256
+# How far a kept attribute may move before a photo counts as failed: P(male) by 0.1 (the
+# product's promise for `--keep gender`), estimated age by 3 years, smile by 1 logit.
+DEFAULT_MAX_DRIFT = {"gender": 0.1, "male": 0.1, "age": 3.0, "smile": 1.0}
 
 
 @dataclass
@@ -67,7 +70,7 @@ def _crop_tensor(crop: np.ndarray) -> torch.Tensor:
 
 def evaluate(editor, photos: Sequence, edits: Mapping[str, float], keep: Sequence[str] = (), *,
              scorers: Mapping[str, object] | None = None, scorer_dir=None, progress=None,
-             grid_limit: int = 16) -> dict:
+             grid_limit: int = 16, max_drift: Mapping[str, float] | None = None) -> dict:
     """Edit each photo (largest face) and measure it. Returns a JSON-ready report with per-photo
     rows and a summary, plus (under "_grid") before/after crops for a picture grid."""
     from .align import align_face
@@ -113,10 +116,11 @@ def evaluate(editor, photos: Sequence, edits: Mapping[str, float], keep: Sequenc
             progress(i + 1, len(photos))
     return {"edits": dict(edits), "keep": list(keep), "model": editor.model_name,
             "inverter": getattr(editor.inverter, "name", "?"), "scorers": scorer_specs,
-            "summary": summarize(rows, edits), "photos": [asdict(r) for r in rows], "_grid": grid}
+            "summary": summarize(rows, edits, max_drift), "photos": [asdict(r) for r in rows], "_grid": grid}
 
 
-def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float]) -> dict:
+def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
+              max_drift: Mapping[str, float] | None = None) -> dict:
     ok = [r for r in rows if not r.error]
     out: dict = {"photos": len(rows), "edited": len(ok), "failed": len(rows) - len(ok)}
     if not ok:
@@ -132,6 +136,17 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float]) -> dict:
         out[f"{attr}_drift_mean"] = float(drift.mean())
         out[f"{attr}_drift_max"] = float(drift.max())
     ids = np.array([r.identity_distance for r in ok])
+    # Per-photo success: every target moved the asked way AND every kept attribute stayed
+    # within its tolerance -- the share of photos on which the edit did what it said.
+    tol = {a: DEFAULT_MAX_DRIFT.get(a, np.inf) for a in kept_attrs}
+    tol.update({a: t for a, t in (max_drift or {}).items() if a in tol})
+
+    def success(r):
+        moved = all((r.target[a][1] - r.target[a][0]) * (np.sign(x) or 1.0) > 0
+                    for a, x in edits.items() if a in r.target)
+        return moved and all(abs(r.kept[a][1] - r.kept[a][0]) < tol[a] for a in r.kept)
+    out["success_rate"] = float(np.mean([success(r) for r in ok]))
+    out["success_max_drift"] = {a: (t if np.isfinite(t) else None) for a, t in tol.items()}
     out["identity_distance_mean"] = float(np.nanmean(ids))
     out["identity_same_person"] = float(np.mean(ids < 0.6))
     out["outside_mask_max_change"] = int(max(r.outside_max_change for r in ok))

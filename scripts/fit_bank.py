@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from realedit import models
-from realedit.edit import Direction, DirectionBank, fit_boundary, get_scorer, save_bank, sefa
+from realedit.edit import (Direction, DirectionBank, condition, fit_boundary, format_layers,
+                           get_scorer, save_bank, sefa)
+from realedit.edit.layers import search_layers
 from realedit.edit.scorers import AgeGenderScorer
 from realedit.errors import RealeditError
 
@@ -37,6 +40,29 @@ def sample(G, n, batch=64, seed=0):
     return torch.cat(ws).numpy().astype(np.float64), torch.cat(imgs)
 
 
+def choose_layers(G, bank, args, ag):
+    """Restrict age and smile to the W+ layers where, with gender kept, they most often move
+    their score while P(male) moves < 0.1 (realedit.edit.layers); the table goes in stats."""
+    gender = AgeGenderScorer(Path(args.scorer_dir) / "age_faceres.pt", "male")
+    for attr in ("age", "smile"):
+        if attr not in bank or "gender" not in bank:
+            continue
+        primal = bank.get(attr, model=args.model, space="w")
+        cond = condition(primal, [bank.get("gender", model=args.model, space="w")])
+        target = ag if attr == "age" else get_scorer("smile", scorer_dir=args.scorer_dir)
+        t0 = time.perf_counter()
+        layers, table = search_layers(G, cond, target, {"gender": gender}, {"gender": 0.1},
+                                      samples=args.layer_search, seed=args.seed + 1)
+        stats = dict(primal.stats, layer_search=[r.as_dict() for r in table],
+                     layer_search_rule="age/smile +3 with gender kept: share of held-out samples "
+                                       "where the score moved and P(male) moved < 0.1",
+                     seconds_layer_search=round(time.perf_counter() - t0, 1))
+        bank.add(replace(primal, layers=layers, stats=stats))
+        best = next(r for r in table if r.layers == layers)
+        print(f"{attr}: layers {format_layers(layers)} (success {best.success:.3f} vs "
+              f"{table[0].success:.3f} on all layers)", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="realedit-celeba64")
@@ -48,6 +74,9 @@ def main(argv=None):
     ap.add_argument("--sefa", type=int, default=5)
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layer-search", type=int, default=200, metavar="N",
+                    help="held-out samples for choosing each attribute's W+ layers while gender "
+                         "is kept (0: every direction edits all layers)")
     args = ap.parse_args(argv)
 
     G = models.load(args.model)
@@ -83,6 +112,8 @@ def main(argv=None):
         bank.add(Direction(attr, normal, args.model, "w", None, (), "fit", stats))
         print(f"{attr}: val acc {stats['val_accuracy']:.3f}, all acc {stats['all_accuracy']:.3f}, "
               f"corr {stats['score_corr']:.2f}, latent std {stats['latent_std']:.2f}", flush=True)
+    if args.layer_search:
+        choose_layers(G, bank, args, ag)
     for d in sefa(G, num=args.sefa, model=args.model):
         bank.add(d)
     save_bank(bank, args.output)

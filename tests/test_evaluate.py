@@ -56,3 +56,30 @@ def test_identity_descriptor_separates_people():
     b1 = d(by_id[ids[1]][0])
     assert np.linalg.norm(a1 - a2) < np.linalg.norm(a1 - b1)
     assert np.linalg.norm(a1 - a1) == 0
+
+
+def test_success_rate_counts_photos_that_moved_and_kept():
+    # Pure summary arithmetic on hand-made rows.
+    from realedit.evaluate import PhotoReport, summarize
+
+    def row(s0, s1, g0, g1):
+        return PhotoReport("p", 1, {"smile": (s0, s1)}, {"gender": (g0, g1)}, 0.2, 0)
+    rows = [row(0, 1, .5, .55),    # moved, kept: success
+            row(0, 1, .5, .65),    # moved, gender drifted .15: failure
+            row(0, -1, .5, .5),    # wrong way: failure
+            row(0, 2, .2, .29)]    # success
+    s = summarize(rows, {"smile": 3})
+    assert s["success_rate"] == 0.5 and s["success_max_drift"] == {"gender": 0.1}
+    assert summarize(rows, {"smile": 3}, {"gender": 0.2})["success_rate"] == 0.75
+    assert summarize(rows, {"smile": -3})["success_rate"] == 0.25
+    bad = PhotoReport("q", 0, error="no face")
+    assert summarize(rows + [bad], {"smile": 3})["success_rate"] == 0.5   # over edited photos
+
+
+def test_eval_rejects_bad_max_drift(tmp_path):
+    model = make_tiny_model(tmp_path)
+    res = CliRunner().invoke(cli, ["eval", str(SHARED / "data" / "celebahq"), "--attr", "smile=+3",
+                                   "--keep", "gender", "--model", str(model), "--max-drift", "gender=x",
+                                   "--scorer-dir", str(SCORERS), "-o", str(tmp_path / "ev")])
+    assert res.exit_code != 0 and "bad --max-drift" in res.output
+    assert not (tmp_path / "ev").exists()

@@ -27,18 +27,23 @@ from ..errors import RealeditError, UsageError
                    "classifier for smile, landmarks for pose).")
 @click.option("--scorer-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="REALEDIT_SCORER_DIR", help="Folder holding the attribute networks.")
+@click.option("--max-drift", "drift_opts", multiple=True, metavar="ATTR=X",
+              help="How far a kept attribute may move for a photo to count as a success "
+                   "(default gender=0.1, age=3, smile=1).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most this many photos.")
-def cli(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, limit):
+def cli(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts, limit):
     """Edit PHOTOS (files, folders, globs) and report how far the target attribute moved, how
     much kept attributes drifted, identity distance, and change outside the paste mask."""
     try:
-        _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, limit)
+        _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
+             limit)
     except RealeditError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
 
 
-def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, limit):
+def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
+             limit):
     from ..evaluate import evaluate, save_report
     from ..pipeline import Editor, parse_edits
     from .edit import expand_inputs
@@ -50,6 +55,15 @@ def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_d
         if not sep or not attr or not spec:
             raise UsageError(f"bad --scorer {item!r}: write ATTR=NAME_OR_PATH")
         scorers[attr] = spec
+    max_drift = {}
+    for item in drift_opts:
+        attr, sep, val = item.partition("=")
+        try:
+            max_drift[attr] = float(val)
+        except ValueError:
+            raise UsageError(f"bad --max-drift {item!r}: write ATTR=NUMBER") from None
+        if not sep or not attr or not max_drift[attr] > 0:
+            raise UsageError(f"bad --max-drift {item!r}: write ATTR=NUMBER (> 0)")
     files = expand_inputs(photos)[:limit]
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
@@ -59,8 +73,10 @@ def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_d
                f"{len(files)} photos", err=True)
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
         report = evaluate(editor, files, edits, keep, scorers=scorers, scorer_dir=scorer_dir,
-                          progress=lambda i, n: bar.update(1))
+                          progress=lambda i, n: bar.update(1), max_drift=max_drift)
     js, png = save_report(report, out)
     for k, v in report["summary"].items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}<{t:g}" for a, t in v.items() if t is not None) or "-"
         click.echo(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
     click.echo(f"wrote {js} and {png}", err=True)
