@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from realedit import invert, models
-from realedit.edit import bank_for_model
+from realedit.edit import bank_for_model, format_layers
 from realedit.invert.encoder import default_encoder_path
 from realedit.training.gan import save_grid
 
@@ -38,6 +38,15 @@ def inversion_quality(G, D, encoder, crops: torch.Tensor, steps: int) -> list[tu
         mse = float((r.reconstruction - crops).square().mean())
         rows.append((method, r.steps, f"{mse:.4f}", r.loss or "mse", f"{sec:.2f}"))
     return rows
+
+
+def layer_gain(d) -> str:
+    """'0.565 / 0.775' from the layer search the bank fit recorded, '-' without one."""
+    table = d.stats.get("layer_search")
+    if not table:
+        return "-"
+    chosen = next(r for r in table if r["layers"] == format_layers(d.layers))
+    return f"{table[0]['success']:.3f} / {chosen['success']:.3f}"
 
 
 def augment_phases(cfg: dict, changes: list, kimg: float) -> str:
@@ -83,7 +92,8 @@ def main(argv=None):
     acc_rows = [(d.name, d.stats.get("scorer", "?"), d.stats.get("samples", "?"),
                  f"{d.stats.get('val_accuracy', float('nan')):.3f}",
                  f"{d.stats.get('all_accuracy', float('nan')):.3f}",
-                 f"{d.stats.get('latent_std', float('nan')):.2f}") for d in fitted]
+                 f"{d.stats.get('latent_std', float('nan')):.2f}", format_layers(d.layers),
+                 layer_gain(d)) for d in fitted]
     names = [d.name for d in fitted]
     cos = np.array([[float(a.vector @ b.vector) for b in fitted] for a in fitted])
     sefa_rows = [(d.name, f"{d.stats.get('eigenvalue', float('nan')):.3f}") for d in bank if d.source != "fit"]
@@ -145,7 +155,11 @@ P(male)) and the CelebA smile classifier from `../shared/models/attributes` (res
 shipped), pose from dlib landmarks. `latent std` is the spread of sampled w along the unit
 normal: an edit of `+1` moves that far.
 
-{table(("direction", "scorer", "samples", "val acc", "all acc", "latent std"), acc_rows)}
+{table(("direction", "scorer", "samples", "val acc", "all acc", "latent std", "W+ layers",
+        "+3 with gender kept: success all layers / chosen"), acc_rows)}
+
+"W+ layers" is the window an edit touches by default, chosen by `scripts/fit_bank.py` on 200
+held-out samples (success: the score moved the asked way and P(male) moved < 0.1).
 
 Cosine similarity between fitted directions:
 

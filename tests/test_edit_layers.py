@@ -3,7 +3,7 @@ edits the target without moving the kept attribute."""
 import numpy as np
 import pytest
 
-from realedit.edit import Direction
+from realedit.edit import Direction, format_layers
 from realedit.edit.layers import layer_windows, search_layers
 from realedit.errors import EditError
 
@@ -79,3 +79,24 @@ def test_bad_arguments():
         search_layers(LayeredToy(), d, target, {"k": kept_coarse}, {}, samples=4)
     with pytest.raises(EditError, match="Z direction"):
         search_layers(LayeredToy(), Direction("t", _dirs(), "toy", "z"), target, {}, {}, samples=4)
+
+
+def test_embedded_bank_edits_age_and_smile_on_their_chosen_layers():
+    from realedit.edit import apply_edits, bank_for_model
+    from realedit.pipeline import default_model_name
+
+    name = default_model_name()
+    bank = bank_for_model(name)
+    num_ws = 10  # 64 px StyleGAN2
+    for attr in ("age", "smile"):
+        d = bank.get(attr, model=name, space="w")
+        assert d.layers is not None and 0 < len(d.layers) < num_ws
+        table = d.stats["layer_search"]
+        chosen = next(r for r in table if r["eligible"] and r["layers"] != "all"
+                      and r["layers"] == format_layers(d.layers))
+        assert chosen["success"] >= table[0]["success"]
+        # The default edit (kept gender too) touches exactly those rows of a W+ code.
+        code = np.zeros((1, num_ws, d.dim), np.float32)
+        moved = apply_edits(code, "wp", {attr: 3.0}, keep=["gender"], bank=bank, model=name)
+        touched = {i for i in range(num_ws) if np.abs(moved[0, i]).max() > 0}
+        assert touched == set(d.layers)
