@@ -56,7 +56,7 @@ def augment_phases(cfg: dict, changes: list, kimg: float) -> str:
     if not steps:
         return f"{cfg.get('augment') or 'none'}"
     parts = [f"{steps[0][1][0] or 'none'} to {steps[0][0]:.1f}k images"]
-    for i, (at, (_, new)) in enumerate(steps):
+    for i, (_, (_, new)) in enumerate(steps):
         until = steps[i + 1][0] if i + 1 < len(steps) else kimg
         parts.append(f"then {new or 'none'} to {until:.1f}k")
     return ", ".join(parts)
