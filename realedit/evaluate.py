@@ -135,7 +135,6 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
         drift = np.array([abs(r.kept[attr][1] - r.kept[attr][0]) for r in ok if attr in r.kept])
         out[f"{attr}_drift_mean"] = float(drift.mean())
         out[f"{attr}_drift_max"] = float(drift.max())
-    ids = np.array([r.identity_distance for r in ok])
     # Per-photo success: every target moved the asked way AND every kept attribute stayed
     # within its tolerance -- the share of photos on which the edit did what it said.
     tol = {a: DEFAULT_MAX_DRIFT.get(a, np.inf) for a in kept_attrs}
@@ -147,6 +146,7 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
         return moved and all(abs(r.kept[a][1] - r.kept[a][0]) < tol[a] for a in r.kept)
     out["success_rate"] = float(np.mean([success(r) for r in ok]))
     out["success_max_drift"] = {a: (t if np.isfinite(t) else None) for a, t in tol.items()}
+    ids = np.array([r.identity_distance for r in ok])
     out["identity_distance_mean"] = float(np.nanmean(ids))
     out["identity_same_person"] = float(np.mean(ids < 0.6))
     out["outside_mask_max_change"] = int(max(r.outside_max_change for r in ok))

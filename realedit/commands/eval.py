@@ -42,28 +42,33 @@ def cli(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_di
         sys.exit(exc.exit_code)
 
 
+def _attr_pairs(items, option: str, form: str) -> dict[str, str]:
+    """{ATTR: VALUE} from repeated ``ATTR=VALUE`` options; a malformed one is a UsageError."""
+    out = {}
+    for item in items:
+        attr, sep, value = item.partition("=")
+        if not sep or not attr or not value:
+            raise UsageError(f"bad {option} {item!r}: write {form}")
+        out[attr] = value
+    return out
+
+
 def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
-             limit):
+         limit):
     from ..evaluate import evaluate, save_report
     from ..pipeline import Editor, parse_edits
     from .edit import expand_inputs
 
     edits = parse_edits(attrs)
-    scorers = {}
-    for item in scorer_opts:
-        attr, sep, spec = item.partition("=")
-        if not sep or not attr or not spec:
-            raise UsageError(f"bad --scorer {item!r}: write ATTR=NAME_OR_PATH")
-        scorers[attr] = spec
+    scorers = _attr_pairs(scorer_opts, "--scorer", "ATTR=NAME_OR_PATH")
     max_drift = {}
-    for item in drift_opts:
-        attr, sep, val = item.partition("=")
+    for attr, value in _attr_pairs(drift_opts, "--max-drift", "ATTR=NUMBER (> 0)").items():
         try:
-            max_drift[attr] = float(val)
+            max_drift[attr] = float(value)
         except ValueError:
-            raise UsageError(f"bad --max-drift {item!r}: write ATTR=NUMBER") from None
-        if not sep or not attr or not max_drift[attr] > 0:
-            raise UsageError(f"bad --max-drift {item!r}: write ATTR=NUMBER (> 0)")
+            max_drift[attr] = float("nan")
+        if not max_drift[attr] > 0:
+            raise UsageError(f"bad --max-drift {attr + '=' + value!r}: write ATTR=NUMBER (> 0)")
     files = expand_inputs(photos)[:limit]
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
