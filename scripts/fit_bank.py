@@ -8,6 +8,12 @@ extremes, 70/30 split, linear SVM), but the samples are drawn and synthesised ON
 scorer reads the same images (the age/gender net gives both in one pass), which is what makes a
 whole bank affordable on 2 cores. The scorers are research-only files passed by path; nothing
 of them is written into the bank.
+
+With --learn (default: age), the bank also gets a W+ direction per named attribute, conditioned
+on gender, learned on real photos (realedit.edit.learn): --photos are aligned and inverted once
+(cached in --photo-cache), 80 % to learn on, 20 % to choose the step; the start is the
+conditional SVM direction on its searched layer window. `--attr age=+3 --keep gender` on a W+
+code then uses the learned entry; plain `--attr age=+3` still uses the SVM direction.
 """
 from __future__ import annotations
 
@@ -23,8 +29,11 @@ from realedit import models
 from realedit.edit import (Direction, DirectionBank, condition, fit_boundary, format_layers,
                            get_scorer, save_bank, sefa)
 from realedit.edit.layers import search_layers
+from realedit.edit.learn import PhotoCodes, learn_direction
 from realedit.edit.scorers import AgeGenderScorer
 from realedit.errors import RealeditError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def sample(G, n, batch=64, seed=0):
@@ -63,6 +72,109 @@ def choose_layers(G, bank, args, ag):
               f"{table[0].success:.3f} on all layers)", flush=True)
 
 
+def align_photos(photos, count):
+    """Aligned 256 px crops of the first ``count`` photos (largest face; photos without a
+    usable face are skipped), their paste masks (uint8) and file names."""
+    from realedit.align import align_face
+    from realedit.align.select import pick_faces
+    from realedit.blend.paste import crop_mask
+    from realedit.io import read_image
+
+    crops, masks, names = [], [], []
+    for p in sorted(Path(photos).glob("*.jpg"))[:count]:
+        rgb = read_image(p).rgb
+        try:
+            face = pick_faces(rgb, "largest", min_size=32, where=str(p))[0][0]
+        except RealeditError:
+            continue
+        a = align_face(rgb, face, 256)
+        crops.append(a.image)
+        masks.append(np.round(crop_mask(a, 256) * 255).astype(np.uint8))
+        names.append(p.name)
+    print(f"aligned {len(crops)} of {count} photos", flush=True)
+    return np.stack(crops), np.stack(masks), names
+
+
+def photo_codes(model, photos, count, steps, cache, batch=16) -> dict:
+    """Crops, masks and hybrid W+ codes (the product's own detect -> align -> invert path,
+    batched) of the photos to learn on. Cached in ``cache``."""
+    if cache and Path(cache).is_file():
+        return torch.load(cache, weights_only=True)
+    from realedit.pipeline import Editor, crop_to_tensor
+
+    ed = Editor.from_pretrained(model, steps=steps)
+    crops, masks, names = align_photos(photos, count)
+    codes = []
+    for s in range(0, len(crops), batch):
+        x = torch.cat([crop_to_tensor(c, ed.G.resolution) for c in crops[s:s + batch]])
+        codes.append(ed.inverter.invert(x, "wp").latent.detach().float())
+        print(f"inverted {s + len(x)}", flush=True)
+    out = {"crops": torch.from_numpy(crops), "masks": torch.from_numpy(masks),
+           "codes": torch.cat(codes), "names": names, "steps": steps}
+    if cache:
+        torch.save(out, cache)
+    return out
+
+
+def as_photo_codes(G, d) -> PhotoCodes:
+    crops = d["crops"].permute(0, 3, 1, 2).float() / 127.5 - 1
+    masks = d["masks"].float()[:, None] / 255
+    codes = d["codes"].float()
+    with torch.no_grad():
+        before = torch.cat([G.synthesis(c, noise="const") for c in codes.split(64)])
+    return PhotoCodes(crops, masks, codes, before)
+
+
+def learn_on_photos(G, bank, args):
+    """Replace nothing: add, per --learn attribute, a W+ direction conditioned on gender,
+    learned on inverted real photos (see module doc)."""
+    names = [a for a in args.learn.split(",") if a]
+    if not names or "gender" not in bank:
+        return
+    data = as_photo_codes(G, photo_codes(args.model, args.photos, args.photo_count,
+                                         args.photo_steps, args.photo_cache))
+    n_val = len(data) // 5
+    val, train = data.subset(range(n_val)), data.subset(range(n_val, len(data)))
+    for p in G.parameters():
+        p.requires_grad_(False)
+    ag = AgeGenderScorer(Path(args.scorer_dir) / "age_faceres.pt")
+    smile = get_scorer("smile", scorer_dir=args.scorer_dir)
+    for net in (ag.net, smile.net):
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+    def score_fn(y):
+        out = ag.scores(y)
+        if "smile" in names:
+            out["smile"] = smile.logits(y)
+        return out
+
+    gender = bank.get("gender", model=args.model, space="w")
+    for attr in names:
+        primal = bank.get(attr, model=args.model, space="w")
+        init = condition(primal, [gender])
+        layers = primal.layers or tuple(range(G.num_ws))
+        t0 = time.perf_counter()
+        r = learn_direction(G, train, val, score_fn, attr, {"male": 0.1}, init.vector,
+                            layers=layers, steps=args.learn_steps, margin=args.learn_margin,
+                            seed=args.seed,
+                            callback=lambda h: print(f"{attr} step {h['step']}: held-out success "
+                                                     f"{h['success']:.3f}", flush=True))
+        stats = {"rule": f"{attr} +-3 with gender kept, on inverted photos: share of (photo, sign) "
+                         "where the score moved the asked way and P(male) moved < 0.1",
+                 "photos": str(args.photos), "photos_train": len(train), "photos_val": len(val),
+                 "inversion_steps": args.photo_steps, "init": "conditional SVM direction",
+                 "init_success": round(r.init_success, 4), "success": round(r.best_success, 4),
+                 "best_step": r.best_step, "margin": args.learn_margin,
+                 "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()
+                              if k != "drift_mean"} | {"drift_male": round(h["drift_mean"]["male"], 4)}
+                             for h in r.history],
+                 "seconds": round(time.perf_counter() - t0, 1)}
+        bank.add(Direction(attr, r.vector, args.model, "wp", layers, ("gender",), "learned", stats))
+        print(f"{attr}|gender learned: held-out success {r.init_success:.3f} -> "
+              f"{r.best_success:.3f} (step {r.best_step})", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="realedit-celeba64")
@@ -77,9 +189,28 @@ def main(argv=None):
     ap.add_argument("--layer-search", type=int, default=200, metavar="N",
                     help="held-out samples for choosing each attribute's W+ layers while gender "
                          "is kept (0: every direction edits all layers)")
+    ap.add_argument("--from-bank", default="", metavar="PATH",
+                    help="keep this bank's fitted and SeFa directions; only (re)learn --learn")
+    ap.add_argument("--learn", default="age", metavar="ATTR[,ATTR]",
+                    help="attributes to learn a gender-kept W+ direction for on real photos "
+                         "('' for none)")
+    ap.add_argument("--photos", default=str(SHARED / "data/celeba/images"))
+    ap.add_argument("--photo-count", type=int, default=1100)
+    ap.add_argument("--photo-steps", type=int, default=50, help="hybrid steps inverting them")
+    ap.add_argument("--photo-cache", default="", help="file keeping their crops and codes")
+    ap.add_argument("--learn-steps", type=int, default=300)
+    ap.add_argument("--learn-margin", type=float, default=1.0,
+                    help="target change asked per unit of edit (score units)")
     args = ap.parse_args(argv)
 
     G = models.load(args.model)
+    if args.from_bank:
+        from realedit.edit import load_bank
+        bank = DirectionBank(d for d in load_bank(args.from_bank) if d.source != "learned")
+        learn_on_photos(G, bank, args)
+        save_bank(bank, args.output)
+        print(f"wrote {args.output}.npz/.json")
+        return
     t0 = time.perf_counter()
     codes, images = sample(G, args.samples, seed=args.seed)
     t_synth = time.perf_counter() - t0
@@ -114,6 +245,8 @@ def main(argv=None):
               f"corr {stats['score_corr']:.2f}, latent std {stats['latent_std']:.2f}", flush=True)
     if args.layer_search:
         choose_layers(G, bank, args, ag)
+    if args.learn:
+        learn_on_photos(G, bank, args)
     for d in sefa(G, num=args.sefa, model=args.model):
         bank.add(d)
     save_bank(bank, args.output)

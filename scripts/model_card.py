@@ -96,7 +96,12 @@ def main(argv=None):
                  layer_gain(d)) for d in fitted]
     names = [d.name for d in fitted]
     cos = np.array([[float(a.vector @ b.vector) for b in fitted] for a in fitted])
-    sefa_rows = [(d.name, f"{d.stats.get('eigenvalue', float('nan')):.3f}") for d in bank if d.source != "fit"]
+    sefa_rows = [(d.name, f"{d.stats.get('eigenvalue', float('nan')):.3f}") for d in bank if d.source == "sefa"]
+    learned_rows = [(d.label, format_layers(d.layers), d.stats.get("photos_train", "?"),
+                     d.stats.get("photos_val", "?"), d.stats.get("inversion_steps", "?"),
+                     f"{d.stats.get('init_success', float('nan')):.3f}",
+                     f"{d.stats.get('success', float('nan')):.3f}", d.stats.get("best_step", "?"))
+                    for d in bank if d.source == "learned"]
 
     def table(header, rows):
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -164,6 +169,17 @@ held-out samples (success: the score moved the asked way and P(male) moved < 0.1
 Cosine similarity between fitted directions:
 
 {table(("",) + tuple(names), [(n,) + tuple(f"{v:.2f}" for v in row) for n, row in zip(names, cos)])}
+
+Learned on real photos (`realedit.edit.learn`, run by `scripts/fit_bank.py --learn`): CelebA
+photos aligned at 256 px and inverted with the hybrid inverter; starting from the conditional
+SVM direction, one unit vector per W+ layer of the window is fitted by gradient descent through
+the generator and the age/gender net so that the photo, edited the way realedit pastes an edit,
+changes its score while P(male) stays put. Success is on the held-out photos (both signs of a
+±3 edit; score moved the asked way and P(male) moved < 0.1). These entries serve
+`--keep gender` edits of W+ codes (every photo edit); without `--keep` the SVM direction is used.
+
+{table(("direction", "W+ layers", "photos learned on", "held out", "inversion steps",
+        "held-out success: start", "learned", "step kept"), learned_rows)}
 
 SeFa (closed-form, unsupervised) directions and eigenvalues: {", ".join(f"{n} {e}" for n, e in sefa_rows)}.
 

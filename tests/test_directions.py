@@ -91,14 +91,17 @@ def test_every_conditional_file_is_reproduced(released):
     conditional = [d for d in released if d.conditions]
     assert len(conditional) == 13
     for stored in conditional:
-        computed = released.direction(stored.name, keep=list(stored.conditions),
-                                      model=stored.model, space=stored.space)
+        def primal(name):
+            return released.get(name, model=stored.model, space=stored.space)
+        computed = condition(primal(stored.name), [primal(k) for k in stored.conditions])
         assert computed.source == "conditional"  # computed from the primals, not the file
         assert np.abs(computed.vector - stored.vector).max() < 1e-9, stored.describe()
-        # keep order does not matter
-        rev = released.direction(stored.name, keep=list(stored.conditions)[::-1],
-                                 model=stored.model, space=stored.space)
+        rev = condition(primal(stored.name), [primal(k) for k in stored.conditions[::-1]])
         assert np.abs(rev.vector - stored.vector).max() < 1e-9
+        # The bank hands out the stored entry itself, whatever the order of keep.
+        for keep in (list(stored.conditions), list(stored.conditions)[::-1]):
+            got = released.direction(stored.name, keep=keep, model=stored.model, space=stored.space)
+            assert got is stored
 
 
 @needs_boundaries
@@ -285,3 +288,19 @@ def test_registered_model_with_a_fitted_bank(tmp_path, monkeypatch):
     assert got.models() == ["toy-gen"] and got.get("smile").source == "fit"
     with pytest.raises(EditError, match="no direction bank for toy-bare: fit one"):
         load_bank("toy-bare")
+
+
+def test_stored_conditional_entry_wins_in_a_preferred_space():
+    """A W+ entry learned with gender kept is what a W+ edit keeping gender gets; a W edit,
+    or a W+ edit that keeps something else, still gets the projection of the W primals."""
+    rng = np.random.default_rng(3)
+    age, gender, smile = (Direction(n, rng.normal(size=8), "m", "w") for n in ("age", "gender", "smile"))
+    learned = Direction("age", rng.normal(size=(4, 8)), "m", "wp", (1, 2), ("gender",), "learned")
+    bank = DirectionBank([age, gender, smile, learned])
+    assert bank.direction("age", keep=["gender"], model="m", space=("wp", "w")) is learned
+    got = bank.direction("age", keep=["gender"], model="m", space="w")
+    assert got.source == "conditional" and abs(got.vector @ gender.vector) < 1e-12
+    got = bank.direction("age", keep=["smile"], model="m", space=("wp", "w"))
+    assert got.space == "w" and abs(got.vector @ smile.vector) < 1e-12
+    # Without keep, the primal W direction is used as before.
+    assert bank.direction("age", model="m", space=("wp", "w")) is age

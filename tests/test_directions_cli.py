@@ -86,3 +86,18 @@ def test_errors_are_one_line(tiny_model, tmp_path):
     assert r.exit_code == 7 and "not a readable direction bank" in r.output
     r = run("cosine", tmp_path / "nothing")
     assert r.exit_code == 6
+
+
+def test_list_shows_learned_entries(tmp_path):
+    import numpy as np
+
+    from realedit.edit import Direction, DirectionBank, save_bank
+    bank = DirectionBank([
+        Direction("age", np.eye(4)[0], "m", "w"),
+        Direction("age", np.ones((3, 4)), "m", "wp", (1, 2), ("gender",), "learned",
+                  {"init_success": 0.5, "success": 0.875, "photos_train": 80, "photos_val": 20})])
+    save_bank(bank, tmp_path / "b")
+    r = run("list", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    row = next(ln for ln in r.output.splitlines() if "age|gender" in ln)
+    assert "W+" in row and "1-2" in row and "0.500 -> 0.875" in row and "photos=80+20" in row

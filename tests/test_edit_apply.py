@@ -169,3 +169,25 @@ def test_layer_override_per_attribute(toy):
         apply_edits(wp[:, 0], "w", {"age": 1.0}, bank=toy, layers={"age": "0-1"})
     with pytest.raises(EditError, match="edits layers 0-9 but the code has only 5"):
         apply_edits(wp, "wp", {"age": 1.0}, bank=toy, layers={"age": "0-9"})
+
+
+def test_learned_wp_entry_serves_keep_edits_of_wp_codes(toy):
+    """A W+ entry stored with conditions=("gender",) (as scripts/fit_bank.py --learn writes
+    one) is what a W+ edit keeping gender moves along, on its layers only; distance mode
+    measures against the W primal's hyperplane (offset included)."""
+    rng = np.random.default_rng(4)
+    learned = Direction("age", rng.normal(size=(5, 8)), "toy", "wp", (2, 3, 4), ("gender",), "learned")
+    toy.add(learned)
+    wp = rng.normal(size=(2, 5, 8))
+    out = apply_edits(wp, "wp", {"age": 3.0}, keep=["gender"], bank=toy, model="toy")
+    np.testing.assert_allclose(out[:, :2], wp[:, :2])
+    np.testing.assert_allclose(out[:, 2:] - wp[:, 2:], 3.0 * learned.vector[None, 2:].repeat(2, 0))
+    # a W code keeping gender still gets the projected W direction
+    w = rng.normal(size=(2, 8))
+    out_w = apply_edits(w, "w", {"age": 3.0}, keep=["gender"], bank=toy)
+    assert np.allclose((out_w - w) @ toy.get("gender", space="w").vector, 0, atol=1e-12)
+    # distance mode: each edited layer lands at distance 1.5 from the W age hyperplane
+    out_d = apply_edits(wp, "wp", {"age": 1.5}, keep=["gender"], bank=toy, mode="distance")
+    a = toy.get("age", space="w")
+    np.testing.assert_allclose(out_d[:, 2:] @ a.vector + a.stats["offset"], 1.5, atol=1e-9)
+    np.testing.assert_allclose(out_d[:, :2], wp[:, :2])

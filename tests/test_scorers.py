@@ -203,3 +203,20 @@ def test_pose_scorer_on_small_crops_agrees_with_full_photos(celeba_faces):
     assert np.corrcoef(native[ok], yaw[ok])[0, 1] > 0.8
     assert np.mean(np.abs(yaw[ok] + mirrored[ok])) < 4.0    # a mirror image turns the other way
     assert np.isnan(pose(torch.zeros(1, 3, 64, 64))[0])      # no face -> NaN, not an error
+
+
+@needs_nets
+def test_differentiable_scores_match_the_numpy_ones():
+    """scores()/logits() are what predict()/__call__ give, and they carry gradients (direction
+    learning back-propagates through them)."""
+    x = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_()
+    ag = S.AgeGenderScorer(ATTR / "age_faceres.pt")
+    out = ag.scores(x)
+    ref = ag.predict(x.detach())
+    assert np.allclose(out["age"].detach().numpy(), ref["age"], atol=1e-4)
+    assert np.allclose(out["male"].detach().numpy(), ref["male"], atol=1e-6)
+    smile = S.CelebAClassifierScorer(ATTR / "smile_clf_aug.pth")
+    logit = smile.logits(x)
+    assert np.allclose(logit.detach().numpy(), smile(x.detach()), atol=1e-5)
+    (out["age"].sum() + logit.sum()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

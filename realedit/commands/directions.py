@@ -35,6 +35,9 @@ def _stats_summary(d) -> str:
     if "val_accuracy" in st:
         return (f"val {st['val_accuracy']:.3f}  all {st.get('all_accuracy', float('nan')):.3f}  "
                 f"n={st.get('samples', '?')}  scorer={st.get('scorer', '?')}")
+    if d.source == "learned" and "success" in st:
+        return (f"held-out success {st.get('init_success', float('nan')):.3f} -> "
+                f"{st['success']:.3f}  photos={st.get('photos_train', '?')}+{st.get('photos_val', '?')}")
     if "eigenvalue" in st:
         return f"eigenvalue {st['eigenvalue']:.4g} ({100 * st.get('explained', 0):.1f}%)"
     return st.get("file", "")

@@ -128,8 +128,8 @@ def _resolve(key, keep, space, bank, model) -> tuple[Direction, Direction]:
     if key in keep:
         raise EditError(f"cannot both edit and keep {key!r}")
     d = bank.direction(key, keep=keep, model=model, space=spaces)
-    try:
-        primal = bank.get(key, model=d.model, space=d.space)
+    try:  # the hyperplane "distance" mode measures against (a learned W+ entry: its W primal)
+        primal = bank.get(key, model=d.model, space=d.space if not d.conditions else spaces)
     except EditError:  # only a stored conditional entry exists: it is its own reference
         primal = d
     return d, primal

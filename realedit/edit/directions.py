@@ -204,9 +204,9 @@ def project_out(vector: np.ndarray, kept: Sequence[np.ndarray], *, name: str = "
 class DirectionBank:
     """A set of directions, looked up by (model, name, space, conditions).
 
-    ``direction(name, keep=[...])`` returns a conditional direction computed from the primal
-    and kept directions (exact orthogonal projection); a stored conditional entry is used only
-    when some primal it would need is missing.
+    ``direction(name, keep=[...])`` returns the stored entry conditioned on exactly ``keep``
+    when there is one (in a space at least as preferred as the primal's), else a conditional
+    direction computed from the primal and kept directions (exact orthogonal projection).
     """
 
     def __init__(self, directions: Iterable[Direction] = ()):
@@ -282,16 +282,22 @@ class DirectionBank:
             primal = None
         if not keep:
             return primal
+        # A stored entry fitted for exactly these kept attributes (a released _c_ file, or one
+        # learned with them held still) is used before a projection computed from primals,
+        # unless the primal sits in a space the caller prefers.
+        spaces = _as_spaces(space)
+        stored = self._candidates(name, model if primal is None else primal.model, space,
+                                  tuple(sorted(keep)))
+        if stored:
+            pick = self._pick(stored, name, model, space)
+            if primal is None or spaces is None or \
+                    spaces.index(pick.space) <= spaces.index(primal.space):
+                return pick
         if primal is not None:
             missing = [k for k in keep if not self._candidates(k, primal.model, primal.space, ())]
             if not missing:
                 kept = [self.get(k, model=primal.model, space=primal.space) for k in keep]
                 return condition(primal, kept)
-        # Fall back to a stored conditional entry (e.g. a released _c_ file without its parts).
-        stored = self._candidates(name, model if primal is None else primal.model,
-                                  space if primal is None else primal.space, tuple(sorted(keep)))
-        if stored:
-            return self._pick(stored, name, model, space)
         if primal is None:
             self.get(name, model=model, space=space)  # raises the informative error
         avail = self.names(primal.model, primal.space)

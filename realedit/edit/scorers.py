@@ -177,15 +177,16 @@ class CelebAClassifierScorer:
         self.name = name or _name_from_file(path)
         self.framing, self.device, self.batch = framing, device, batch
 
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(N,) logits that keep their gradients; one batch, on the scorer's device."""
+        x = images.float().to(self.device)
+        x = ffhq_to_celeba(x) if self.framing == "ffhq" else \
+            F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
+        return self.net(x)
+
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        out = []
-        for chunk in images.split(self.batch):
-            x = chunk.float().to(self.device)
-            x = ffhq_to_celeba(x) if self.framing == "ffhq" else \
-                F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
-            out.append(self.net(x).double().cpu())
-        return torch.cat(out).numpy()
+        return torch.cat([self.logits(c).double().cpu() for c in images.split(self.batch)]).numpy()
 
 
 class AgeGenderScorer:
@@ -221,17 +222,26 @@ class AgeGenderScorer:
                 fixed[i] = dlib_box_edges(faces[0].box) * f
         return fixed
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, boxes=None) -> dict[str, np.ndarray]:
+    def _boxes(self, images: torch.Tensor, boxes) -> np.ndarray:
         if boxes is None:
             if self.box == "given":
                 raise UsageError("box='given' needs boxes=")
             boxes = self.boxes_for(images)
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+    def scores(self, images: torch.Tensor, boxes=None) -> dict[str, torch.Tensor]:
+        """{"age": years, "male": P(male)} as (N,) tensors that keep their gradients (for
+        learning directions through the net); one batch, on the scorer's device."""
+        x = faceres_input(images.float(), self._boxes(images, boxes))
+        r = self.net(x.to(self.device))
+        return {"age": r["age"], "male": r["male"]}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, boxes=None) -> dict[str, np.ndarray]:
+        boxes = self._boxes(images, boxes)
         out: dict[str, list] = {"age": [], "male": []}
         for s in range(0, images.shape[0], self.batch):
-            x = faceres_input(images[s:s + self.batch].float(), boxes[s:s + self.batch])
-            r = self.net(x.to(self.device))
+            r = self.scores(images[s:s + self.batch], boxes[s:s + self.batch])
             out["age"].append(r["age"].double().cpu().numpy())
             out["male"].append(r["male"].double().cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
