@@ -97,7 +97,7 @@ def main(argv=None):
     names = [d.name for d in fitted]
     cos = np.array([[float(a.vector @ b.vector) for b in fitted] for a in fitted])
     sefa_rows = [(d.name, f"{d.stats.get('eigenvalue', float('nan')):.3f}") for d in bank if d.source == "sefa"]
-    learned_rows = [(d.label, format_layers(d.layers), d.stats.get("photos_train", "?"),
+    learned_rows = [(d.label.replace("|", r"\|"), format_layers(d.layers), d.stats.get("photos_train", "?"),
                      d.stats.get("photos_val", "?"), d.stats.get("inversion_steps", "?"),
                      f"{d.stats.get('init_success', float('nan')):.3f}",
                      f"{d.stats.get('success', float('nan')):.3f}", d.stats.get("best_step", "?"))
