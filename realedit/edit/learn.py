@@ -149,6 +149,7 @@ def learn_direction(generator, train: PhotoCodes, val: PhotoCodes, score_fn: Sco
         raise EditError(f"init has shape {v0.shape}; expected ({L}, {train.codes.shape[-1]})")
     v0 /= np.linalg.norm(v0, axis=-1, keepdims=True)
     dtype = train.codes.dtype
+    start, rows_on = torch.tensor(v0, dtype=dtype), torch.tensor(layers)
     vec = torch.tensor(v0[list(layers)], dtype=dtype, requires_grad=True)
     opt = torch.optim.Adam([vec], lr=lr)
     g = torch.Generator().manual_seed(seed)
@@ -177,7 +178,7 @@ def learn_direction(generator, train: PhotoCodes, val: PhotoCodes, score_fn: Sco
         part = train.subset(idx)
         sign = torch.where(torch.rand(batch, generator=g) < 0.5, -1.0, 1.0).to(dtype)
         a = sign * amount * (0.5 + torch.rand(batch, generator=g).to(dtype))
-        rows = torch.tensor(v0, dtype=dtype).index_copy(0, torch.tensor(layers), vec)
+        rows = start.index_copy(0, rows_on, vec)
         out = score_fn(edited_crops(generator, part, _steps(rows, layers, a)))
         dt = sign * (out[target] - base_tr[target][idx])
         loss = F.relu(margin * a.abs() - dt).mean() / margin
