@@ -202,6 +202,9 @@ def main(argv=None):
     ap.add_argument("--learn-margin", type=float, default=1.0,
                     help="target change asked per unit of edit (score units)")
     args = ap.parse_args(argv)
+    unknown = [a for a in args.learn.split(",") if a and a not in ("age", "smile")]
+    if unknown:  # only these have a differentiable scorer in learn_on_photos' score_fn
+        ap.error(f"--learn {','.join(unknown)}: only age and smile can be learned")
 
     G = models.load(args.model)
     if args.from_bank:
