@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from .fsutil import atomic_write_text
+
 # Which scorer measures which attribute, unless the caller says otherwise. "gender" is the
 # age/gender net's P(male) (a probability, so drifts read in 0..1); smile is the CelebA
 # classifier's logit.
@@ -213,9 +215,7 @@ def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
     grid = report.get("_grid", [])
     data = {k: v for k, v in report.items() if k != "_grid"}
     js = out_dir / "report.json"
-    tmp = js.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(js)
+    atomic_write_text(js, json.dumps(data, indent=2))
     png = out_dir / "grid.png"
     if grid:
         cols = 4  # pairs per row

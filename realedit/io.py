@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io as _io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError, OutputError, UsageError
+from .fsutil import atomic_write
 
 # 150 MP: a 12000x9000 photo (108 MP) passes, a decompression bomb does not. Pillow itself
 # refuses anything above 2 x Image.MAX_IMAGE_PIXELS (~179 MP) regardless.
@@ -341,41 +341,18 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
     img = _to_pil(rgb, alpha, like, fmt)
     kwargs = _save_kwargs(img, like, fmt, quality)
 
-    try:  # the temp name is kept short: a long but legal file name must still work
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name[:64]}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"{dst}: cannot write ({exc.strerror or exc})") from None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(dst) as fh:
             img.save(fh, format=fmt, **kwargs)
-        _plain_mode(tmp)
-        os.replace(tmp, dst)
     except (OSError, ValueError, KeyError) as exc:
-        _unlink(tmp)
-        raise OutputError(f"{dst}: cannot write {fmt} ({exc})") from exc
-    except BaseException:
-        _unlink(tmp)
-        raise
+        raise OutputError(f"{dst}: cannot write {fmt} ({getattr(exc, 'strerror', None) or exc})") \
+            from exc
     return dst
 
 
 def to_pil(photo: Photo):
     """The photo as a PIL image in its original mode (alpha, palette, gray, CMYK... restored)."""
     return _to_pil(photo.rgb, photo.alpha, photo, (photo.format or "PNG").upper())
-
-
-def _plain_mode(p: str) -> None:
-    """mkstemp creates 0600 files; a written photo gets the mode any new file would get."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(p, 0o666 & ~umask)
-
-
-def _unlink(p: str) -> None:
-    try:
-        os.unlink(p)
-    except OSError:
-        pass
 
 
 def _to_pil(rgb: np.ndarray, alpha: np.ndarray | None, like: Photo | None, fmt: str):

@@ -9,9 +9,7 @@ then non-zero (that of the first error), after all photos were processed.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,21 +18,13 @@ import click
 from . import HELP_SETTINGS
 
 from ..errors import OutputError, RealeditError
+from ..fsutil import atomic_write
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "w") as fh:
+        json.dump(obj, fh)
+        fh.write("\n")
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:

@@ -263,9 +263,10 @@ def _remove(paths) -> None:
 
 def _save_latent(path: Path, result, inverted) -> Path:
     import json
-    import tempfile
 
     import numpy as np
+
+    from ..fsutil import atomic_write
 
     arrays = {}
     for f in result.faces:
@@ -275,15 +276,8 @@ def _save_latent(path: Path, result, inverted) -> Path:
             "edits": result.edits, "keep": list(result.keep)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        with open(tmp, "wb") as fh:
+        with atomic_write(path) as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path

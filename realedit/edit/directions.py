@@ -22,7 +22,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EditError, OutputError, UnsafePickleError
+from ..fsutil import atomic_write_bytes
 
 SPACES = ("z", "w", "wp")
 BANK_FORMAT = "realedit-directions"
@@ -691,14 +691,7 @@ def _jsonable(x):
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _load_plain_npy(path: Path) -> np.ndarray:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import FormatError, ImageError, OutputError, UsageError, WeightsNotFound
+from ..fsutil import atomic_write
 from ..training.stopping import stop_requests
 from .base import (Inversion, check_space, estimate_w_stats, frozen, model_device, prepare_images,
                    project_to_sphere)
@@ -138,19 +138,11 @@ def save_encoder(E: Encoder, path, *, step: int = 0, optimizer: dict | None = No
            "step": int(step), "optimizer": optimizer, "train": dict(train or {}),
            "meta": dict(meta or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

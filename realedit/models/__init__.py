@@ -13,13 +13,12 @@ stored in a weight file is ever executed.
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import FormatError, OutputError, UsageError, WeightsError
+from ..fsutil import atomic_write
 from .legacy import KINDS, Checkpoint, estimate_w_avg, read_checkpoint, to_own
 
 _FAMILY_MODULES = {"pggan": "pggan", "stylegan": "stylegan", "stylegan2": "stylegan2"}
@@ -193,21 +192,9 @@ def save(generator, path, discriminator=None, meta=None) -> Path:
     _check_plain(m)
     obj = to_own(kind, config, generator.state_dict(), D_state, D_config, m)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(obj, f)
-        # mkstemp makes the file 0600; give it the mode an ordinary new file would get
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

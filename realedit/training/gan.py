@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..fsutil import atomic_write
 from ..models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from .stopping import stop_requests
 
@@ -147,13 +147,12 @@ def new_state(cfg: GanConfig, device) -> TrainState:
 
 def save_checkpoint(state: TrainState, cfg: GanConfig, path: Path) -> None:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": asdict(cfg), "G": state.G.state_dict(), "D": state.D.state_dict(),
-                "G_ema": state.G_ema.state_dict(), "opt_G": state.opt_G.state_dict(),
-                "opt_D": state.opt_D.state_dict(), "nimg": state.nimg, "it": state.it,
-                "seconds": state.seconds, "log": state.log,
-                "rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        torch.save({"config": asdict(cfg), "G": state.G.state_dict(), "D": state.D.state_dict(),
+                    "G_ema": state.G_ema.state_dict(), "opt_G": state.opt_G.state_dict(),
+                    "opt_D": state.opt_D.state_dict(), "nimg": state.nimg, "it": state.it,
+                    "seconds": state.seconds, "log": state.log,
+                    "rng": torch.get_rng_state()}, fh)
 
 
 def load_checkpoint(path: Path, device) -> tuple[TrainState, GanConfig]:
@@ -271,9 +270,8 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     for i in range(n):
         r, q = divmod(i, nrow)
         grid[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = x[i]
-    tmp = Path(str(path) + ".tmp.png")
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(fh, format="PNG")
 
 
 def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: bool = True,
