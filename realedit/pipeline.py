@@ -285,16 +285,18 @@ class Editor:
                    device=device, detector=detector, min_face=min_face, licence=licence)
 
     # ------------------------------------------------------------------ checks
-    def check_edits(self, edits: Mapping[str, float], keep: Sequence[str] = ()) -> None:
-        """Fail fast (EditError listing what exists) before any expensive work."""
+    def check_edits(self, edits: Mapping[str, float], keep: Sequence[str] = ()) -> list[str]:
+        """Fail fast (EditError listing what exists) before any expensive work. Returns one
+        warning line per amount beyond its direction's sensible range (allowed, not refused)."""
         if not edits:
             raise EditError("no edit given: use e.g. {'age': 3} (CLI: --attr age=+3)")
-        from .edit import apply_edits
+        from .edit import amount_warnings, apply_edits
         probe = torch.zeros(self._latent_shape(), dtype=torch.float32)
         moved = apply_edits(probe, self.space, dict(edits), keep=list(keep), bank=self.bank,
                             model=self.model_name)
         if not torch.isfinite(moved).all():
             raise EditError(f"edit {dict(edits)} is too large: the latent code is no longer finite")
+        return amount_warnings(dict(edits), keep, self.bank, self.space, model=self.model_name)
 
     def _latent_shape(self):
         if self.space == "wp":

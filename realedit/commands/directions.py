@@ -43,27 +43,44 @@ def _stats_summary(d) -> str:
     return st.get("file", "")
 
 
+def _unit_summary(d) -> str:
+    """What +1 does, from the bank's calibration on photos (stats["calibration"]), if any."""
+    cal = d.stats.get("calibration") or {}
+    per = cal.get("per_unit")
+    if per is None:
+        return ""
+    return f"+1: {per:+.2g} {cal.get('unit', '')}".rstrip()
+
+
 @cli.command(name="list")
 @click.argument("source")
 @click.option("--model", "model", default=None, help="Only directions of this model id.")
 @click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None, help="Only this space.")
 @_one_line_errors
 def list_cmd(source, model, space):
-    """List the directions of SOURCE (model name, bank file or InterFaceGAN folder)."""
+    """List the directions of SOURCE (model name, bank file or InterFaceGAN folder).
+
+    scale: unit normals moved per +1 of --attr (1 = uncalibrated); range: the largest |amount|
+    measured to keep the face (default 3 where not measured; realedit warns beyond it); +1: the
+    mean effect of --attr NAME=+1 on photos, where the bank was calibrated.
+    """
     from ..edit.directions import format_layers, load_bank, space_label
 
     bank = load_bank(source, model=model)
     if space:
         bank = bank.filter(space=space)
     rows = [(d.model, d.label, space_label(d.space), format_layers(d.layers), d.source,
-             _stats_summary(d)) for d in bank]
+             f"{d.scale:g}", f"+-{d.sensible_range:g}" + ("" if d.amount_range is not None else "*"),
+             _unit_summary(d), _stats_summary(d)) for d in bank]
     if not rows:
         raise click.ClickException(f"no directions in {source}" + (f" for space {space}" if space else ""))
-    head = ("model", "direction", "space", "layers", "source", "details")
+    head = ("model", "direction", "space", "layers", "source", "scale", "range", "effect", "details")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
-    click.echo(f"{len(rows)} direction(s)", err=True)
+    click.echo(f"{len(rows)} direction(s)" + ("; * = not measured, default range"
+                                              if any(d.amount_range is None for d in bank) else ""),
+               err=True)
 
 
 @cli.command()

@@ -72,8 +72,11 @@ class _Bar:
 @click.command("edit", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
-              help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amount = multiples of "
-                   "the direction's unit normal in the latent space.")
+              help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amounts are in each "
+                   "direction's calibrated units (a scale stored in the bank); `realedit "
+                   "directions list MODEL` shows each one's scale, sensible range and measured "
+                   "effect, and a warning says when an amount is beyond the range. Uncalibrated "
+                   "directions: multiples of the unit normal, range +-3.")
 @click.option("--keep", multiple=True, metavar="NAME",
               help="Hold an attribute fixed while editing (conditional direction; repeatable).")
 @click.option("-o", "--out", type=click.Path(path_type=Path),
@@ -148,7 +151,8 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
 
     t0 = time.perf_counter()
     editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps)
-    editor.check_edits(edits, keep)
+    for line in editor.check_edits(edits, keep):
+        click.echo(f"Warning: {line}", err=True)
     if out_is_folder:
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@
     d = fit_direction(G, get_scorer("male", scorer_dir=...), samples=10000, space="w")
 
 """
-from .apply import MODES, apply_edits
-from .directions import (SPACES, Direction, DirectionBank, bank_for_model, condition, cosine_matrix,
+from .apply import MODES, amount_warnings, apply_edits
+from .directions import (DEFAULT_AMOUNT_RANGE, SPACES, Direction, DirectionBank, bank_for_model, condition, cosine_matrix,
                          format_layers, from_idinvert, load_bank, load_idinvert_file,
                          load_interfacegan_dir, load_interfacegan_file, parse_interfacegan_name,
                          parse_layers, project_out, save_bank)
@@ -16,7 +16,7 @@ from .scorers import (AgeGenderScorer, BrightnessScorer, CelebAClassifierScorer,
                       Scorer, as_scorer, get_scorer, yaw_from_landmarks)
 from .sefa import sefa
 
-__all__ = ["MODES", "SPACES", "AgeGenderScorer", "BrightnessScorer", "CelebAClassifierScorer",
+__all__ = ["DEFAULT_AMOUNT_RANGE", "MODES", "amount_warnings", "SPACES", "AgeGenderScorer", "BrightnessScorer", "CelebAClassifierScorer",
            "Direction", "DirectionBank", "PoseScorer", "bank_for_model", "Scorer", "apply_edits", "as_scorer",
            "condition", "cosine_matrix", "fit_boundary", "fit_direction", "format_layers",
            "from_idinvert", "get_scorer", "load_bank", "load_idinvert_file",

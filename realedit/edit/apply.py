@@ -2,15 +2,17 @@
 
 Meaning of an amount (``age=+3``), the one convention used everywhere in realedit:
 
-- ``mode="add"`` (default): the code moves by ``amount`` times the *unit* direction, measured
-  in the direction's own space. For a W+ code the same step is added to every layer of the
-  direction's layer range (so ``+3`` means "3 unit normals" on each of those layers).
+- ``mode="add"`` (default): the code moves by ``amount`` times the direction's ``scale`` times
+  its *unit* vector, in the direction's own space. ``scale`` is 1 unless the bank calibrated
+  the direction (then +-1 is meant as a just-visible change and +-3 a clear one, measured on
+  photos; ``realedit directions list`` shows it). For a W+ code the same step is added to every
+  layer of the direction's layer range.
 - ``mode="distance"`` (InterFaceGAN's Z-style edit): ``amount`` is the signed distance to the
   attribute's hyperplane the code should end up at, ``n . x + offset`` with ``n`` the primal
   unit normal and ``offset`` the fitted SVM offset (``stats["offset"]``; 0 for released
   files, as InterFaceGAN assumes). Several attributes are solved jointly, so each one reaches
   its target even when their directions are correlated; for W+ codes every layer of the range
-  is moved to the target on its own.
+  is moved to the target on its own. ``scale`` does not apply: a distance is a distance.
 
 ``keep=[...]`` replaces each edited direction by its conditional version (orthogonal to the
 kept attributes' directions), so in both modes kept attributes' distances do not change.
@@ -71,7 +73,7 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
                 raise EditError(f"a layer range for {name!r} needs a W+ code (space 'wp')")
             d = d.with_layers(layers[name])
         _check_fits(d, space, n_layers, dim)
-        resolved.append((d, primal, amount))
+        resolved.append((d, primal, amount * d.scale if mode == "add" else amount))
     if not resolved:
         return restore(x)
 
@@ -88,6 +90,23 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
         out[:, layer] = _move(out[:, layer], vecs, [resolved[i][2] for i in active],
                               [resolved[i][1] for i in active], mode)
     return restore(out)
+
+
+def amount_warnings(edits: Mapping, keep: Sequence[str] = (), bank: DirectionBank | None = None,
+                    space: str = "wp", *, model: str | None = None) -> list[str]:
+    """One line per edit whose |amount| exceeds its direction's sensible range (measured range,
+    or DEFAULT_AMOUNT_RANGE when the bank has none): such amounts are allowed, but the face
+    tends to stop looking like the same person or like a face at all."""
+    keep = _dedupe(keep)
+    out = []
+    for key, amount in edits.items():
+        d, _ = _resolve(key, keep, space, bank, model)
+        limit = d.sensible_range
+        if abs(float(amount)) > limit:
+            measured = "measured" if d.amount_range is not None else "default"
+            out.append(f"{d.label}={float(amount):+g} is beyond the {measured} sensible range "
+                       f"+-{limit:g} for {d.model}: expect a different-looking person or artefacts")
+    return out
 
 
 def _move(x: np.ndarray, vecs, amounts, primals, mode) -> np.ndarray:

@@ -32,6 +32,9 @@ from ..errors import EditError, OutputError, UnsafePickleError
 from ..fsutil import atomic_write_bytes
 
 SPACES = ("z", "w", "wp")
+# Without a measured range, amounts up to InterFaceGAN's own editing range (its scripts step
+# from -3 to +3 unit normals) pass silently; beyond it images tend to leave the face manifold.
+DEFAULT_AMOUNT_RANGE = 3.0
 BANK_FORMAT = "realedit-directions"
 BANK_VERSION = 1
 
@@ -52,6 +55,12 @@ class Direction:
     norm is recorded in ``stats["input_norm"]``). ``layers`` lists the W+ indices an edit
     touches (None: all). ``conditions`` are the attributes whose span was projected out.
     ``stats`` holds fitting statistics (accuracies, SVM offset, eigenvalue, ...), JSON-safe.
+
+    ``scale`` calibrates amounts: ``--attr NAME=+1`` moves the code by ``scale`` unit normals,
+    so that a calibrated bank can make +-1 a just-visible change and +-3 a clear one whatever
+    the direction's latent sensitivity (1: an amount is a plain multiple of the unit normal).
+    ``amount_range``: the largest |amount| measured to keep the face (None: not measured, the
+    InterFaceGAN default of 3 applies); beyond it a caller is warned, not refused.
     """
 
     name: str
@@ -62,10 +71,24 @@ class Direction:
     conditions: tuple[str, ...] = ()
     source: str = ""
     stats: dict = field(default_factory=dict)
+    scale: float = 1.0
+    amount_range: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise EditError("a direction needs a non-empty name")
+        for what, val in (("scale", self.scale), ("amount range", self.amount_range)):
+            if val is None and what != "scale":
+                continue
+            try:
+                ok = float(val) > 0 and math.isfinite(float(val))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise EditError(f"direction {self.name!r}: {what} must be a positive number, got {val!r}")
+        object.__setattr__(self, "scale", float(self.scale))
+        if self.amount_range is not None:
+            object.__setattr__(self, "amount_range", float(self.amount_range))
         if self.space not in SPACES:
             raise EditError(f"direction {self.name!r}: space must be one of {SPACES}, got {self.space!r}")
         v = np.array(self.vector, dtype=np.float64)
@@ -119,6 +142,11 @@ class Direction:
         if self.space == "z":
             raise EditError(f"{self.describe()}: a Z direction has no layers")
         return replace(self, layers=parse_layers(layers))
+
+    @property
+    def sensible_range(self) -> float:
+        """Largest |amount| to ask for without a warning (measured, else DEFAULT_AMOUNT_RANGE)."""
+        return self.amount_range if self.amount_range is not None else DEFAULT_AMOUNT_RANGE
 
     def describe(self) -> str:
         layers = "all" if self.layers is None else format_layers(self.layers)
@@ -390,8 +418,10 @@ def condition(primal: Direction, kept: Sequence[Direction]) -> Direction:
              "cos_with_kept": {k.name: _mean_cos(primal.vector, k.vector) for k in kept}}
     if "offset" in primal.stats:
         stats["primal_offset"] = primal.stats["offset"]
+    # The projection keeps the primal's calibration: an amount means the same with or without --keep.
     return Direction(primal.name, vec, primal.model, primal.space, primal.layers,
-                     tuple(primal.conditions) + tuple(k.name for k in kept), "conditional", stats)
+                     tuple(primal.conditions) + tuple(k.name for k in kept), "conditional", stats,
+                     primal.scale, primal.amount_range)
 
 
 def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -603,6 +633,7 @@ def save_bank(bank: DirectionBank, path: str | Path) -> tuple[Path, Path]:
                         "conditions": list(d.conditions), "source": d.source,
                         "shape": list(d.vector.shape),
                         "sha256": hashlib.sha256(arrays[key].tobytes()).hexdigest(),
+                        "scale": d.scale, "range": d.amount_range,
                         "stats": _jsonable(d.stats)})
     meta = {"format": BANK_FORMAT, "version": BANK_VERSION, "arrays": npz_path.name,
             "directions": entries}
@@ -643,7 +674,9 @@ def _load_own(path: str | Path) -> DirectionBank:
                 raise EditError(f"{npz_path.name}: array {e['key']} ({e['name']}) does not match "
                                 f"{json_path.name} (files out of sync or corrupt)")
             bank.add(Direction(e["name"], arr, e["model"], e["space"], e.get("layers"),
-                               tuple(e.get("conditions", ())), e.get("source", ""), e.get("stats", {})))
+                               tuple(e.get("conditions", ())), e.get("source", ""), e.get("stats", {}),
+                               # Banks written before calibration existed: amounts are unit normals.
+                               e.get("scale", 1.0), e.get("range")))
         except (KeyError, TypeError) as exc:
             raise EditError(f"{json_path.name}: malformed entry ({type(exc).__name__}: {exc})") from None
     return bank
