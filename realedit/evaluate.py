@@ -1,5 +1,8 @@
-"""Measure an edit on real photos: did the target move, did kept attributes stay, is it the
-same person, and is everything outside the paste mask untouched?
+"""Measure an edit on real photos: how far did the target move (with its spread over photos),
+did kept attributes stay, is it the same person, is the face as sharp as before, did the edit
+leave ghosts in hair or background inside the paste mask, and is everything outside the paste
+mask untouched? Pose is measured as head yaw in degrees from dlib's landmarks and a generic 3D
+head (:func:`head_yaw`), not by a net.
 
 Scores are taken on FFHQ-aligned crops of the original and of the edited photo, cut with the
 *same* quad (the edited photo is re-aligned with the original landmarks), so the only
@@ -22,9 +25,9 @@ from .fsutil import atomic_write_text
 
 # Which scorer measures which attribute, unless the caller says otherwise. "gender" is the
 # age/gender net's P(male) (a probability, so drifts read in 0..1); smile is the CelebA
-# classifier's logit.
+# classifier's logit; pose is head_yaw (degrees) of landmarks found on the crops.
 DEFAULT_SCORERS = {"age": "age", "gender": "gender", "male": "gender", "smile": "smile",
-                   "pose": "pose"}
+                   "pose": "head_yaw"}
 CROP = 256
 # How far a kept attribute may move before a photo counts as failed: P(male) by 0.1 (the
 # product's promise for `--keep gender`), estimated age by 3 years, smile by 1 logit.
@@ -79,6 +82,63 @@ def head_yaw(landmarks: np.ndarray, image_size: tuple[int, int]) -> float:
     return float(np.degrees(np.arctan2(rot[2, 0], rot[2, 2])))
 
 
+# The eval's own pose measurement (head_yaw on landmarks found in the before/after crops).
+HEAD_YAW = "head_yaw"
+# dlib's descriptor distance under which two faces count as the same person for the issue's
+# stricter check (dlib's own threshold, 0.6, is reported too).
+SAME_PERSON = 0.45
+# A paste-mask weight above this counts as "inside the mask" for the ghost measure.
+MASK_ON = 0.02
+
+
+def spread(values) -> dict:
+    """mean, median, quartiles, min, max and count of the finite values (None when empty)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {"n": 0, "mean": None, "median": None, "q1": None, "q3": None, "min": None,
+                "max": None}
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {"n": int(v.size), "mean": float(v.mean()), "median": float(med), "q1": float(q1),
+            "q3": float(q3), "min": float(v.min()), "max": float(v.max())}
+
+
+def face_region(landmarks, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: inside the convex hull of the 68 landmarks (brows to chin)."""
+    import cv2
+
+    region = np.zeros(shape[:2], np.uint8)
+    pts = np.asarray(landmarks, dtype=np.float64)
+    if pts.size and np.isfinite(pts).all():
+        cv2.fillConvexPoly(region, cv2.convexHull(np.round(pts).astype(np.int32)), 1)
+    return region.astype(bool)
+
+
+def sharpness(rgb: np.ndarray, region: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image inside ``region`` (NaN if empty): falls
+    when fine detail is blurred away, rises with noise or added edges."""
+    import cv2
+
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    lap = cv2.Laplacian(grey, cv2.CV_64F, ksize=3)
+    return float(lap[region].var()) if region.any() else float("nan")
+
+
+def change_outside_face(before: np.ndarray, after: np.ndarray, paste_mask: np.ndarray,
+                        face: np.ndarray) -> dict:
+    """How much the edit changed hair and background that the paste mask covers: mean and
+    99th percentile of |after - before| (grey levels, mean over RGB) inside the mask but
+    outside ``face``; the mean change inside ``face``; and their ratio (ghost / face, NaN
+    when the face did not change). A clean edit changes the face and leaves the rest."""
+    diff = np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(axis=2)
+    ring = (paste_mask > MASK_ON) & ~face
+    out = float(diff[ring].mean()) if ring.any() else 0.0
+    p99 = float(np.percentile(diff[ring], 99)) if ring.any() else 0.0
+    inside = float(diff[face].mean()) if face.any() else float("nan")
+    ratio = out / inside if inside > 1e-6 else float("nan")
+    return {"ghost_change": out, "ghost_p99": p99, "face_change": inside, "ghost_ratio": ratio}
+
+
 @dataclass
 class PhotoReport:
     photo: str
@@ -89,6 +149,10 @@ class PhotoReport:
     outside_max_change: int = 0
     seconds: float = 0.0
     error: str = ""
+    yaw: tuple = (float("nan"), float("nan"))       # head_yaw of the crop before, after (deg)
+    face_found_after: bool = True                   # dlib still finds the face afterwards
+    sharpness: tuple = (float("nan"), float("nan"))  # face-region Laplacian variance
+    ghost: dict = field(default_factory=dict)       # change_outside_face()
 
 
 class IdentityDescriptor:
@@ -118,59 +182,121 @@ def _crop_tensor(crop: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(crop, copy=True)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def _central_landmarks(crop: np.ndarray):
+    """Landmarks of the face nearest the centre of an aligned crop, or None."""
+    from .align import detect_faces
+
+    faces = detect_faces(crop)
+    if not faces:
+        return None
+    c = np.array(crop.shape[1::-1], float) / 2
+    return min(faces, key=lambda f: np.linalg.norm(f.landmarks.mean(0) - c)).landmarks
+
+
+def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
+                 scorers: Mapping[str, object], edits: Mapping[str, float], ident,
+                 row: PhotoReport):
+    """Fill ``row`` with the measurements of one edited face; returns the (before, after)
+    aligned crops. ``face``: the detection the edit used (photo coordinates)."""
+    from .align import align_face
+
+    al_before = align_face(src, face, CROP)
+    before, after = al_before.image, align_face(out, face, CROP).image
+    x = torch.cat([_crop_tensor(before), _crop_tensor(after)])
+    lm0, lm1 = _central_landmarks(before), _central_landmarks(after)
+    yaw = tuple(head_yaw(lm, (CROP, CROP)) if lm is not None else float("nan") for lm in (lm0, lm1))
+    row.yaw, row.face_found_after = yaw, lm1 is not None
+    for attr, sc in scorers.items():
+        s = yaw if sc == HEAD_YAW else tuple(float(v) for v in np.asarray(sc(x), dtype=float))
+        (row.target if attr in edits else row.kept)[attr] = (float(s[0]), float(s[1]))
+    # Where the edited face's landmarks are found, use them for its descriptor and its hull
+    # (a turned head moved: its old outline is not where its features are now).
+    lm_after = al_before.to_photo(lm1) if lm1 is not None else face.landmarks
+    row.identity_distance = float(np.linalg.norm(ident(src, face.landmarks) - ident(out, lm_after)))
+    hull0 = face_region(face.landmarks, src.shape)
+    row.sharpness = (sharpness(src, hull0), sharpness(out, hull0))
+    row.ghost = change_outside_face(src, out, paste_mask, hull0 | face_region(lm_after, src.shape))
+    return before, after
+
+
 def evaluate(editor, photos: Sequence, edits: Mapping[str, float], keep: Sequence[str] = (), *,
              scorers: Mapping[str, object] | None = None, scorer_dir=None, progress=None,
-             grid_limit: int = 16, max_drift: Mapping[str, float] | None = None) -> dict:
+             grid_limit: int = 16, max_drift: Mapping[str, float] | None = None,
+             apply_options: Mapping | None = None) -> dict:
     """Edit each photo (largest face) and measure it. Returns a JSON-ready report with per-photo
-    rows and a summary, plus (under "_grid") before/after crops for a picture grid."""
-    from .align import align_face
+    rows and a summary, plus (under "_grid") before/after crops for a picture grid.
+    ``apply_options`` go to ``Editor.apply`` (e.g. detail=..., blend=...)."""
+    return evaluate_runs(editor, photos, [(edits, keep)], scorers=scorers, scorer_dir=scorer_dir,
+                         progress=progress, grid_limit=grid_limit, max_drift=max_drift,
+                         apply_options=apply_options)[0]
+
+
+def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, float], Sequence[str]]],
+                  *, scorers: Mapping[str, object] | None = None, scorer_dir=None, progress=None,
+                  grid_limit: int = 16, max_drift: Mapping[str, float] | None = None,
+                  apply_options: Mapping | None = None) -> list[dict]:
+    """:func:`evaluate` for several (edits, keep) runs on the same photos, inverting each photo
+    once (the inversion is most of the cost). One report per run, in order."""
     from .edit import get_scorer
     from .errors import RealeditError
 
-    wanted = list(dict.fromkeys([*edits, *keep]))
-    scorer_specs = {a: (scorers or {}).get(a, DEFAULT_SCORERS.get(a)) for a in wanted}
-    missing = [a for a, s in scorer_specs.items() if s is None]
+    wanted = list(dict.fromkeys(a for edits, keep in runs for a in [*edits, *keep]))
+    specs = {a: (scorers or {}).get(a, DEFAULT_SCORERS.get(a)) for a in wanted}
+    missing = [a for a, s in specs.items() if s is None]
     if missing:
         from .errors import UsageError
         raise UsageError(f"no scorer for {', '.join(missing)}: pass --scorer ATTR=NAME_OR_PATH")
-    loaded = {a: get_scorer(s, scorer_dir=scorer_dir) for a, s in scorer_specs.items()}
+    loaded = {a: (HEAD_YAW if s == HEAD_YAW else get_scorer(s, scorer_dir=scorer_dir))
+              for a, s in specs.items()}
     ident = IdentityDescriptor()
-    rows, grid = [], []
+    rows = [[] for _ in runs]
+    grids = [[] for _ in runs]
     for i, photo in enumerate(photos):
         t0 = time.perf_counter()
-        row = PhotoReport(photo=str(photo), faces=0)
         try:
-            result = editor.edit(photo, edits, keep)
-            face = result.faces[0]
-            row.faces = len(result.faces)
-            src, out = result.source.rgb, result.photo.rgb
-            before = align_face(src, face.face, CROP).image
-            after = align_face(out, face.face, CROP).image
-            x = torch.cat([_crop_tensor(before), _crop_tensor(after)])
-            for attr, sc in loaded.items():
-                s = np.asarray(sc(x), dtype=float)
-                (row.target if attr in edits else row.kept)[attr] = (float(s[0]), float(s[1]))
-            d0 = ident(src, face.face.landmarks)
-            d1 = ident(out, face.face.landmarks)
-            row.identity_distance = float(np.linalg.norm(d0 - d1))
-            outside = result.mask == 0
-            diff = np.abs(out.astype(int) - src.astype(int)).max(axis=2)
-            row.outside_max_change = int(diff[outside].max()) if outside.any() else 0
-            if len(grid) < grid_limit:
-                grid.append((before, after))
+            inverted = editor.invert(photo)
+            err = ""
         except RealeditError as exc:
-            row.error = str(exc)
-        row.seconds = round(time.perf_counter() - t0, 3)
-        rows.append(row)
+            inverted, err = None, str(exc)
+        t_inv = time.perf_counter() - t0
+        for k, (edits, keep) in enumerate(runs):
+            t1 = time.perf_counter()
+            row = PhotoReport(photo=str(photo), faces=0, error=err)
+            if inverted is not None:
+                try:
+                    result = editor.apply(inverted, edits, keep, **(apply_options or {}))
+                    row.faces = len(result.faces)
+                    src, out = result.source.rgb, result.photo.rgb
+                    mine = {a: loaded[a] for a in dict.fromkeys([*edits, *keep])}
+                    pair = measure_face(src, out, result.faces[0].face, result.mask, mine, edits,
+                                        ident, row)
+                    outside = result.mask == 0
+                    diff = np.abs(out.astype(int) - src.astype(int)).max(axis=2)
+                    row.outside_max_change = int(diff[outside].max()) if outside.any() else 0
+                    if len(grids[k]) < grid_limit:
+                        grids[k].append(pair)
+                except RealeditError as exc:
+                    row.error = str(exc)
+            row.seconds = round(t_inv + time.perf_counter() - t1, 3)
+            rows[k].append(row)
         if progress:
             progress(i + 1, len(photos))
-    return {"edits": dict(edits), "keep": list(keep), "model": editor.model_name,
-            "inverter": getattr(editor.inverter, "name", "?"), "scorers": scorer_specs,
-            "summary": summarize(rows, edits, max_drift), "photos": [asdict(r) for r in rows], "_grid": grid}
+    return [{"edits": dict(edits), "keep": list(keep), "model": editor.model_name,
+             "inverter": getattr(editor.inverter, "name", "?"),
+             "apply_options": dict(apply_options or {}),
+             "scorers": {a: specs[a] for a in dict.fromkeys([*edits, *keep])},
+             "summary": summarize(rows[k], edits, max_drift),
+             "photos": [asdict(r) for r in rows[k]], "_grid": grids[k]}
+            for k, (edits, keep) in enumerate(runs)]
 
 
 def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
               max_drift: Mapping[str, float] | None = None) -> dict:
+    """Per attribute and overall: effect size with spread (``*_change``: mean, median,
+    quartiles, min, max of after - before, in the scorer's units: logits for smile, years for
+    age, degrees for pose), the share moved the asked way, kept-attribute drift, success rate,
+    identity distance, face sharpness after/before, change outside the face, outside-mask
+    change."""
     ok = [r for r in rows if not r.error]
     out: dict = {"photos": len(rows), "edited": len(ok), "failed": len(rows) - len(ok)}
     if not ok:
@@ -178,17 +304,21 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
     for attr, amount in edits.items():
         moves = np.array([r.target[attr][1] - r.target[attr][0] for r in ok if attr in r.target])
         sign = np.sign(amount) or 1.0
-        out[f"{attr}_moved_as_asked"] = float(np.mean(moves * sign > 0))
-        out[f"{attr}_mean_change"] = float(moves.mean())
+        # NaN (no face found afterwards) counts as not moved
+        out[f"{attr}_moved_as_asked"] = float(np.mean(np.nan_to_num(moves * sign) > 0))
+        out[f"{attr}_mean_change"] = float(np.nanmean(moves)) if np.isfinite(moves).any() else None
+        out[f"{attr}_change"] = spread(moves)
     kept_attrs = sorted({a for r in ok for a in r.kept})
+    tol = {a: DEFAULT_MAX_DRIFT.get(a, np.inf) for a in kept_attrs}
+    tol.update({a: t for a, t in (max_drift or {}).items() if a in tol})
     for attr in kept_attrs:
         drift = np.array([abs(r.kept[attr][1] - r.kept[attr][0]) for r in ok if attr in r.kept])
         out[f"{attr}_drift_mean"] = float(drift.mean())
         out[f"{attr}_drift_max"] = float(drift.max())
+        out[f"{attr}_drift"] = spread(drift)
+        out[f"{attr}_drift_within_tolerance"] = float(np.mean(drift < tol[attr]))
     # Per-photo success: every target moved the asked way AND every kept attribute stayed
     # within its tolerance -- the share of photos on which the edit did what it said.
-    tol = {a: DEFAULT_MAX_DRIFT.get(a, np.inf) for a in kept_attrs}
-    tol.update({a: t for a, t in (max_drift or {}).items() if a in tol})
 
     def success(r):
         moved = all((r.target[a][1] - r.target[a][0]) * (np.sign(x) or 1.0) > 0
@@ -199,9 +329,40 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
     ids = np.array([r.identity_distance for r in ok])
     out["identity_distance_mean"] = float(np.nanmean(ids))
     out["identity_same_person"] = float(np.mean(ids < 0.6))
+    out["identity_below_045"] = float(np.mean(ids < SAME_PERSON))
+    out["identity_distance"] = spread(ids)
+    out["face_found_after"] = float(np.mean([r.face_found_after for r in ok]))
+    out["yaw_change"] = spread([r.yaw[1] - r.yaw[0] for r in ok])
+    sharp = np.array([r.sharpness[1] / r.sharpness[0] if r.sharpness[0] > 0 else np.nan for r in ok])
+    out["sharpness_ratio"] = spread(sharp)
+    out["sharpness_kept_090"] = float(np.mean(np.nan_to_num(sharp) >= 0.9))
+    for key in ("ghost_change", "ghost_p99", "face_change", "ghost_ratio"):
+        out[key] = spread([r.ghost.get(key, np.nan) for r in ok])
     out["outside_mask_max_change"] = int(max(r.outside_max_change for r in ok))
     out["seconds_per_photo"] = float(np.mean([r.seconds for r in ok]))
     return out
+
+
+def format_summary(summary: dict) -> list[str]:
+    """The summary as printable lines: scalars one per line, spreads as a table."""
+    lines, table = [], []
+    for k, v in summary.items():
+        if isinstance(v, dict) and "median" in v:
+            table.append((k, v))
+        elif isinstance(v, dict):
+            lines.append(f"{k}: " + (", ".join(f"{a}<{t:g}" for a, t in v.items() if t is not None) or "-"))
+        elif isinstance(v, float):
+            lines.append(f"{k}: {v:.4g}")
+        else:
+            lines.append(f"{k}: {v}")
+    if table:
+        w = max(len(k) for k, _ in table)
+        cols = ("mean", "median", "q1", "q3", "min", "max")
+        lines.append(f"{'spread':<{w}} " + " ".join(f"{c:>8}" for c in cols) + "      n")
+        for k, v in table:
+            cells = " ".join(f"{v[c]:>8.3g}" if v[c] is not None else f"{'-':>8}" for c in cols)
+            lines.append(f"{k:<{w}} {cells} {v['n']:>6}")
+    return lines
 
 
 def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:

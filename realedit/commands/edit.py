@@ -76,7 +76,9 @@ class _Bar:
                    "direction's calibrated units (a scale stored in the bank); `realedit "
                    "directions list MODEL` shows each one's scale, sensible range and measured "
                    "effect, and a warning says when an amount is beyond the range. Uncalibrated "
-                   "directions: multiples of the unit normal, range +-3.")
+                   "directions: multiples of the unit normal, range +-3. pose=+X turns the head "
+                   "towards the image's right, i.e. the subject's own left (head yaw up, as "
+                   "realedit eval measures it).")
 @click.option("--keep", multiple=True, metavar="NAME",
               help="Hold an attribute fixed while editing (conditional direction; repeatable).")
 @click.option("-o", "--out", type=click.Path(path_type=Path),

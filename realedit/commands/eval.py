@@ -13,9 +13,14 @@ from ..errors import RealeditError, UsageError
 
 @click.command("eval", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
-@click.option("--attr", "attrs", multiple=True, required=True, metavar="NAME=±X",
-              help="The edit to measure (repeatable).")
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
+              help="The edit to measure (repeatable). pose=+X turns the head towards the "
+                   "image's right (the subject's left), measured as head yaw in degrees.")
 @click.option("--keep", multiple=True, metavar="NAME", help="Attributes that should not move.")
+@click.option("--edit", "runs", multiple=True, metavar="EDITS[/KEEP]",
+              help="Measure several edits on one inversion per photo, e.g. --edit smile=+3/gender "
+                   "--edit pose=+3 (edits and kept names comma-separated); each gets its own "
+                   "subfolder of --out. Instead of --attr/--keep.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("eval"), show_default=True,
               help="Folder for report.json and grid.png.")
 @click.option("--model", default=None, help="Registry name or model file (default: as for edit).")
@@ -31,12 +36,18 @@ from ..errors import RealeditError, UsageError
               help="How far a kept attribute may move for a photo to count as a success "
                    "(default gender=0.1, age=3, smile=1).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most this many photos.")
-def cli(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts, limit):
-    """Edit PHOTOS (files, folders, globs) and report how far the target attribute moved, how
-    much kept attributes drifted, identity distance, and change outside the paste mask."""
+@click.option("--detail", default=None, metavar="MODE",
+              help="How the edit reaches the photo (as for edit; default: edit's default).")
+def cli(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
+        limit, detail):
+    """Edit PHOTOS (files, folders, globs) and report, per attribute and overall: the size of
+    the change with its spread (mean, median, quartiles, min, max; logits for smile, years for
+    age, degrees of head yaw for pose), the share moved the asked way, kept-attribute drift,
+    success rate, identity distance (share under 0.45), face sharpness after/before, change
+    in the paste mask outside the face (ghosts), and change outside the paste mask."""
     try:
-        _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
-             limit)
+        _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir,
+             drift_opts, limit, detail)
     except RealeditError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -53,13 +64,36 @@ def _attr_pairs(items, option: str, form: str) -> dict[str, str]:
     return out
 
 
-def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
-         limit):
-    from ..evaluate import evaluate, save_report
-    from ..pipeline import Editor, parse_edits
+def parse_run(spec: str) -> tuple[dict[str, float], list[str]]:
+    """``"smile=+3,age=-1/gender"`` -> ({"smile": 3.0, "age": -1.0}, ["gender"])."""
+    from ..pipeline import parse_edits
+
+    edits_s, _, keep_s = spec.partition("/")
+    items = [x.strip() for x in edits_s.split(",") if x.strip()]
+    if not items:
+        raise UsageError(f"bad --edit {spec!r}: write NAME=X[,NAME=X][/KEEP[,KEEP]]")
+    return parse_edits(items), [k.strip() for k in keep_s.split(",") if k.strip()]
+
+
+def run_folder(edits, keep) -> str:
+    """A folder name for one run: smile+3_keep-gender."""
+    name = "_".join(f"{a}{x:+g}" for a, x in edits.items())
+    return name + ("_keep-" + "-".join(keep) if keep else "")
+
+
+def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir,
+         drift_opts, limit, detail):
+    from ..evaluate import evaluate_runs, format_summary, save_report
+    from ..pipeline import DETAIL_MODES, Editor, parse_edits
     from .edit import expand_inputs
 
-    edits = parse_edits(attrs)
+    if runs and (attrs or keep):
+        raise UsageError("use either --attr/--keep or --edit, not both")
+    if not runs and not attrs:
+        raise UsageError("nothing to measure: pass --attr NAME=X (or --edit EDITS[/KEEP])")
+    if detail is not None and detail not in DETAIL_MODES:
+        raise UsageError(f"unknown --detail {detail!r}: use {' or '.join(DETAIL_MODES)}")
+    plan = [parse_run(r) for r in runs] if runs else [(parse_edits(attrs), list(keep))]
     scorers = _attr_pairs(scorer_opts, "--scorer", "ATTR=NAME_OR_PATH")
     max_drift = {}
     for attr, value in _attr_pairs(drift_opts, "--max-drift", "ATTR=NUMBER (> 0)").items():
@@ -73,15 +107,20 @@ def _run(photos, attrs, keep, out, model, inverter, steps, scorer_opts, scorer_d
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
     editor = Editor.from_pretrained(model, inverter=inverter, steps=steps)
-    editor.check_edits(edits, keep)
+    for edits, kept in plan:
+        editor.check_edits(edits, kept)
     click.echo(f"model: {editor.model_name}; inverter: {getattr(editor.inverter, 'name', inverter)}; "
                f"{len(files)} photos", err=True)
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
-        report = evaluate(editor, files, edits, keep, scorers=scorers, scorer_dir=scorer_dir,
-                          progress=lambda i, n: bar.update(1), max_drift=max_drift)
-    js, png = save_report(report, out)
-    for k, v in report["summary"].items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{a}<{t:g}" for a, t in v.items() if t is not None) or "-"
-        click.echo(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
-    click.echo(f"wrote {js} and {png}", err=True)
+        reports = evaluate_runs(editor, files, plan, scorers=scorers, scorer_dir=scorer_dir,
+                                progress=lambda i, n: bar.update(1), max_drift=max_drift,
+                                apply_options={"detail": detail} if detail else None)
+    for (edits, kept), report in zip(plan, reports):
+        folder = out / run_folder(edits, kept) if runs else out
+        js, png = save_report(report, folder)
+        if runs:
+            click.echo(f"== {', '.join(f'{a}={x:+g}' for a, x in edits.items())}"
+                       + (f" keep {', '.join(kept)}" if kept else ""))
+        for line in format_summary(report["summary"]):
+            click.echo(line)
+        click.echo(f"wrote {js} and {png}", err=True)
