@@ -108,7 +108,8 @@ def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sc
         raise UsageError("no photos found in " + ", ".join(photos))
     editor = Editor.from_pretrained(model, inverter=inverter, steps=steps)
     for edits, kept in plan:
-        editor.check_edits(edits, kept)
+        for warning in editor.check_edits(edits, kept) or ():
+            click.echo(f"Warning: {warning}", err=True)
     click.echo(f"model: {editor.model_name}; inverter: {getattr(editor.inverter, 'name', inverter)}; "
                f"{len(files)} photos", err=True)
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
