@@ -61,6 +61,9 @@ class FaceInversion:
     reconstruction: torch.Tensor  # (1, 3, R, R) generator output for ``latent``, [-1, 1]
     loss: float
     seconds: float
+    # The generator fine-tuned on this face (pivotal tuning), or None: the editor's own. Edits
+    # of this face are synthesised with it.
+    generator: object = None
 
 
 @dataclass
@@ -211,7 +214,9 @@ class Editor:
         """Load a model by registry name or path, with its encoder and direction bank.
 
         inverter: "hybrid" (encoder + short refinement; falls back to "optimize" when the model
-        has no encoder), "encoder" or "optimize". steps: refinement/optimisation steps.
+        has no encoder), "encoder", "optimize", or "pti" (hybrid, then a copy of the generator
+        fine-tuned on each face: closer to the photo, slower). steps: refinement/optimisation
+        steps (for pti: of its pivot).
         bank: a DirectionBank or path to override the model's own. space=None: the model's
         richest latent space (wp, or z for PGGAN).
         """
@@ -246,7 +251,7 @@ class Editor:
                     bank = bank.relabel(m, str(name))
 
         # Encoder: explicit, else <model>.encoder.pt beside the model file.
-        if encoder is None and inverter in ("hybrid", "encoder"):
+        if encoder is None and inverter in ("hybrid", "encoder", "pti"):
             from .invert.encoder import default_encoder_path
             cand = default_encoder_path(name)
             encoder = cand if cand.is_file() else None
@@ -260,7 +265,7 @@ class Editor:
         if steps is not None and int(steps) == 0:
             if inverter == "hybrid":
                 inverter = "encoder"
-            elif inverter == "optimize":
+            elif inverter == "optimize" or (inverter == "pti" and encoder is None):
                 raise UsageError("the optimize inverter needs at least 1 step (steps=0 means the "
                                  "encoder's answer alone: use the hybrid or encoder inverter)"
                                  if asked == "optimize" else
@@ -270,7 +275,7 @@ class Editor:
             raise WeightsError(f"model {name} has no encoder; use --inverter optimize or hybrid, "
                                f"or train one with `realedit train-encoder --model {name}`")
         opts: dict = {}
-        if inverter in ("hybrid", "optimize"):
+        if inverter in ("hybrid", "optimize", "pti"):
             D = models.load_discriminator(name, device=device)
             if loss is not None:
                 opts["loss"] = loss
@@ -334,9 +339,10 @@ class Editor:
         t["invert"] = time.perf_counter() - t0
         loss = result.final_loss
         per_face = result.seconds / max(len(aligned), 1)
+        tuned = result.generators or [None] * len(aligned)
         out = [FaceInversion(i, f, a, result.latent[i:i + 1].detach(),
-                             result.reconstruction[i:i + 1].detach(), float(loss[i]), per_face)
-               for i, (f, a) in enumerate(zip(kept, aligned))]
+                             result.reconstruction[i:i + 1].detach(), float(loss[i]), per_face, g)
+               for i, (f, a, g) in enumerate(zip(kept, aligned, tuned))]
         return InvertedPhoto(ph, out, skipped, self.space, self.model_name,
                              getattr(self.inverter, "name", "?"), t)
 
@@ -364,14 +370,15 @@ class Editor:
         for fi in inverted.faces:
             new_latent = apply_edits(fi.latent, inverted.space, dict(edits), keep=list(keep),
                                      bank=self.bank, model=self.model_name)
-            after = synthesize(self.G, new_latent.to(self.device), inverted.space)
+            G = fi.generator if fi.generator is not None else self.G
+            after = synthesize(G, new_latent.to(self.device), inverted.space)
             if not (torch.isfinite(new_latent).all() and torch.isfinite(after).all()):
                 # e.g. age=1e308: the code overflows float32; NaN pixels must not be written
                 raise EditError(f"edit {dict(edits)} is too large: the latent code or the "
                                 "generated face is no longer finite")
             # The "before" image is re-synthesised the same way, so the residual is exactly the
             # edit's effect (the inverter's stored reconstruction may use optimised noise).
-            before = synthesize(self.G, fi.latent.to(self.device), inverted.space)
+            before = synthesize(G, fi.latent.to(self.device), inverted.space)
             crop = transfer_detail(fi.aligned.image, before[0].cpu(), after[0].cpu(), detail)
             if detail == "residual" and blend == "alpha":
                 # Add the change in photo space: the photo's pixels are never resampled.

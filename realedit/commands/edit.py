@@ -87,8 +87,10 @@ class _Bar:
 @click.option("--model", default=None,
               help="Registry name or model file. Default: an official model if cached, else the "
                    "embedded realedit-celeba64.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default="hybrid",
-              show_default=True, help="How photos are turned into latent codes.")
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
+              default="hybrid", show_default=True,
+              help="How photos are turned into latent codes (pti: hybrid, then a copy of the "
+                   "generator fine-tuned on each face; closer to the photo, slower).")
 @click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None,
               help="Latent space to invert into (default: wp, or z for PGGAN).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,

@@ -24,8 +24,8 @@ from ..errors import RealeditError, UsageError
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("eval"), show_default=True,
               help="Folder for report.json and grid.png.")
 @click.option("--model", default=None, help="Registry name or model file (default: as for edit).")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default="hybrid",
-              show_default=True)
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
+              default="hybrid", show_default=True)
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--scorer", "scorer_opts", multiple=True, metavar="ATTR=NAME_OR_PATH",
               help="Scorer for an attribute (default: age/gender net for age and gender, CelebA "

@@ -1,7 +1,7 @@
 """Inverters: aligned face photos -> latent codes of a generator.
 
-``get(name, generator, **options)`` with name ``optimize``, ``encoder`` or ``hybrid`` returns an
-object with ``invert(images, space=None, callback=None) -> Inversion``.
+``get(name, generator, **options)`` with name ``optimize``, ``encoder``, ``hybrid`` or ``pti``
+returns an object with ``invert(images, space=None, callback=None) -> Inversion``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .encoder import (Encoder, EncoderConfig, EncoderTrainOptions, load_encoder,
                       save_encoder, train_encoder)
 from .optimize import OptimizeInverter, OptimizeOptions
 
-METHODS = ("optimize", "encoder", "hybrid")
+METHODS = ("optimize", "encoder", "hybrid", "pti")
 
 
 def get(name: str, generator, **options) -> Inverter:
@@ -26,6 +26,9 @@ def get(name: str, generator, **options) -> Inverter:
     if name == "hybrid":
         from .hybrid import HybridInverter
         return HybridInverter(generator, **options)
+    if name == "pti":
+        from .pti import PTIInverter
+        return PTIInverter(generator, **options)
     raise UsageError(f"unknown inversion method {name!r}; choose from {', '.join(METHODS)}")
 
 

@@ -25,6 +25,8 @@ class Inversion:
     history: per-step loss, (steps, N); empty (0, N) for a single forward pass.
     noise: optimised per-layer noise maps {buffer name: (N, 1, r, r)} when noise was optimised
         (pass them to ``synthesize`` to reproduce ``reconstruction``), else None.
+    generators: per-image generators fine-tuned on each image (``pti``), else None: image i's
+        ``reconstruction`` and edits come from ``generators[i]``, not from the inverter's G.
     """
 
     latent: torch.Tensor
@@ -36,6 +38,7 @@ class Inversion:
     steps: int
     loss: str = ""
     noise: dict[str, torch.Tensor] | None = None
+    generators: list[nn.Module] | None = None
     extra: dict = field(default_factory=dict)
 
     def ws(self, G) -> torch.Tensor:
