@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "eval": ("realedit.commands.eval", "cli", "Measure an edit on a folder of photos (JSON + PNG grid)."),
     "train-gan": ("realedit.commands.train_gan", "cli", "Train the small face StyleGAN2 (resumable)."),
     "train-encoder": ("realedit.commands.train", "train_encoder", "Train an encoder for a generator."),
+    "serve": ("realedit.commands.serve", "cli", "Edit in a browser; HTTP API (local web server)."),
 }
 
 

@@ -1,0 +1,250 @@
+"""Sessions and the inversion queue of `realedit serve`, free of any web framework.
+
+A session is one uploaded photo: its decoded pixels, the faces found in it, and (once inverted)
+the InvertedPhoto that every slider move is rendered from. Sessions live in memory, each with
+a scratch folder of its own that is deleted with it; ids are random tokens made here, and the
+only thing a client's id is ever used for is a dictionary lookup.
+
+Inversion is the slow step, so it runs on one worker thread per server, first come first
+served: a waiting session can report its position, and the worker writes each result into the
+session object it took from the queue, so two users can never swap results.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RealeditError
+
+log = logging.getLogger("realedit.serve")
+
+# What a session can be doing; "detected": faces found, waiting for the client to pick.
+STATES = ("detected", "queued", "inverting", "ready", "failed")
+
+
+class Busy(RealeditError):
+    """The server holds as many sessions (or waiting inversions) as it is configured for."""
+
+    exit_code = 1
+
+
+class Conflict(RealeditError):
+    """The session is not in a state that allows the request (e.g. edit before inversion)."""
+
+    exit_code = 1
+
+
+@dataclass(eq=False)
+class Session:
+    id: str
+    name: str                   # the upload's file stem, sanitised: only used for download names
+    ext: str                    # extension of the download (".jpg", ".png", ...)
+    photo: object               # realedit.io.Photo
+    faces: list                 # every detection (realedit.align.Face), rejected ones flagged
+    usable: list                # the faces a selection index counts among, largest first
+    skipped: list               # realedit.align.select.Skipped, for the page's grey boxes
+    folder: Path
+    state: str = "detected"
+    selection: object = None    # face policy of the inversion: "largest", "all" or an index
+    step: int = 0
+    total: int = 0
+    error: str | None = None
+    inverted: object = None     # realedit.pipeline.InvertedPhoto once ready
+    created: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+
+class SessionStore:
+    """Sessions by id, with a scratch folder each; expired after ``ttl`` seconds unused."""
+
+    def __init__(self, *, ttl: float = 1800.0, max_sessions: int = 16, root: str | Path | None = None):
+        self.ttl = float(ttl)
+        self.max_sessions = int(max_sessions)
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="realedit-serve-") if root is None else root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self.on_close = None    # callback(session): lets the queue drop a closed session
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def create(self, **fields) -> Session:
+        """A new session with a fresh id and folder; Busy when the store is full."""
+        self.sweep()
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise Busy(f"the server already holds {self.max_sessions} photos; "
+                           "try again when a session has expired or was closed")
+            sid = secrets.token_urlsafe(16)
+            folder = self.root / sid
+            folder.mkdir()
+            s = Session(id=sid, folder=folder, **fields)
+            self._sessions[sid] = s
+        return s
+
+    def get(self, sid: str) -> Session | None:
+        """The live session with this id (refreshing its expiry), else None."""
+        self.sweep()
+        s = self._sessions.get(sid) if isinstance(sid, str) else None
+        if s is not None:
+            s.touch()
+        return s
+
+    def close(self, sid: str) -> bool:
+        with self._lock:
+            s = self._sessions.pop(sid, None)
+        if s is None:
+            return False
+        self._discard(s)
+        return True
+
+    def sweep(self, now: float | None = None) -> int:
+        """Close sessions unused for longer than ttl (an inversion in progress counts as use)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            old = [s for s in self._sessions.values()
+                   if s.state != "inverting" and now - s.last_used > self.ttl]
+            for s in old:
+                del self._sessions[s.id]
+        for s in old:
+            log.info("session %s expired", s.id[:6])
+            self._discard(s)
+        return len(old)
+
+    def close_all(self) -> None:
+        with self._lock:
+            items = list(self._sessions.values())
+            self._sessions.clear()
+        for s in items:
+            self._discard(s)
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _discard(self, s: Session) -> None:
+        s.closed = True
+        s.inverted = None  # the pixels and latents go with the session
+        if self.on_close is not None:
+            self.on_close(s)
+        shutil.rmtree(s.folder, ignore_errors=True)
+
+
+class InversionQueue:
+    """One worker thread inverting sessions in arrival order.
+
+    ``editor.invert`` runs on a shallow copy of the editor whose detector returns the faces
+    found at upload: the faces inverted are exactly the ones the client saw and picked from
+    (and the photo is not searched a second time).
+    """
+
+    def __init__(self, editor, *, max_waiting: int = 8):
+        self.editor = editor
+        self.max_waiting = int(max_waiting)
+        self._waiting: deque[Session] = deque()
+        self._running: Session | None = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="realedit-invert", daemon=True)
+        self._thread.start()
+
+    def submit(self, session: Session, selection) -> int:
+        """Queue ``session``; returns its position (0 = inverting now)."""
+        with self._cond:
+            if session.state in ("queued", "inverting"):
+                raise Conflict("this photo is already being inverted")
+            if session.state == "ready":
+                raise Conflict("this photo is already inverted; start a new session to pick other faces")
+            if len(self._waiting) >= self.max_waiting:
+                raise Busy(f"{len(self._waiting)} photos are already waiting to be inverted; "
+                           "try again in a minute")
+            session.selection, session.error = selection, None
+            session.step = session.total = 0
+            session.state = "queued"
+            self._waiting.append(session)
+            self._cond.notify()
+            return self._position(session)
+
+    def position(self, session: Session) -> int | None:
+        """0 while inverting, n >= 1 while n - 1 others are ahead of it, None otherwise."""
+        with self._cond:
+            return self._position(session)
+
+    def _position(self, session: Session) -> int | None:
+        if session is self._running:
+            return 0
+        try:
+            return self._waiting.index(session) + 1
+        except ValueError:
+            return None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._waiting) + (self._running is not None)
+
+    def drop(self, session: Session) -> None:
+        """Forget a closed session that is still waiting (a running one finishes and is discarded)."""
+        with self._cond:
+            try:
+                self._waiting.remove(session)
+            except ValueError:
+                pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._waiting.clear()
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                session = self._running = self._waiting.popleft()
+                session.state = "inverting"
+            try:
+                self._invert(session)
+            finally:
+                with self._cond:
+                    self._running = None
+
+    def _invert(self, s: Session) -> None:
+        def progress(step, total, loss):
+            s.step, s.total = int(step), int(total)
+
+        faces = list(s.faces)
+        editor = copy.copy(self.editor)
+        editor.detector = lambda image, keep_rejected=False: \
+            [f for f in faces if keep_rejected or f.accepted]
+        t0 = time.perf_counter()
+        try:
+            inverted = editor.invert(s.photo, s.selection, progress=progress)
+        except RealeditError as exc:
+            s.error, s.state = str(exc), "failed"
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug on one photo must not stop the worker
+            log.exception("inversion of session %s failed", s.id[:6])
+            s.error, s.state = f"internal error while inverting: {type(exc).__name__}: {exc}", "failed"
+            return
+        if s.closed:  # expired or deleted while it ran: drop the result
+            return
+        s.inverted, s.state = inverted, "ready"
+        s.touch()
+        log.info("session %s inverted %d face(s) in %.1f s", s.id[:6], len(inverted.faces),
+                 time.perf_counter() - t0)
