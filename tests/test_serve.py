@@ -91,8 +91,9 @@ def test_health_and_attributes_come_from_the_bank(client, editor):
     assert {"age", "gender", "smile"} <= set(names)
     for a in attrs:
         d = editor.bank.get(a["name"], model=editor.model_name, space=("wp", "w"))
-        span = getattr(d, "sensible_range", None) or 3.0
+        span = d.amount_range if d.amount_range is not None else 3.0  # calibrated, else +-3
         assert a["min"] == -span and a["max"] == span and 0 < a["step"] < span
+        assert a["calibrated"] == (d.amount_range is not None) and a["scale"] == d.scale
 
 
 def test_upload_finds_faces_and_flags_the_patch(client):
@@ -124,6 +125,9 @@ def test_full_size_edit_is_the_editors_edit(client, editor, astronaut_png):
     inside = want.mask > 0.5
     assert np.abs(got[inside].astype(int) - src[inside]).mean() > 1.0  # the face changed
     assert np.abs(got.astype(int) - want.photo.rgb).max() <= 1
+    assert "x-realedit-warning" not in r.headers
+    r = client.get(f"/api/sessions/{s['id']}/image", params={"edit": "smile=5"})
+    assert r.status_code == 200 and "smile=+5 is beyond" in r.headers["x-realedit-warning"]
 
 
 def test_zero_edit_gives_the_photo_back(client, astronaut_png):

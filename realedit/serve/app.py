@@ -43,8 +43,6 @@ STATIC = Path(__file__).with_name("static")
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                "TIFF": "image/tiff", "BMP": "image/bmp", "GIF": "image/gif"}
-# Slider range for a direction the bank has not calibrated: InterFaceGAN's editing range.
-DEFAULT_RANGE = 3.0
 
 
 @dataclass(frozen=True)
@@ -192,10 +190,11 @@ def attribute_list(editor) -> list[dict]:
     out = []
     for name in editor.bank.names(model=editor.model_name, space=spaces):
         d = editor.bank.get(name, model=editor.model_name, space=spaces)
-        span = float(getattr(d, "sensible_range", None) or DEFAULT_RANGE)
+        span = float(d.sensible_range)  # the bank's calibrated range, else the default +-3
         out.append({"name": name, "min": -span, "max": span, "step": round(span / 30, 3),
+                    "calibrated": d.amount_range is not None, "scale": d.scale,
                     "layers": format_layers(d.layers) if d.layers is not None else "all",
-                    "source": d.source or "", "calibrated": getattr(d, "amount_range", None) is not None})
+                    "source": d.source or ""})
     return out
 
 
@@ -361,15 +360,22 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
               keep: list[str] = Query([], description="attribute to hold fixed, repeatable"),
               size: Literal["preview", "full"] = "preview"):
         """The photo with the edits: a JPEG preview (long side at most the server's preview
-        size), or the full-size photo in its own format, as the command line writes it."""
+        size), or the full-size photo in its own format, as the command line writes it.
+        Amounts beyond an attribute's sensible range are rendered, with an X-Realedit-Warning
+        header."""
         from ..pipeline import parse_edits
 
         s = session_or_404(sid)
         moves = {k: v for k, v in parse_edits(edit).items() if v != 0}
+        headers = {"Cache-Control": "no-store"}
         if moves:
             if s.state != "ready":
                 raise Conflict(f"this photo is not inverted yet ({s.state}): wait for the "
                                "session to be ready")
+            # amounts beyond a direction's sensible range are allowed, with a warning
+            warnings = editor.check_edits(moves, keep) or []
+            if warnings:
+                headers["X-Realedit-Warning"] = " | ".join(warnings).encode("ascii", "replace").decode()
             photo = editor.apply(s.inverted, moves, keep).photo
         else:
             photo = s.photo  # no move: the photo itself, bit for bit
@@ -377,10 +383,10 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             raise StarletteHTTPException(404, "the session expired while rendering")
         if size == "preview":
             return Response(preview_jpeg(photo.rgb, cfg.preview_size), media_type="image/jpeg",
-                            headers={"Cache-Control": "no-store"})
-        return full_size(s, photo, edited=bool(moves))
+                            headers=headers)
+        return full_size(s, photo, edited=bool(moves), headers=headers)
 
-    def full_size(s: Session, photo, edited: bool) -> Response:
+    def full_size(s: Session, photo, edited: bool, headers: dict) -> Response:
         """Written by io.write_image (the CLI's path) into the session's folder, then sent."""
         from ..io import format_for, write_image
 
@@ -393,8 +399,7 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             tmp.unlink(missing_ok=True)
         fmt = format_for(tmp, s.photo)
         return Response(data, media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
-                        headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                 "Cache-Control": "no-store"})
+                        headers={**headers, "Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.delete("/api/sessions/{sid}", tags=["session"])
     def delete_session(sid: str):
