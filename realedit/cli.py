@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "weights": ("realedit.commands.weights", "cli", "List, download, verify and add model weights."),
     "directions": ("realedit.commands.directions", "cli", "Attribute directions: list, fit, SeFa, cosines."),
     "eval": ("realedit.commands.eval", "cli", "Measure an edit on a folder of photos (JSON + PNG grid)."),
+    "grid": ("realedit.commands.grid", "cli", "Before | after grid of several edits on several photos."),
     "train-gan": ("realedit.commands.train_gan", "cli", "Train the small face StyleGAN2 (resumable)."),
     "train-encoder": ("realedit.commands.train", "train_encoder", "Train an encoder for a generator."),
     "serve": ("realedit.commands.serve", "cli", "Edit in a browser; HTTP API (local web server)."),
