@@ -12,7 +12,9 @@ Detail transfer. A face in a photo is usually larger than the generator's output
 embedded model), and no inversion reproduces a real face exactly. So by default ("residual") the
 photo's own aligned crop is kept and only the *change* the edit makes, G(edited) - G(inverted),
 is upsampled and added to it: no edit means no change at all, and the photo keeps its
-resolution and identity. "replace" pastes the generator's output itself (sharpness limited to
+resolution and identity. "warp" (realedit.blend.flow) moves the photo's own pixels the way the
+generator moved its face and adds only the colour change the motion does not explain, on the
+region where the edit acts: shape changes move instead of leaving ghosts. "replace" pastes the generator's output itself (sharpness limited to
 the generator's resolution), with the usual colour correction.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .errors import EditError, UsageError, WeightsError
 # direction bank, if their files are in the cache, then the embedded model shipped in weights/.
 DEFAULT_MODELS = ("stylegan-ffhq-1024", "stylegan-celebahq-1024", "pggan-celebahq-1024",
                   "realedit-celeba64")
-DETAIL_MODES = ("residual", "replace")
+DETAIL_MODES = ("residual", "warp", "replace")
 BLEND_MODES = ("alpha", "poisson")
 
 
@@ -145,11 +147,15 @@ def transfer_detail(original_crop: np.ndarray, before: torch.Tensor, after: torc
     """New crop (S, S, 3) uint8 from the photo's crop and the generator's before/after images.
 
     before/after: (3, R, R) in [-1, 1]. residual: crop + upsampled (after - before);
+    warp: crop moved by the generator's motion plus the rest (realedit.blend.flow);
     replace: upsampled ``after``.
     """
     size = original_crop.shape[0]
     if mode == "residual":
         out = original_crop.astype(np.float32) + edit_delta(before, after, size)
+    elif mode == "warp":
+        from .blend.flow import apply_field, edit_field
+        out = apply_field(original_crop, edit_field(before, after)).astype(np.float32)
     elif mode == "replace":
         img = (after.float()[None] + 1) * 127.5
         out = F.interpolate(img, size=(size, size), mode="bicubic", align_corners=False)[0]
@@ -353,6 +359,7 @@ class Editor:
         from PIL import Image
 
         from .blend import paste_back, paste_delta
+        from .blend.guard import check_generated
         from .edit import apply_edits
 
         if blend not in BLEND_MODES:
@@ -372,13 +379,20 @@ class Editor:
                                      bank=self.bank, model=self.model_name)
             G = fi.generator if fi.generator is not None else self.G
             after = synthesize(G, new_latent.to(self.device), inverted.space)
-            if not (torch.isfinite(new_latent).all() and torch.isfinite(after).all()):
+            if not torch.isfinite(new_latent).all():
                 # e.g. age=1e308: the code overflows float32; NaN pixels must not be written
-                raise EditError(f"edit {dict(edits)} is too large: the latent code or the "
-                                "generated face is no longer finite")
+                raise EditError(f"edit {dict(edits)} is too large: the latent code is no longer "
+                                "finite")
             # The "before" image is re-synthesised the same way, so the residual is exactly the
             # edit's effect (the inverter's stored reconstruction may use optimised noise).
             before = synthesize(G, fi.latent.to(self.device), inverted.space)
+            check_generated(after, before, edits)  # e.g. age=+1000: a colour blob, not a face
+            if detail == "warp":
+                rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, before[0].cpu(),
+                                                    after[0].cpu(), blend, mask)
+                face_edits.append(FaceEdit(fi.index, fi.face, fi.latent, new_latent,
+                                           Image.fromarray(fi.aligned.image), Image.fromarray(crop), alpha))
+                continue
             crop = transfer_detail(fi.aligned.image, before[0].cpu(), after[0].cpu(), detail)
             if detail == "residual" and blend == "alpha":
                 # Add the change in photo space: the photo's pixels are never resampled.
@@ -393,6 +407,23 @@ class Editor:
         return EditResult(inverted.photo.with_rgb(rgb), inverted.photo, face_edits, inverted.skipped,
                           self.model_name, inverted.inverter, inverted.space, dict(edits),
                           tuple(keep), t)
+
+    @staticmethod
+    def _paste_warp(rgb, aligned, before, after, blend, mask):
+        """detail="warp": (new rgb, alpha, edited crop); see realedit.blend.flow."""
+        from .blend import flow, paste_back
+        from .blend.paste import crop_mask
+
+        field = flow.edit_field(before, after, face=crop_mask(aligned, flow.FLOW_SIZE, mask))
+        crop = flow.apply_field(aligned.image, field)
+        if blend == "alpha":
+            rgb, alpha = flow.paste_field(rgb, aligned, field, mask=mask, return_mask=True)
+        else:  # poisson clones the warped crop, on the region where the edit acts
+            size = crop.shape[0]
+            where = crop_mask(aligned, size, mask) * flow.field_at(field, size).act
+            rgb, alpha = paste_back(rgb, aligned, crop, mask=where, color=False, poisson=True,
+                                    return_mask=True)
+        return rgb, alpha, crop
 
     def edit(self, photo, edits: Mapping[str, float], keep: Sequence[str] = (), faces="largest",
              *, blend: str = "alpha", mask="landmarks", detail: str = "residual",

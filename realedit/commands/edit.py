@@ -101,9 +101,11 @@ class _Bar:
 @click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True,
               help="How the edited face goes back into the photo: alpha (feathered mask) or "
                    "poisson (seamless cloning).")
-@click.option("--detail", type=click.Choice(["residual", "replace"]), default="residual",
+@click.option("--detail", type=click.Choice(["residual", "warp", "replace"]), default="residual",
               show_default=True, help="residual: add the edit's change to the photo's own pixels; "
-                                      "replace: paste the generator's face.")
+                                      "warp: move the photo's own pixels as the generator moved "
+                                      "its face (shape edits: pose, smile), plus the rest of the "
+                                      "change; replace: paste the generator's face.")
 @click.option("--save-latent", is_flag=True, help="Also write NAME_latent.npz (codes, space, model).")
 @click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")

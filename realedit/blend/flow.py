@@ -1,0 +1,283 @@
+"""Geometry-aware detail transfer ("warp"): move the photo's own pixels the way the generator
+moved its face, then add only the colour change that the movement does not explain.
+
+The residual mode adds G(edited) - G(inverted) to the photo. When an edit changes *shape*
+(a head turn, mouth corners) that difference is a ghost of the new shape beside the old one.
+Here the motion between the two generated faces is estimated with dense optical flow
+(OpenCV's DIS) on a fixed grid (FLOW_SIZE px, upsampled from the generator's output),
+regularised, and applied to the photo itself, so a turn turns the photo's own face at the
+photo's resolution. Raw flow liquifies hair texture and can bend an eye, so the flow is kept
+only where the face is and where the generator actually changed, smoothed by normalised
+convolution, and bounded in size and in strain (a fold-free warp, no local distortion beyond
+MAX_STRAIN). The remainder after - warp(before) is low-passed to the generator's band and
+kept only where the generator changed. The paste is restricted to where either acts, so
+hair and background that do not move keep their pixels, bit for bit.
+
+    field = edit_field(before, after, face=crop_mask(aligned, FLOW_SIZE))
+    new_photo = paste_field(photo, aligned, field)        # photo space, one resampling
+    new_crop = apply_field(aligned.image, field)           # the same in crop space
+
+All functions are pure; images are numpy arrays, generator images torch tensors in [-1, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UsageError
+
+# Grid the flow is estimated on (crop side, px). 256 px upsampled from a 64 px generator is
+# enough for DIS's patches to see the face's parts; the cost is a few ms.
+FLOW_SIZE = 256
+# Fractions of the grid side.
+SMOOTH = 0.025       # Gaussian sigma of the normalised-convolution smoothing of the flow
+MAX_SHIFT = 0.06     # largest displacement (a head turn of the embedded model moves ~2-4 %)
+CHANGE_SIGMA = 0.012  # smoothing of |after - before| before thresholding
+REMAINDER_SIGMA = 0.03  # low-pass of the unexplained colour change (about 2 px of a 64 px G):
+# shading and colour pass, edges (which would be ghosts of what the flow missed) do not
+GROW = 0.03          # dilation of the region where the edit acts
+FEATHER = 0.02       # its feather
+# Largest displacement gradient: |dflow/dx| < 1 keeps the warp fold-free; 0.35 keeps eyes and
+# text from bending (a local stretch of at most 35 %).
+MAX_STRAIN = 0.35
+# Change (0..255 grey levels, smoothed) at which the generator is fully "changed" there;
+# below CHANGE_FLOOR it counts as unchanged (the generator's own numerical noise).
+CHANGE_FULL = 6.0
+CHANGE_FLOOR = 0.5
+# Flow (grid px) at which a pixel counts as moved for the paste mask.
+MOVE_FULL = 0.5
+
+
+@dataclass(frozen=True)
+class WarpField:
+    """What an edit does, on a square grid of side N over the aligned crop.
+
+    flow: (N, N, 2) float32 backward displacement in grid pixels: the edited face at x shows
+    what the original showed at x + flow(x). delta: (N, N, 3) float32 colour change left after
+    the warp, in 0..255 units. act: (N, N) float32 in 0..1, where the edit acts (0: untouched).
+    """
+
+    flow: np.ndarray
+    delta: np.ndarray
+    act: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.flow.shape[0]
+
+    def is_identity(self) -> bool:
+        return not self.act.any()
+
+
+def _gauss(img: np.ndarray, sigma: float, border=None) -> np.ndarray:
+    import cv2
+
+    if sigma <= 0:
+        return img
+    k = int(2 * np.ceil(3 * sigma) + 1)
+    return cv2.GaussianBlur(img, (k, k), sigma,
+                            borderType=cv2.BORDER_REFLECT if border is None else border)
+
+
+def generated_to_grid(img, size: int = FLOW_SIZE) -> np.ndarray:
+    """Generator image (3, R, R) tensor/array in [-1, 1] -> (size, size, 3) float32 in 0..255
+    (bicubic, not clipped: the remainder must see what the generator made)."""
+    import cv2
+
+    a = img.detach().cpu().float().numpy() if hasattr(img, "detach") else np.asarray(img, np.float32)
+    if a.ndim != 3 or a.shape[0] != 3:
+        raise UsageError(f"expected a (3, R, R) generator image, got shape {a.shape}")
+    a = (np.transpose(a, (1, 2, 0)) + 1.0) * 127.5
+    if a.shape[0] != size:
+        a = cv2.resize(a, (size, size), interpolation=cv2.INTER_CUBIC)
+    return a.astype(np.float32)
+
+
+def estimate_flow(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Dense backward flow (N, N, 2): after(x) ~ before(x + flow(x)). Images (N, N, 3) in 0..255.
+
+    OpenCV's DIS on grey levels (fast, handles the smooth upsampled generator faces well)."""
+    import cv2
+
+    def grey(a):
+        g = cv2.cvtColor(np.clip(a, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+        return g
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return dis.calc(grey(after), grey(before), None).astype(np.float32)
+
+
+def change_weight(before: np.ndarray, after: np.ndarray, sigma: float) -> np.ndarray:
+    """(N, N) in 0..1: how much the generator changed each pixel (smoothed mean |after-before|,
+    0 below CHANGE_FLOOR grey levels, 1 from CHANGE_FULL). Exactly 0 where nothing changed."""
+    diff = np.abs(after - before).mean(axis=2).astype(np.float32)
+    diff = _gauss(diff, sigma)
+    return np.clip((diff - CHANGE_FLOOR) / (CHANGE_FULL - CHANGE_FLOOR), 0.0, 1.0)
+
+
+def regularise_flow(flow: np.ndarray, confidence: np.ndarray, *, sigma: float, max_shift: float,
+                    max_strain: float = MAX_STRAIN) -> np.ndarray:
+    """Smooth, bounded flow from a raw one and a per-pixel confidence (0..1).
+
+    Normalised convolution, blur(c * flow) / blur(c), follows the confident pixels and fills
+    small gaps; an envelope (a wider blur of c) fades it to exactly 0 away from them, so it is
+    not extrapolated into hair or background far from the face. The length is capped at
+    ``max_shift``; where the field's largest gradient exceeds ``max_strain`` it is smoothed
+    further (a few passes) and at last scaled down: no folds, no bent eyes."""
+    c = confidence.astype(np.float32)
+    num = _gauss(flow * c[:, :, None], sigma, border=0)
+    den = _gauss(c, sigma, border=0)
+    out = num / np.maximum(den, 0.05)[:, :, None]
+    envelope = np.clip(_gauss(c, 3 * sigma, border=0) / 0.3, 0.0, 1.0)
+    out *= envelope[:, :, None]
+    mag = np.hypot(out[:, :, 0], out[:, :, 1])
+    over = mag > max_shift
+    if over.any():
+        out[over] *= (max_shift / mag[over])[:, None]
+
+    def strain(f):
+        return max(float(np.abs(np.gradient(f[:, :, k], axis=ax)).max())
+                   for k in range(2) for ax in range(2))
+
+    for _ in range(4):
+        if strain(out) <= max_strain:
+            break
+        out = _gauss(out, 2 * sigma, border=0)
+    st = strain(out)
+    if st > max_strain:
+        out *= max_strain / st
+    out[envelope == 0] = 0.0  # blurring must not leak motion where nothing is confident
+    return out.astype(np.float32)
+
+
+def warp_image(img: np.ndarray, flow: np.ndarray, interpolation=None) -> np.ndarray:
+    """img(x + flow(x)) by cv2.remap (border replicated); flow in img's pixels."""
+    import cv2
+
+    n_y, n_x = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(n_x, dtype=np.float32), np.arange(n_y, dtype=np.float32))
+    return cv2.remap(img, gx + flow[:, :, 0], gy + flow[:, :, 1],
+                     cv2.INTER_CUBIC if interpolation is None else interpolation,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLOW_SIZE,
+               max_shift: float = MAX_SHIFT, max_strain: float = MAX_STRAIN) -> WarpField:
+    """The WarpField of an edit from the generator's before/after images ((3, R, R), [-1, 1]).
+
+    face: optional (size, size) weights (e.g. the landmark paste mask on this grid): the
+    flow is trusted only there. An edit that changes nothing gives an all-zero field."""
+    b, a = generated_to_grid(before, size), generated_to_grid(after, size)
+    if face is not None and np.asarray(face).shape != (size, size):
+        raise UsageError(f"face weights must be {size}x{size}, got {np.asarray(face).shape}")
+    changed = change_weight(b, a, CHANGE_SIGMA * size)
+    if not changed.any():
+        z = np.zeros((size, size), np.float32)
+        return WarpField(np.zeros((size, size, 2), np.float32), np.zeros((size, size, 3), np.float32), z)
+    conf = changed if face is None else changed * np.asarray(face, np.float32)
+    flow = regularise_flow(estimate_flow(b, a), conf, sigma=SMOOTH * size,
+                           max_shift=max_shift * size, max_strain=max_strain)
+    # What the warp does not explain, in the generator's band and where it changed.
+    rest = _gauss(a - warp_image(b, flow, None), REMAINDER_SIGMA * size) * changed[:, :, None]
+    moved = np.clip(np.hypot(flow[:, :, 0], flow[:, :, 1]) / MOVE_FULL, 0.0, 1.0)
+    act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
+    return WarpField(flow, rest.astype(np.float32), act)
+
+
+def act_mask(weight: np.ndarray, *, grow: float, feather: float) -> np.ndarray:
+    """Where the edit acts: ``weight`` (0..1) > 0.05, dilated by ``grow`` px and feathered
+    (the soft edge lies outside the dilated region). Exactly 0 far from any change."""
+    import cv2
+
+    m = (weight > 0.05).astype(np.uint8)
+    if not m.any():
+        return np.zeros(weight.shape, np.float32)
+    r = int(round(grow + 2.5 * feather))
+    if r > 0:
+        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    out = _gauss(m.astype(np.float32), feather, border=cv2.BORDER_CONSTANT)
+    out[out < 1.0 / 512] = 0.0
+    return np.minimum(out, 1.0)
+
+
+def field_at(field: WarpField, size: int) -> WarpField:
+    """The field resampled to another grid side (flow vectors rescaled)."""
+    import cv2
+
+    if size == field.size:
+        return field
+    s = size / field.size
+    rs = lambda x: cv2.resize(x, (size, size), interpolation=cv2.INTER_LINEAR)  # noqa: E731
+    act = rs(field.act)
+    act[act < 1.0 / 512] = 0.0
+    return WarpField(rs(field.flow) * s, rs(field.delta), act)
+
+
+def apply_field(crop: np.ndarray, field: WarpField) -> np.ndarray:
+    """The edited crop (S, S, 3) uint8: the photo crop warped by the field, plus the remainder,
+    blended by ``act`` (crop pixels where act is 0 are returned unchanged)."""
+    crop = np.asarray(crop)
+    f = field_at(field, crop.shape[0])
+    new = warp_image(crop.astype(np.float32), f.flow) + f.delta
+    base = crop.astype(np.float32)
+    out = base + (new - base) * f.act[:, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_mask: bool = False):
+    """Apply ``field`` to the photo around ``aligned`` in photo space: the photo's own pixels
+    are resampled once (no crop round trip), so the face keeps the photo's sharpness.
+
+    The paste weight is the usual face mask (``mask`` as in paste_back) times the field's act
+    mask; wherever it is 0 the output equals the input bit for bit. Returns the new photo
+    (numpy or Photo, as given), or (photo, alpha) with ``return_mask``."""
+    import cv2
+
+    from ..align.ffhq import quad_to_affine
+    from .paste import _crop_alpha, _photo_pixels
+
+    as_photo, rgb = _photo_pixels(photo, aligned)
+    n = field.size
+    alpha_grid = _crop_alpha(aligned, n, mask) * field.act
+    h, w = rgb.shape[:2]
+    full_alpha = np.zeros((h, w), np.float32) if return_mask else None
+    out = rgb
+    if alpha_grid.any():
+        grid_to_photo = quad_to_affine(aligned.quad, n)
+        photo_to_grid = np.linalg.inv(grid_to_photo)
+        q = aligned.quad
+        x0, y0 = max(int(np.floor(q[:, 0].min())) - 2, 0), max(int(np.floor(q[:, 1].min())) - 2, 0)
+        x1, y1 = min(int(np.ceil(q[:, 0].max())) + 3, w), min(int(np.ceil(q[:, 1].max())) + 3, h)
+        if x1 > x0 and y1 > y0:
+            m = (photo_to_grid @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]]))[:2]
+            roi = (x1 - x0, y1 - y0)
+            inv = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+            alpha = cv2.warpAffine(alpha_grid, m, roi, flags=inv, borderMode=cv2.BORDER_CONSTANT)
+            alpha[alpha < 1.0 / 512] = 0.0
+            np.minimum(alpha, 1.0, out=alpha)
+            if full_alpha is not None:
+                full_alpha[y0:y1, x0:x1] = alpha
+            ys, xs = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+            if ys.size:
+                by0, by1, bx0, bx1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+                mb = (photo_to_grid @ np.array([[1.0, 0, x0 + bx0], [0, 1.0, y0 + by0], [0, 0, 1.0]]))[:2]
+                box = (bx1 - bx0, by1 - by0)
+                flow = cv2.warpAffine(field.flow, mb, box, flags=inv, borderMode=cv2.BORDER_CONSTANT)
+                delta = cv2.warpAffine(field.delta, mb, box, flags=inv, borderMode=cv2.BORDER_CONSTANT)
+                # grid displacement -> photo displacement: the linear part of grid_to_photo
+                lin = grid_to_photo[:2, :2].astype(np.float32)
+                disp = flow @ lin.T
+                gx, gy = np.meshgrid(np.arange(x0 + bx0, x0 + bx1, dtype=np.float32),
+                                     np.arange(y0 + by0, y0 + by1, dtype=np.float32))
+                moved = cv2.remap(rgb, gx + disp[:, :, 0], gy + disp[:, :, 1], cv2.INTER_CUBIC,
+                                  borderMode=cv2.BORDER_REFLECT)
+                a = alpha[by0:by1, bx0:bx1, None]
+                sl = (slice(y0 + by0, y0 + by1), slice(x0 + bx0, x0 + bx1))
+                base = rgb[sl].astype(np.float32)
+                # where a == 0 this is base + 0 == base exactly
+                blended = base + (moved.astype(np.float32) + delta - base) * a
+                out = rgb.copy()
+                out[sl] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    result = photo.with_rgb(out) if as_photo else out
+    return (result, full_alpha) if return_mask else result
