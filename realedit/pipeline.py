@@ -359,7 +359,7 @@ class Editor:
         from PIL import Image
 
         from .blend import paste_back, paste_delta
-        from .blend.guard import check_generated
+        from .blend.guard import broken_reason, check_generated, sensible_text
         from .edit import apply_edits
 
         if blend not in BLEND_MODES:
@@ -386,7 +386,9 @@ class Editor:
             # The "before" image is re-synthesised the same way, so the residual is exactly the
             # edit's effect (the inverter's stored reconstruction may use optimised noise).
             before = synthesize(G, fi.latent.to(self.device), inverted.space)
-            check_generated(after, before, edits)  # e.g. age=+1000: a colour blob, not a face
+            if broken_reason(after, before):  # e.g. age=+1000: a colour blob, not a face
+                check_generated(after, before, edits,
+                                sensible=sensible_text(edits, self.bank, self.model_name))
             if detail == "warp":
                 rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, before[0].cpu(),
                                                     after[0].cpu(), blend, mask)

@@ -97,3 +97,25 @@ def test_normal_edits_pass_the_guard(embedded, edit):
     ed, inv = embedded
     res = ed.apply(inv, edit, detail="warp")
     assert not np.array_equal(res.photo.rgb, inv.photo.rgb)
+
+
+def test_the_refusal_names_the_calibrated_range(embedded):
+    ed, inv = embedded
+    with pytest.raises(EditError) as exc:
+        ed.apply(inv, {"pose": 1000.0})
+    limit = ed.bank.direction("pose", model=ed.model_name).sensible_range
+    assert f"pose within ±{limit:g}" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_cli_refuses_a_huge_edit_with_exit_6_and_writes_nothing(embedded, tmp_path):
+    from click.testing import CliRunner
+
+    from realedit.cli import cli
+
+    dst = tmp_path / "out.jpg"
+    res = CliRunner().invoke(cli, [str(ROOT / "demo" / "photos" / "astronaut.jpg"), "--attr", "age=+1000",
+                                   "--inverter", "encoder", "--model", "realedit-celeba64", "-o", str(dst), "-q"])
+    assert res.exit_code == 6, res.output
+    assert "generated face is broken" in res.output and "Traceback" not in res.output
+    assert not dst.exists()

@@ -59,10 +59,23 @@ def broken_reason(after, before=None) -> str | None:
     return None
 
 
-def check_generated(after, before=None, edits: Mapping[str, float] | None = None) -> None:
+def sensible_text(edits: Mapping[str, float], bank=None, model: str | None = None) -> str:
+    """'age within ±3, smile within ±4' from the bank's calibrated ranges, else SENSIBLE."""
+    parts = []
+    for name in edits or {}:
+        try:
+            d = bank.direction(str(name), model=model)
+        except Exception:  # noqa: BLE001 - only the wording of an error depends on it
+            continue
+        parts.append(f"{name} within ±{d.sensible_range:g}")
+    return ", ".join(parts) if parts else SENSIBLE
+
+
+def check_generated(after, before=None, edits: Mapping[str, float] | None = None, *,
+                    sensible: str = SENSIBLE) -> None:
     """EditError (one line: what is wrong, what range is sensible) when ``after`` is broken."""
     why = broken_reason(after, before)
     if why is not None:
         what = f"edit {dict(edits)}" if edits else "the edit"
         raise EditError(f"{what} is too large: the generated face is broken ({why}); "
-                        f"use {SENSIBLE}")
+                        f"use {sensible}")
