@@ -124,7 +124,7 @@ def bench_cost(args):
         # hybrid: a coarse step plus the domain term E(G(w)) (encoder input 256)
         scale = float(E.w_std) ** 2
 
-        def dom(latent, ws, img):
+        def dom(latent, ws, img, iteration):
             return 0.03 * (E(img) - ws).square().mean((1, 2)) / scale
         with frozen(E):
             hyb, _ = step_costs(G, target, loss, OptimizeOptions(steps=2 * n, coarse=[(128, 0.5)], **base),

@@ -175,6 +175,116 @@ def crop_to_tensor(crop: np.ndarray, resolution: int, device=None) -> torch.Tens
     return x[None].to(device)
 
 
+@dataclass
+class PreparedPhoto:
+    """A photo read, its faces detected and aligned: the CPU half of an inversion. Picklable
+    (numpy arrays and dataclasses), so worker processes can make it."""
+
+    photo: object              # realedit.io.Photo
+    faces: list                # realedit.align.Face kept by the policy
+    aligned: list              # realedit.align.AlignedFace at the working crop size
+    skipped: list              # realedit.align.select.Skipped
+    inputs: list               # per face: (R, R, 3) uint8 crop at the generator's resolution
+    timings: dict = field(default_factory=dict)
+
+
+def prepare_photo(photo, faces="largest", *, resolution: int, min_face: float = 32,
+                  detector=None) -> PreparedPhoto:
+    """Read, detect, select and align the faces of ``photo`` for a generator of
+    ``resolution`` px. Pure CPU work; NoFaceError when no usable face remains."""
+    from PIL import Image
+
+    from .align import align_face
+    from .align.select import pick_faces
+    from .io import read_image
+
+    t = {}
+    t0 = time.perf_counter()
+    ph = read_image(photo)
+    t["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    where = str(ph.path) if ph.path else "photo"
+    kept, skipped = pick_faces(ph.rgb, faces, min_size=min_face, detector=detector, where=where)
+    t["detect"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    aligned, inputs = [], []
+    for face in kept:
+        # Work at the face's own scale (at least the generator's, at most 1024 px) so the
+        # residual edit lands on a crop as sharp as the photo.
+        size = int(np.clip(round(face.size), resolution, 1024))
+        a = align_face(ph.rgb, face, size)
+        aligned.append(a)
+        crop = a.image
+        if crop.shape[0] != resolution:  # antialiased downsampling to the generator's input
+            crop = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.LANCZOS))
+        inputs.append(np.ascontiguousarray(crop))
+    t["align"] = time.perf_counter() - t0
+    return PreparedPhoto(ph, kept, aligned, skipped, inputs, t)
+
+
+def default_workers(device) -> int:
+    """Processes that read/detect/align while the network works: with a GPU, most cores
+    (up to 8); on the CPU one, beside the torch thread(s) (bench/edit.py measures it)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if torch.device(device).type == "cpu":
+        return 1 if cores >= 2 else 0
+    return max(1, min(8, cores - 2))
+
+
+def _prepare_job(args):
+    """Worker-process entry: a PreparedPhoto, or the exception (picklable) it raised."""
+    photo, faces, opts = args
+    try:
+        return prepare_photo(photo, faces, **opts)
+    except Exception as exc:  # noqa: BLE001 - isolated per photo, re-raised nowhere
+        return exc
+
+
+def _worker_init():
+    # Worker processes only decode, detect and align: no torch threads of their own.
+    torch.set_num_threads(1)
+
+
+_END = object()
+
+
+def _prepared_stream(editor, photos, faces, workers: int):
+    """(input, PreparedPhoto or exception) per photo, in order; prepared ahead in ``workers``
+    processes (bounded look-ahead so memory stays flat on long folders)."""
+    from .align.select import parse_policy
+
+    parse_policy(faces)  # a bad policy is the caller's error, not every photo's
+    opts = dict(resolution=editor.G.resolution, min_face=editor.min_face, detector=editor.detector)
+    if workers == 0:
+        for src in photos:
+            yield src, _prepare_job((src, faces, opts))
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    from collections import deque
+
+    # forkserver: forking a process that already runs torch threads can deadlock.
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        queue: deque = deque()
+        it = iter(photos)
+        for src in it:
+            queue.append((src, pool.submit(_prepare_job, (src, faces, opts))))
+            if len(queue) >= 4 * workers:
+                break
+        while queue:
+            src, fut = queue.popleft()
+            nxt = next(it, _END)
+            if nxt is not _END:
+                queue.append((nxt, pool.submit(_prepare_job, (nxt, faces, opts))))
+            try:
+                yield src, fut.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker killed: this photo fails alone
+                yield src, exc
+
+
 def parse_edits(items: Sequence[str]) -> dict[str, float]:
     """["age=+3", "smile=-1.5"] -> {"age": 3.0, "smile": -1.5}; EditError on a bad item."""
     out: dict[str, float] = {}
@@ -206,7 +316,8 @@ class Editor:
         self.model_name = model_name
         self.inverter = inverter
         self.space = space
-        self.device = torch.device(device)
+        from .device import resolve_device
+        self.device = resolve_device(device)
         self.detector = detector
         self.min_face = float(min_face)
         self.licence = licence
@@ -214,7 +325,7 @@ class Editor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, *, inverter: str = "hybrid",
-                        space: str | None = "wp", device="cpu", steps: int | None = None,
+                        space: str | None = "wp", device="auto", steps: int | None = None,
                         loss: str | None = None, encoder=None, bank=None, detector=None,
                         min_face: float = 32, progress=None) -> "Editor":
         """Load a model by registry name or path, with its encoder and direction bank.
@@ -224,12 +335,15 @@ class Editor:
         fine-tuned on each face: closer to the photo, slower). steps: refinement/optimisation
         steps (for pti: of its pivot).
         bank: a DirectionBank or path to override the model's own. space=None: the model's
-        richest latent space (wp, or z for PGGAN).
+        richest latent space (wp, or z for PGGAN). device: "auto" (a GPU when there is one),
+        "cpu", "cuda[:N]", "mps" or a torch.device.
         """
         from . import invert as inv
+        from .device import resolve_device
         from . import models, weights
         from .edit import bank_for_model, load_bank
 
+        device = resolve_device(device)
         name = name_or_path or default_model_name()
         G = models.load(name, device=device)
         licence = ""
@@ -315,42 +429,96 @@ class Editor:
         return (1, self.G.w_dim if self.space == "w" else self.G.z_dim)
 
     # ------------------------------------------------------------------ stages
+    def prepare(self, photo, faces="largest") -> "PreparedPhoto":
+        """Read, detect and align ``photo`` (CPU only, no network): the part of `invert` that
+        can run in another process. ImageError / NoFaceError / UsageError as `invert`."""
+        return prepare_photo(photo, faces, resolution=self.G.resolution, min_face=self.min_face,
+                             detector=self.detector)
+
     def invert(self, photo, faces="largest", *, progress=None) -> InvertedPhoto:
         """Read, detect, align and invert the selected faces of ``photo`` (path, bytes, PIL,
         numpy or Photo). NoFaceError when no usable face remains (with the reasons)."""
-        from .align import align_face
-        from .align.select import pick_faces
-        from .io import read_image
+        return self.invert_prepared([self.prepare(photo, faces)], progress=progress)[0]
 
-        t = {}
-        t0 = time.perf_counter()
-        ph = read_image(photo)
-        t["read"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        where = str(ph.path) if ph.path else "photo"
-        kept, skipped = pick_faces(ph.rgb, faces, min_size=self.min_face, detector=self.detector,
-                                   where=where)
-        t["detect"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        aligned = []
-        for face in kept:
-            # Work at the face's own scale (at least the generator's, at most 1024 px) so the
-            # residual edit lands on a crop as sharp as the photo.
-            size = int(np.clip(round(face.size), self.G.resolution, 1024))
-            aligned.append(align_face(ph.rgb, face, size))
-        t["align"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        batch = torch.cat([crop_to_tensor(a.image, self.G.resolution, self.device) for a in aligned])
-        result = self.inverter.invert(batch, self.space, callback=progress)
-        t["invert"] = time.perf_counter() - t0
-        loss = result.final_loss
-        per_face = result.seconds / max(len(aligned), 1)
-        tuned = result.generators or [None] * len(aligned)
-        out = [FaceInversion(i, f, a, result.latent[i:i + 1].detach(),
-                             result.reconstruction[i:i + 1].detach(), float(loss[i]), per_face, g)
-               for i, (f, a, g) in enumerate(zip(kept, aligned, tuned))]
-        return InvertedPhoto(ph, out, skipped, self.space, self.model_name,
-                             getattr(self.inverter, "name", "?"), t)
+    def invert_prepared(self, prepared: Sequence["PreparedPhoto"], *, batch: int | None = None,
+                        progress=None) -> list[InvertedPhoto]:
+        """Invert all faces of all ``prepared`` photos in batches of ``batch`` faces (default
+        per device: `realedit.device.default_batch`). Each face follows its own optimisation
+        schedule, so the result equals one-at-a-time inversion within float tolerance."""
+        from .device import default_batch
+
+        batch = default_batch(self.device) if batch is None else int(batch)
+        if batch < 1:
+            raise UsageError(f"batch must be >= 1, got {batch}")
+        crops = [c for p in prepared for c in p.inputs]
+        latents, recons, losses, seconds, tuned = [], [], [], [], []
+        for i in range(0, len(crops), batch):
+            chunk = np.stack(crops[i:i + batch])
+            x = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            result = self.inverter.invert(x, self.space, callback=progress)
+            latents.append(result.latent.detach())
+            recons.append(result.reconstruction.detach())
+            losses.append(result.final_loss.detach())
+            seconds += [result.seconds / len(chunk)] * len(chunk)
+            tuned += result.generators or [None] * len(chunk)  # pti: a generator per face
+        loss = torch.cat(losses).float().cpu().tolist() if losses else []  # one host copy
+        out, k = [], 0
+        for p in prepared:
+            faces = []
+            for j, (f, a) in enumerate(zip(p.faces, p.aligned)):
+                c, r = divmod(k, batch)
+                faces.append(FaceInversion(j, f, a, latents[c][r:r + 1], recons[c][r:r + 1],
+                                           loss[k], seconds[k], tuned[k]))
+                k += 1
+            t = dict(p.timings)
+            t["invert"] = sum(fi.seconds for fi in faces)
+            out.append(InvertedPhoto(p.photo, faces, list(p.skipped), self.space, self.model_name,
+                                     getattr(self.inverter, "name", "?"), t))
+        return out
+
+    def invert_many(self, photos, faces="largest", *, batch: int | None = None,
+                    workers: int | None = None, progress=None):
+        """Yield ``(input, InvertedPhoto or the exception)`` for each photo, in input order.
+
+        Reading, detection and alignment run in ``workers`` processes (0: here; default
+        `default_workers`) while the network inverts faces of several photos in one batch. A bad
+        photo yields its own error (ImageError, NoFaceError, ...); it never stops the others.
+        """
+        from .device import default_batch
+
+        batch = default_batch(self.device) if batch is None else int(batch)
+        if batch < 1:
+            raise UsageError(f"batch must be >= 1, got {batch}")
+        workers = default_workers(self.device) if workers is None else int(workers)
+        if workers < 0:
+            raise UsageError(f"workers must be >= 0, got {workers}")
+        pending: list = []   # (input, PreparedPhoto or exception), in input order
+
+        def flush():
+            ready = [p for _, p in pending if isinstance(p, PreparedPhoto)]
+            try:
+                done = iter(self.invert_prepared(ready, batch=batch, progress=progress))
+            except Exception:  # noqa: BLE001 - isolate: retry photo by photo, each keeps its error
+                done = iter([self._invert_alone(p, batch, progress) for p in ready])
+            for src, p in pending:
+                yield src, (next(done) if isinstance(p, PreparedPhoto) else p)
+            pending.clear()
+
+        n_faces = 0
+        for src, prepared in _prepared_stream(self, photos, faces, workers):
+            pending.append((src, prepared))
+            if isinstance(prepared, PreparedPhoto):
+                n_faces += len(prepared.faces)
+            if n_faces >= batch:
+                yield from flush()
+                n_faces = 0
+        yield from flush()
+
+    def _invert_alone(self, prepared, batch, progress):
+        try:
+            return self.invert_prepared([prepared], batch=batch, progress=progress)[0]
+        except Exception as exc:  # noqa: BLE001 - returned to the caller with its photo
+            return exc
 
     @torch.no_grad()
     def apply(self, inverted: InvertedPhoto, edits: Mapping[str, float], keep: Sequence[str] = (),

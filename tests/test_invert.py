@@ -185,3 +185,29 @@ def test_stylegan1_wp_with_noise_maps():
     r = invert.get("optimize", S, loss="mse", steps=60, optimize_noise=True).invert(tgt, "wp")
     assert r.noise and (r.history[-1] < r.history[0] / 5).all()
     assert torch.allclose(synthesize(S, r.latent, "wp", noise=r.noise), r.reconstruction, atol=1e-5)
+
+
+def test_batch_with_per_sample_early_stop_equals_one_at_a_time(G, targets):
+    # One face converges at once (a code next to the start), the others do not: each must stop
+    # on its own loss, not the batch mean, and get the result it would get alone.
+    with torch.no_grad():
+        easy = G.synthesis(G.w_avg[None, None].repeat(1, G.num_ws, 1) + 0.01)
+    batch = torch.cat([targets[:1], easy, targets[1:2]])
+    opts = dict(loss="mse", steps=120, stall_steps=10)
+    both = invert.get("optimize", G, **opts).invert(batch, "wp")
+    singles = [invert.get("optimize", G, **opts).invert(batch[i:i + 1], "wp") for i in range(3)]
+    # the easy face skipped steps that the hard ones ran: schedules really differed
+    assert singles[1].steps < singles[0].steps and singles[1].steps < singles[2].steps
+    assert both.extra["sample_steps"] == [s.steps for s in singles]
+    assert both.steps == max(s.steps for s in singles)
+    # Batched convolutions sum in another order; over 120 Adam steps that drifts ~1e-3.
+    for i, one in enumerate(singles):
+        assert torch.allclose(both.latent[i], one.latent[0], atol=5e-3), i
+        assert torch.allclose(both.final_loss[i], one.final_loss[0], rtol=2e-2, atol=1e-7), i
+
+
+def test_sync_every_reads_losses_less_often(G, targets):
+    calls = []
+    r = invert.get("optimize", G, loss="mse", steps=40, stall_steps=-1, sync_every=10).invert(
+        targets[:2], "wp", callback=lambda s, n, l: calls.append(s))
+    assert calls == [10, 20, 30, 40] and r.steps == 40

@@ -156,6 +156,10 @@ class Detector:
         self.min_score = float(min_score)
         self.min_quality = float(min_quality)
 
+    def __getstate__(self):
+        # dlib's models do not pickle; worker processes load their own (lazily, as here).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_detector", "predictor")}
+
     @functools.cached_property
     def _detector(self):
         import dlib

@@ -57,11 +57,9 @@ class HybridInverter:
         wgt = self.domain_weight * every
         z_out = E.config.output == "z"
         scale = 1.0 if z_out else float(E.w_std) ** 2
-        calls = [0]
 
-        def reg(latent, ws, img):
-            calls[0] += 1
-            if (calls[0] - 1) % every:
+        def reg(latent, ws, img, iteration):
+            if iteration % every:
                 return torch.zeros(img.shape[0], device=img.device)
             if z_out:
                 return wgt * (E(img) - latent).square().mean(-1)

@@ -23,8 +23,9 @@ from .base import (Inversion, ProgressCallback, check_space, frozen, latent_to_w
                    supports_stop_at, use_noise)
 from .losses import build_loss, resize
 
-# regulariser(latent, ws, image) -> (N,) extra objective per sample (e.g. hybrid's domain term)
-Regularizer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# regulariser(latent, ws, image, iteration) -> (N,) extra objective per sample (e.g. hybrid's
+# domain term); iteration counts the loop's steps from 0 (the same for every sample of a batch).
+Regularizer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 @dataclass
@@ -52,6 +53,7 @@ class OptimizeOptions:
     stall_steps: int = 0        # early stop window (0: max(25, steps // 5)); < 0 disables
     stall_tol: float = 1e-3     # relative improvement below which the loss counts as stalled
     compile: bool = False       # torch.compile the synthesis network (one graph per resolution)
+    sync_every: int = 0         # read losses to the host every N steps (0: 1 on CPU, 10 on GPU)
 
 
 def lr_at(t: float, rampup: float, rampdown: float) -> float:
@@ -114,111 +116,224 @@ class _Synth:
         return self.fn(ws, noise="const")
 
 
+class SampleAdam:
+    """Adam (as torch.optim.Adam, no weight decay) whose step count, learning rate and update
+    mask are per sample (dim 0 of every parameter).
+
+    Hand-written because torch.optim.Adam keeps one step count and one lr per tensor: in a batch
+    of photos each face follows its own schedule (its own early stop, its own switch from the
+    shared-w warm-up to W+), and must get exactly the updates it would get alone.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], betas: tuple[float, float], eps: float = 1e-8):
+        self.params = list(params)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        n = self.params[0].shape[0]
+        self.t = torch.zeros(n, device=self.params[0].device)
+
+    @torch.no_grad()
+    def reset(self, mask: torch.Tensor) -> None:
+        """Fresh state for the masked samples (as a new optimizer would have)."""
+        self.t.masked_fill_(mask, 0)
+        for m, v in zip(self.m, self.v):
+            k = mask.view(-1, *([1] * (m.ndim - 1)))
+            m.masked_fill_(k, 0)
+            v.masked_fill_(k, 0)
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor, mask: torch.Tensor) -> None:
+        self.t += mask
+        t = self.t.clamp_min(1)
+        step_size = lr / (1 - self.b1 ** t)
+        root_bc2 = (1 - self.b2 ** t).sqrt()
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            shape = (-1, *([1] * (p.ndim - 1)))
+            k, g = mask.view(shape), p.grad
+            m.copy_(torch.where(k, m * self.b1 + g * (1 - self.b1), m))
+            v.copy_(torch.where(k, v * self.b2 + g * g * (1 - self.b2), v))
+            upd = step_size.view(shape) * m / (v.sqrt() / root_bc2.view(shape) + self.eps)
+            p.sub_(torch.where(k, upd, torch.zeros_like(upd)))
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
 def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, loss_fn,
                      opts: OptimizeOptions, regularizers: Sequence[Regularizer] = (),
                      callback: ProgressCallback | None = None, synth: _Synth | None = None,
                      method: str = "optimize") -> Inversion:
-    """The optimisation loop shared by ``optimize`` and ``hybrid``."""
+    """The optimisation loop shared by ``optimize`` and ``hybrid``.
+
+    Every sample of the batch follows its own schedule (step index, early stop, warm-up switch,
+    Adam state): a face gets the same result in a batch of many photos as alone, within float
+    tolerance. Finished samples leave the batch.
+    """
     t0 = time.perf_counter()
     steps = int(opts.steps)
     if steps < 1:
         raise UsageError("steps must be >= 1")
-    n = targets.shape[0]
+    n, dev = targets.shape[0], targets.device
     synth = synth or _Synth(G, opts.compile)
     warm_steps = int(round(opts.w_warmup * steps)) if space == "wp" else 0
-    base = None
-    if warm_steps:
-        # Warm-up variable: the layer mean of the initial codes, moved as one w; the per-layer
-        # deviations (zero from w_avg, the encoder's from hybrid) ride along unchanged.
-        latent = init.detach().float().mean(1).clone().requires_grad_(True)
-        base = init.detach().float() - latent.detach().unsqueeze(1)
-    else:
-        latent = init.detach().clone().float().requires_grad_(True)
-    params = [latent]
+    init = init.detach().float()
+    # wp with a warm-up: a shared w per sample (the layer mean of the initial codes, moved as
+    # one; the per-layer deviations ride along) until the sample's switch to per-layer codes.
+    w = init.mean(1).clone().requires_grad_(True) if warm_steps else None
+    base = (init - init.mean(1, keepdim=True)) if warm_steps else None
+    latent = init.clone().requires_grad_(True)
+    groups = [[latent]]
+    if w is not None:
+        groups.append([w])
     maps = None
     if opts.optimize_noise:
         bufs = noise_buffers(G)
         maps = {k: b.detach().reshape(1, 1, *b.shape[-2:]).repeat(n, 1, 1, 1).requires_grad_(True)
                 for k, b in bufs.items()}
-        params += list(maps.values())
-    opt = torch.optim.Adam(params, lr=opts.lr, betas=opts.betas)
+        groups.append(list(maps.values()))
+    adams = [SampleAdam(g, opts.betas) for g in groups]
     plan = phases(G, steps, opts.coarse)
     targets_at = {res: resize(targets, res) for res, _ in plan}
     w_scale = float(opts.latent_noise) * _latent_scale(G, space) if opts.latent_noise else 0.0
-
     stall = opts.stall_steps if opts.stall_steps else max(25, steps // 5)
-    history, step_res, step_t = [], [], []
-    best, best_at = math.inf, 0
-    i = 0
-    # Early stopping jumps to the next of these steps: phase starts, ramp-down starts, the end.
+    # Host syncs: the stall check and the progress callback read losses every `sync` steps
+    # only (a GPU then runs ahead of Python); on the CPU every step costs nothing extra.
+    sync = int(opts.sync_every or (1 if dev.type == "cpu" else 10))
+
     stages = [(0, warm_steps), (warm_steps, steps)] if warm_steps else [(0, steps)]
     boundaries = sorted({s for _, s in plan} | {a for a, _ in stages} | {steps}
                         | {b - int((b - a) * opts.rampdown) for a, b in stages})
-    while i < steps:
-        if warm_steps and i >= warm_steps and latent.ndim == 2:
-            # End of the shared-w warm-up: continue in W+ with a fresh Adam state.
-            latent = (base + latent.detach().unsqueeze(1)).requires_grad_(True)
-            params[0] = latent
-            opt = torch.optim.Adam(params, lr=opts.lr, betas=opts.betas)
-        res = max(r for r, s in plan if s <= i)
-        # The warm-up and the main stage each get the full lr schedule (warm-up ramp included:
-        # a fresh Adam at full lr would kick the codes off the warm-up's solution).
-        s0, s1 = (0, warm_steps) if i < warm_steps else (warm_steps, steps)
-        t = (i - s0) / (s1 - s0)
-        base_lr = opts.wp_lr if (opts.wp_lr and space == "wp" and latent.ndim == 3) else opts.lr
-        for g in opt.param_groups:
-            g["lr"] = base_lr * lr_at(t, opts.rampup, opts.rampdown)
-        lat = latent
+    idx = [0] * n                      # each sample's own step index (host: it picks lr and res)
+    ran = [0] * n                      # steps each sample actually took (early stops skip some)
+    in_wp = [not warm_steps] * n
+    last_res = [None] * n
+    best = torch.full((n,), math.inf, device=dev)
+    best_at = torch.zeros(n, device=dev)
+    loss_now = torch.full((n,), math.nan, device=dev)
+    history, step_res, step_t = [], [], []
+    it = 0
+    while True:
+        active = [s for s in range(n) if idx[s] < steps]
+        if not active:
+            break
+        switch = [s for s in active if warm_steps and not in_wp[s] and idx[s] >= warm_steps]
+        if switch:  # end of this sample's shared-w warm-up: W+ with a fresh Adam state
+            k = torch.zeros(n, dtype=torch.bool, device=dev)
+            k[switch] = True
+            with torch.no_grad():
+                latent.copy_(torch.where(k[:, None, None], base + w.detach().unsqueeze(1), latent))
+            adams[0].reset(k)
+            for s in switch:
+                in_wp[s] = True
+        lrs, ramps, res_of = [0.0] * n, [0.0] * n, {}
+        for s in active:
+            s0, s1 = (0, warm_steps) if not in_wp[s] else (warm_steps, steps)
+            t = (idx[s] - s0) / (s1 - s0)
+            base_lr = opts.wp_lr if (opts.wp_lr and space == "wp" and in_wp[s]) else opts.lr
+            lrs[s] = base_lr * lr_at(t, opts.rampup, opts.rampdown)
+            ramps[s] = max(0.0, 1.0 - t / opts.latent_noise_ramp) ** 2
+            res_of.setdefault(max(r for r, st in plan if st <= idx[s]), []).append(s)
+        act = torch.zeros(n, dtype=torch.bool)
+        act[active] = True
+        act = act.to(dev)
+        wp_mask = torch.tensor(in_wp, device=dev)
+        lr_t = torch.tensor(lrs, device=dev)
+        if space == "wp" and warm_steps:
+            lat = torch.where(wp_mask[:, None, None], latent, base + w.unsqueeze(1))
+        else:
+            lat = latent
         if w_scale:
-            ramp = max(0.0, 1.0 - t / opts.latent_noise_ramp) ** 2
-            lat = latent + torch.randn_like(latent) * (w_scale * ramp)
-        ws = base + lat.unsqueeze(1) if lat.ndim == 2 and space == "wp" else latent_to_ws(G, lat, space)
-        with use_noise(G, maps):
-            img = synth(ws, res)
-        rec = loss_fn(img, targets_at[res])
-        obj = rec
-        for reg in regularizers:
-            obj = obj + reg(lat, ws, img)
+            r = torch.tensor(ramps, device=dev).view(-1, *([1] * (lat.ndim - 1)))
+            lat = lat + torch.randn_like(lat) * (w_scale * r)
+        ws_all = lat if space == "wp" else latent_to_ws(G, lat, space)
+        total, rec = 0.0, torch.zeros(n, device=dev)
+        for res, members in sorted(res_of.items()):
+            sub = None if len(members) == n else torch.tensor(members, device=dev)
+            pick = (lambda x: x) if sub is None else (lambda x: x[sub])
+            ws, sub_maps = pick(ws_all), None if maps is None else {k: pick(m) for k, m in maps.items()}
+            with use_noise(G, sub_maps):
+                img = synth(ws, res)
+            r_loss = loss_fn(img, pick(targets_at[res]))
+            obj = r_loss
+            for reg in regularizers:
+                obj = obj + reg(pick(lat), ws, img, it)
+            if sub_maps is not None:
+                obj = obj + opts.noise_reg_weight * noise_regularizer(
+                    [m for m in sub_maps.values() if m.shape[-1] <= res])
+            total = total + obj.sum()
+            rec = rec.index_copy(0, sub, r_loss.detach()) if sub is not None else r_loss.detach()
+        for a in adams:
+            a.zero_grad()
+        total.backward()
+        adams[0].step(lr_t, act & wp_mask if warm_steps else act)
+        if w is not None:
+            adams[1].step(lr_t, act & ~wp_mask)
         if maps is not None:
-            obj = obj + opts.noise_reg_weight * noise_regularizer(
-                [m for m in maps.values() if m.shape[-1] <= res])
-        opt.zero_grad(set_to_none=True)
-        obj.sum().backward()
-        opt.step()
+            adams[-1].step(lr_t, act)
         with torch.no_grad():
             if space == "z":
-                latent.copy_(project_to_sphere(latent))
+                latent.copy_(torch.where(act[:, None], project_to_sphere(latent), latent))
             if maps is not None:
                 for m in maps.values():
-                    m.sub_(m.mean((1, 2, 3), keepdim=True)).div_(m.std((1, 2, 3), keepdim=True) + 1e-8)
-        history.append(rec.detach())
-        step_res.append(res)
+                    k = act.view(-1, 1, 1, 1)
+                    m.copy_(torch.where(k, (m - m.mean((1, 2, 3), keepdim=True))
+                                        / (m.std((1, 2, 3), keepdim=True) + 1e-8), m))
+        loss_now = torch.where(act, rec, loss_now)
+        history.append(loss_now)
+        step_res.append(max(res_of))
         step_t.append(time.perf_counter() - t0)
-        mean = float(rec.detach().mean())
-        if callback is not None:
-            callback(i + 1, steps, mean)
-        i += 1
-        # Early stop: when the loss stalls, skip to the next boundary (next coarse phase, the
-        # cosine ramp-down, the next stage, or the end): the ramp-down is where precision comes.
-        if len(step_res) >= 2 and step_res[-2] != res:
-            best, best_at = math.inf, i
-        if mean < best * (1 - opts.stall_tol):
-            best, best_at = mean, i
-        elif stall > 0 and i - best_at >= stall:
-            i = min(s for s in boundaries if s > i - 1) if i < steps else i
-            best, best_at = math.inf, i
+        it += 1
+        for s in active:
+            idx[s] += 1
+            ran[s] += 1
+        idx_t = torch.tensor(idx, dtype=torch.float32, device=dev)
+        # Per-sample early stop: a new phase restarts the count; an improvement resets it.
+        fresh = torch.zeros(n, dtype=torch.bool)
+        for res, members in res_of.items():
+            for s in members:
+                fresh[s] = last_res[s] is not None and last_res[s] != res
+                last_res[s] = res
+        fresh = fresh.to(dev) & act
+        best = torch.where(fresh, torch.full_like(best, math.inf), best)
+        better = act & (rec < best * (1 - opts.stall_tol))
+        best = torch.where(better, rec, best)
+        best_at = torch.where(better | fresh, idx_t, best_at)
+        done = all(idx[s] >= steps for s in active)
+        if it % sync == 0 or done:
+            if stall > 0:
+                stalled = (act & ~better & (idx_t - best_at >= stall)).tolist()
+                jumped = [s for s in active if stalled[s] and idx[s] < steps]
+                for s in jumped:
+                    idx[s] = min(b for b in boundaries if b > idx[s] - 1)
+                if jumped:
+                    k = torch.zeros(n, dtype=torch.bool)
+                    k[jumped] = True
+                    k = k.to(dev)
+                    best = torch.where(k, torch.full_like(best, math.inf), best)
+                    best_at = torch.where(k, torch.tensor(idx, dtype=torch.float32, device=dev),
+                                          best_at)
+            if callback is not None:
+                callback(min(idx[s] for s in active) if not done else steps, steps,
+                         float(rec[active].mean()))
 
-    if space == "wp" and latent.ndim == 2:  # stopped during the warm-up
-        latent = base + latent.detach().unsqueeze(1)
+    if warm_steps:
+        final = torch.where(torch.tensor(in_wp, device=dev)[:, None, None], latent.detach(),
+                            base + w.detach().unsqueeze(1))
+    else:
+        final = latent.detach()
     with torch.no_grad(), use_noise(G, maps):
-        final_ws = latent_to_ws(G, latent, space)
-        recon = G.synthesis(final_ws, noise="const")
+        recon = G.synthesis(latent_to_ws(G, final, space), noise="const")
     return Inversion(
-        latent=latent.detach(), space=space, reconstruction=recon.detach(),
+        latent=final, space=space, reconstruction=recon.detach(),
         history=torch.stack(history) if history else torch.zeros(0, n), seconds=time.perf_counter() - t0,
         method=method, steps=len(history), loss=getattr(loss_fn, "spec", type(loss_fn).__name__),
         noise={k: m.detach() for k, m in maps.items()} if maps is not None else None,
-        extra={"step_resolution": step_res, "step_seconds": step_t})
+        extra={"step_resolution": step_res, "step_seconds": step_t, "sample_steps": ran})
 
 
 def _latent_scale(G, space: str) -> float:
