@@ -546,7 +546,6 @@ class Editor:
             new_latent = apply_edits(fi.latent, inverted.space, dict(edits), keep=list(keep),
                                      bank=self.bank, model=self.model_name)
             G = fi.generator if fi.generator is not None else self.G
-            after = synthesize(G, new_latent.to(self.device), inverted.space)
             if not torch.isfinite(new_latent).all():
                 # e.g. age=1e308: the code overflows float32; NaN pixels must not be written
                 raise EditError(f"edit {dict(edits)} is too large: the latent code is no longer "
@@ -554,6 +553,12 @@ class Editor:
             # The "before" image is re-synthesised the same way, so the residual is exactly the
             # edit's effect (the inverter's stored reconstruction may use optimised noise).
             before = synthesize(G, fi.latent.to(self.device), inverted.space)
+            if torch.equal(new_latent, fi.latent):
+                # A zero edit: reuse the image rather than synthesise it again, so the residual is
+                # exactly zero and the photo comes back bit for bit whatever kernels the CPU picks.
+                after = before
+            else:
+                after = synthesize(G, new_latent.to(self.device), inverted.space)
             if broken_reason(after, before):  # e.g. age=+1000: a colour blob, not a face
                 check_generated(after, before, edits,
                                 sensible=sensible_text(edits, self.bank, self.model_name))

@@ -1,4 +1,13 @@
-"""Shared test setup."""
+"""Shared test setup.
+
+Data outside the repository: tests/datapaths.py (``REALEDIT_SHARED=/nonexistent`` runs the suite
+as a clone without ../shared would; only tests that need the CelebA data or scorers skip).
+Numerics: a test compares floats bit for bit only where the product promises it (a zero edit
+returns the photo unchanged, pixels outside the paste mask, file round trips); elsewhere it
+states its tolerance. Check with OMP_NUM_THREADS=1 and 2 and ATEN_CPU_CAPABILITY=default.
+"""
+import os
+
 import pytest
 import torch
 
@@ -6,8 +15,10 @@ import torch
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     # The tests use tiny networks on 2 cores that other jobs share; two intra-op threads
-    # spinning against each other made small convolutions 10-30x slower here.
+    # spinning against each other made small convolutions 10-30x slower here. An explicit
+    # OMP_NUM_THREADS wins, so `OMP_NUM_THREADS=2 pytest` really checks that no result
+    # depends on the thread count (.ci/run does, together with ATEN_CPU_CAPABILITY=default).
     n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
     yield
     torch.set_num_threads(n)

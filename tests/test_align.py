@@ -13,7 +13,7 @@ from realedit.align import (
 )
 from realedit.errors import ImageError, NoFaceError, UsageError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 CELEBAHQ = SHARED / "data" / "celebahq"
 CELEBA = SHARED / "data" / "celeba" / "images"
 needs_shared = pytest.mark.skipif(not CELEBAHQ.is_dir(), reason=f"{SHARED} (test photos) is absent")

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-CELEBAHQ = REPO.parent / "shared" / "data" / "celebahq"
+from datapaths import SHARED  # noqa: E402
+
+CELEBAHQ = SHARED / "data" / "celebahq"
 
 # The decoded photo alone is 324 MB (plus Pillow's 432 MB RGBX buffer while decoding) and
 # the pasted result is a second 324 MB array; anything far above that means a full-size

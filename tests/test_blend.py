@@ -1,7 +1,6 @@
 """Paste-back: round trip accuracy, masks, colour correction, Poisson, several faces."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from realedit.blend import crop_mask, paste_back, paste_back_many, square_mask
 from realedit.errors import UsageError
 from realedit.io import read_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 CELEBAHQ = SHARED / "data" / "celebahq"
 CELEBA = SHARED / "data" / "celeba" / "images"
 needs_shared = pytest.mark.skipif(not CELEBAHQ.is_dir(), reason=f"{SHARED} (test photos) is absent")

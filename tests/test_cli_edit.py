@@ -21,8 +21,6 @@ from PIL import Image
 from bad_inputs import make
 from realedit.cli import SUBCOMMANDS, cli
 
-pytestmark = pytest.mark.skipif(not make.celeba_files(),
-                                reason=f"CelebA crops not found in {make.CELEBA}")
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from realedit.errors import EditError, UnsafePickleError
 from realedit.edit import (Direction, DirectionBank, condition, from_idinvert, load_bank,
                            load_idinvert_file, parse_interfacegan_name, parse_layers, project_out)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 BOUNDARIES = SHARED / "data" / "interfacegan_boundaries"
 needs_boundaries = pytest.mark.skipif(not BOUNDARIES.is_dir(),
                                       reason=f"released InterFaceGAN boundaries not found at {BOUNDARIES}")

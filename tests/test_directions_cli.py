@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from realedit.edit import load_bank
 from realedit.models import save
 from realedit.models.stylegan2 import StyleGAN2Generator
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 BOUNDARIES = SHARED / "data" / "interfacegan_boundaries"
 
 

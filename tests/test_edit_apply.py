@@ -1,7 +1,6 @@
 """apply_edits: meaning of amounts, W on W+ layer ranges, distance targets, errors."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import torch
 from realedit.errors import EditError
 from realedit.edit import Direction, DirectionBank, apply_edits, load_bank
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 BOUNDARIES = SHARED / "data" / "interfacegan_boundaries"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from realedit.errors import FormatError, UsageError, WeightsNotFound
 from realedit.edit import scorers as S
 from realedit.edit.attribute_nets import _same_pad
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 ATTR = SHARED / "models" / "attributes"
 CELEBA = SHARED / "data" / "celeba"
 needs_nets = pytest.mark.skipif(not (ATTR / "age_faceres.pt").is_file(),

@@ -25,7 +25,7 @@ from realedit.errors import (
     WeightsNotFound,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 PAYLOAD = b"\x80\x04" + bytes(range(256)) * 1200  # looks like a pickle, 307 KB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 DRIVE_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head>"

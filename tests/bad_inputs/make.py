@@ -1,7 +1,8 @@
 """The bad-input corpus of `realedit PHOTO --attr ...`, generated on demand.
 
 Nothing binary is committed: every file is written by code here into a folder the tests give
-(a pytest temp dir), from CelebA crops in ../shared and a few bytes of hand-made junk.
+(a pytest temp dir), from CelebA crops in ../shared (or, without them, crops of the repository's
+demo/photos/astronaut.jpg) and a few bytes of hand-made junk.
 
     photos = write_photos(folder)          # {case name: path}, see PHOTO_CASES
     model = make_model(folder / "m")       # tiny StyleGAN2 + D + encoder + direction bank
@@ -26,7 +27,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+try:
+    from datapaths import ASTRONAUT, SHARED  # REALEDIT_SHARED honoured, see tests/datapaths.py
+except ImportError:  # run as a script: python tests/bad_inputs/make.py OUT
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from datapaths import ASTRONAUT, SHARED
 CELEBA = SHARED / "data" / "celeba" / "images"
 ATTRS = ("age", "gender", "smile")
 
@@ -35,9 +40,40 @@ def celeba_files() -> list[Path]:
     return sorted(CELEBA.glob("*.jpg")) if CELEBA.is_dir() else []
 
 
+# Without ../shared, the faces come from the repository's own photo: the astronaut's face
+# (dlib box x 175-265, y 76-166 in the 512 px photo) cut out at CelebA's crop size and scale.
+_ASTRO_CENTRE = (220, 125)
+CROP_W, CROP_H = 178, 218
+
+
+def repo_face_crop(i: int) -> Image.Image:
+    """Crop ``i`` of the astronaut's face, 178x218 like a CelebA crop. Each index is a
+    different image (mirrored, shifted by a few pixels, a little brighter or darker, warmer or
+    cooler) so a batch is not one file repeated, yet every crop is one clear frontal face."""
+    from PIL import ImageOps
+
+    img = Image.open(ASTRONAUT).convert("RGB")
+    dx, dy = (i % 5) * 3 - 6, (i // 5 % 5) * 2 - 4
+    cx, cy = _ASTRO_CENTRE[0] + dx, _ASTRO_CENTRE[1] + dy
+    crop = img.crop((cx - CROP_W // 2, cy - CROP_H // 2, cx + CROP_W - CROP_W // 2,
+                     cy + CROP_H - CROP_H // 2))
+    if i % 2:
+        crop = ImageOps.mirror(crop)
+    gain = np.array([1.0 + 0.04 * ((i * 7) % 5 - 2), 1.0, 1.0 + 0.04 * ((i * 3) % 5 - 2)])
+    gain *= 1.0 + 0.05 * ((i // 2) % 5 - 2)
+    px = np.clip(np.asarray(crop, np.float32) * gain, 0, 255)
+    return Image.fromarray(px.round().astype(np.uint8))
+
+
+def face_crop(i: int) -> Image.Image:
+    """CelebA crop ``i`` when ../shared has them, otherwise :func:`repo_face_crop` ``i``."""
+    files = celeba_files()
+    return Image.open(files[i]).convert("RGB") if files else repo_face_crop(i)
+
+
 def face_photo(i: int = 0, size: int = 256, background=(90, 100, 110)) -> Image.Image:
-    """CelebA crop ``i`` (178x218) centred on a plain square canvas: one clear frontal face."""
-    crop = Image.open(celeba_files()[i]).convert("RGB")
+    """Face crop ``i`` (178x218) centred on a plain square canvas: one clear frontal face."""
+    crop = face_crop(i)
     canvas = Image.new("RGB", (size, size), background)
     canvas.paste(crop, ((size - crop.width) // 2, (size - crop.height) // 2))
     return canvas
@@ -54,19 +90,21 @@ UNDETECTED = frozenset({145, 150, 166, 173, 179, 185})
 
 
 def good_faces(n: int, start: int = 100) -> list[int]:
-    """Indices of n CelebA crops that make good one-face photos with face_photo()."""
+    """Indices of n face crops that make good one-face photos with face_photo()."""
+    if not celeba_files():
+        return list(range(start, start + n))
     return [i for i in range(start, start + n + len(UNDETECTED)) if i not in UNDETECTED][:n]
 
 
 def group_photo(indices=CROWD, cols: int = 6) -> Image.Image:
     """CelebA crops in a grid (30 -> 1068x1090): a crowd of similar-sized faces."""
-    files = [celeba_files()[i] for i in indices]
-    n = len(files)
-    w, h = 178, 218
+    crops = [face_crop(i) for i in indices]
+    n = len(crops)
+    w, h = CROP_W, CROP_H
     rows = -(-n // cols)
     canvas = Image.new("RGB", (w * cols, h * rows), (40, 40, 40))
-    for k, f in enumerate(files):
-        canvas.paste(Image.open(f).convert("RGB"), ((k % cols) * w, (k // cols) * h))
+    for k, c in enumerate(crops):
+        canvas.paste(c, ((k % cols) * w, (k // cols) * h))
     return canvas
 
 
@@ -192,6 +230,18 @@ def _float_tiff() -> bytes:
     return _saved(Image.fromarray(g, "F"), "TIFF")
 
 
+def _bilevel_face() -> Image.Image:
+    """A dithered black-and-white face that dlib still finds and accepts: the astronaut's face
+    needs three times CelebA's scale for that (dithered at 90 px its landmarks fall apart)."""
+    if celeba_files():
+        return face_photo(0).convert("1")
+    crop = repo_face_crop(2)
+    crop = crop.resize((3 * crop.width, 3 * crop.height), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (crop.width + 40, crop.height + 40), (90, 100, 110))
+    canvas.paste(crop, (20, 20))
+    return canvas.convert("1")
+
+
 def _truncated(data: bytes, frac: float = 0.5) -> bytes:
     return data[:int(len(data) * frac)]
 
@@ -244,7 +294,7 @@ PHOTO_CASES = [
     PhotoCase("icc_garbage.jpg", lambda: _saved(face_photo(26), "JPEG", icc_profile=b"not a profile"), 0),
     PhotoCase("UPPER.JPG", lambda: _jpeg_bytes(face_photo(10)), 0),
     PhotoCase("name with spaces é.png", lambda: _png_bytes(face_photo(11)), 0),
-    PhotoCase("bilevel.png", lambda: _png_bytes(face_photo(0).convert("1")), 0),
+    PhotoCase("bilevel.png", lambda: _png_bytes(_bilevel_face()), 0),
     PhotoCase("float.tif", _float_tiff, 0),
     PhotoCase("lab.tif", lambda: _saved(face_photo(13).convert("LAB"), "TIFF"), 0),
     PhotoCase("two_pages.tif", lambda: _saved(face_photo(14), "TIFF", save_all=True,
