@@ -42,6 +42,13 @@ def test_eval_reports_moves_drift_identity_and_outside(tmp_path):
         assert 0 <= g0 <= 1 and 0 <= g1 <= 1
         assert 0 <= row["identity_distance"] < 1.5
     assert (tmp_path / "ev" / "grid.png").stat().st_size > 1000
+    # effect size with spread, in the scorer's units, agrees with the rows
+    moves = [r["target"]["smile"][1] - r["target"]["smile"][0] for r in rep["photos"]]
+    assert s["smile_change"]["mean"] == pytest.approx(np.mean(moves))
+    assert s["smile_change"]["min"] == pytest.approx(min(moves))
+    assert s["identity_distance"]["n"] == 2 and 0 <= s["identity_below_045"] <= 1
+    assert s["sharpness_ratio"]["n"] == 2 and s["face_change"]["mean"] > 0
+    assert s["ghost_change"]["n"] == 2 and s["ghost_change"]["mean"] >= 0
 
 
 @needs_identities
