@@ -153,6 +153,7 @@ class PhotoReport:
     face_found_after: bool = True                   # dlib still finds the face afterwards
     sharpness: tuple = (float("nan"), float("nan"))  # face-region Laplacian variance
     ghost: dict = field(default_factory=dict)       # change_outside_face()
+    refused: bool = False                           # the face was found but the edit refused
 
 
 class IdentityDescriptor:
@@ -276,7 +277,8 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
                     if len(grids[k]) < grid_limit:
                         grids[k].append(pair)
                 except RealeditError as exc:
-                    row.error = str(exc)
+                    # e.g. a broken generated face: the edit failed on a usable photo
+                    row.error, row.refused = str(exc), True
             row.seconds = round(t_inv + time.perf_counter() - t1, 3)
             rows[k].append(row)
         if progress:
@@ -298,7 +300,9 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
     identity distance, face sharpness after/before, change outside the face, outside-mask
     change."""
     ok = [r for r in rows if not r.error]
-    out: dict = {"photos": len(rows), "edited": len(ok), "failed": len(rows) - len(ok)}
+    refused = sum(r.refused for r in rows)
+    out: dict = {"photos": len(rows), "edited": len(ok), "failed": len(rows) - len(ok),
+                 "refused": refused}
     if not ok:
         return out
     for attr, amount in edits.items():
@@ -324,7 +328,8 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
         moved = all((r.target[a][1] - r.target[a][0]) * (np.sign(x) or 1.0) > 0
                     for a, x in edits.items() if a in r.target)
         return moved and all(abs(r.kept[a][1] - r.kept[a][0]) < tol[a] for a in r.kept)
-    out["success_rate"] = float(np.mean([success(r) for r in ok]))
+    # a refused edit (face found, result refused) is a failure, not a photo left out
+    out["success_rate"] = float(sum(success(r) for r in ok) / (len(ok) + refused))
     out["success_max_drift"] = {a: (t if np.isfinite(t) else None) for a, t in tol.items()}
     ids = np.array([r.identity_distance for r in ok])
     out["identity_distance_mean"] = float(np.nanmean(ids))

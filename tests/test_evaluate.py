@@ -89,6 +89,10 @@ def test_success_rate_counts_photos_that_moved_and_kept():
     assert summarize(rows, {"smile": -3})["success_rate"] == 0.25
     bad = PhotoReport("q", 0, error="no face")
     assert summarize(rows + [bad], {"smile": 3})["success_rate"] == 0.5   # over edited photos
+    # an edit refused on a usable face (a broken generated face) counts as a failure
+    refused = PhotoReport("r", 1, error="broken face", refused=True)
+    s = summarize(rows + [bad, refused], {"smile": 3})
+    assert s["success_rate"] == 0.4 and s["refused"] == 1 and s["failed"] == 2
 
 
 def test_eval_rejects_bad_max_drift(tmp_path):
