@@ -30,15 +30,10 @@ from realedit.commands.serve import exposure_warning  # noqa: E402
 from realedit.pipeline import Editor  # noqa: E402
 from realedit.serve import ServeConfig, create_app  # noqa: E402
 from realedit.serve.app import download_ext, safe_stem  # noqa: E402
+from serve_helpers import GatedInverter, png_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "demo" / "photos" / "astronaut.jpg"
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -284,20 +279,6 @@ def test_session_limit_answers_503(editor, astronaut_png):
         assert r.status_code == 503 and "already holds 1 photo" in r.json()["error"]
 
 
-class GatedInverter:
-    """The real inverter, held at a gate until the test opens it: the first photo stays
-    'inverting' long enough for a second client to see its place in the queue."""
-
-    def __init__(self, inner):
-        self.inner, self.name = inner, inner.name
-        self.started, self.gate = threading.Event(), threading.Event()
-
-    def invert(self, images, space=None, callback=None):
-        self.started.set()
-        assert self.gate.wait(60)
-        return self.inner.invert(images, space, callback=callback)
-
-
 def test_two_clients_at_once_each_get_their_own_photo(editor, astronaut_png):
     gated = copy.copy(editor)
     gated.inverter = GatedInverter(editor.inverter)
@@ -326,6 +307,7 @@ def test_two_clients_at_once_each_get_their_own_photo(editor, astronaut_png):
         waiting = [k for k in ids if states[k]["state"] == "queued"]
         assert len(running) == 1 and len(waiting) == 1, states
         assert states[running[0]]["position"] == 0 and states[waiting[0]]["position"] == 1
+        assert states[waiting[0]]["ahead"] == 1
         assert c.get("/api/health").json()["queue"] == 2
         gated.inverter.gate.set()
         got = {}
@@ -382,3 +364,30 @@ def test_serve_command_starts_and_answers(tmp_path):
     assert "swagger" in docs.lower() and "cdn" not in docs.lower()  # docs assets served locally
     assert {"/api/sessions", "/api/sessions/{sid}/image", "/api/attributes"} <= set(spec["paths"])
     assert f"{base}/" in err and "WARNING" not in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not __import__("bad_inputs.make").make.celeba_files(),
+                    reason="CelebA crops (../shared) are absent")
+def test_pick_one_face_or_all_in_a_group(client):
+    from bad_inputs.make import CROWD, group_photo
+
+    data = png_bytes(group_photo(CROWD[:3], cols=3))
+    s = upload(client, data, "group.png").json()
+    sizes = [f["size"] for f in s["faces"]]
+    assert len(sizes) == 3 and sizes == sorted(sizes, reverse=True)  # index 0 = largest
+    ids = {"one": s["id"], "all": upload(client, data, "group.png").json()["id"]}
+    assert client.post(f"/api/sessions/{ids['one']}/invert", json={"faces": 1}).status_code == 202
+    assert client.post(f"/api/sessions/{ids['all']}/invert", json={"faces": "all"}).status_code == 202
+    one = client.get(f"/api/sessions/{ids['one']}", params={"wait": 60}).json()
+    every = client.get(f"/api/sessions/{ids['all']}", params={"wait": 60}).json()
+    assert one["inverted"] == [1] and sorted(every["inverted"]) == [0, 1, 2]
+    src = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    changed = {}
+    for key, sid in ids.items():
+        r = client.get(f"/api/sessions/{sid}/image", params={"edit": "smile=3", "size": "full"})
+        diff = np.abs(decoded(r.content).astype(int) - src).sum(axis=2) > 0
+        # which faces' boxes hold changed pixels
+        changed[key] = [i for i, f in enumerate(s["faces"])
+                        if diff[int(f["box"][1]):int(f["box"][3]), int(f["box"][0]):int(f["box"][2])].any()]
+        client.delete(f"/api/sessions/{sid}")
+    assert changed == {"one": [1], "all": [0, 1, 2]}

@@ -9,6 +9,7 @@ the screenshot used in README.md to demo/serve.png.
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import socket
 import statistics
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 from bad_inputs.make import landscape, png_bomb  # noqa: E402
 from realedit.pipeline import Editor  # noqa: E402
 from realedit.serve import ServeConfig, create_app  # noqa: E402
+from serve_helpers import GatedInverter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "demo" / "photos" / "astronaut.jpg"
@@ -47,39 +50,58 @@ def editor():
     return Editor.from_pretrained(inverter="encoder")
 
 
-@pytest.fixture(scope="module")
-def server(editor):
-    """uvicorn on a free loopback port, in a thread of this process."""
+@contextmanager
+def running(app):
+    """uvicorn serving ``app`` on a free loopback port, in a thread of this process."""
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(editor, ServeConfig(max_pixels=4_000_000)),
-                                        log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        assert srv.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server(editor):
+    with running(create_app(editor, ServeConfig(max_pixels=4_000_000))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        ctx = browser.new_context(viewport={"width": 1280, "height": 820}, accept_downloads=True)
-        pg = ctx.new_page()
-        pg.set_default_timeout(60_000)
-        pg.goto(server)
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def new_page(browser, url):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 820}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.goto(url)
+    pg.wait_for_function("window.realedit.attrs.length > 0")
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    pg = new_page(browser, server)
+    yield pg
+    pg.context.close()
 
 
 def drop_file(page, path: Path):
@@ -94,7 +116,6 @@ def test_bad_uploads_show_one_message_each(page, tmp_path):
         "hills.png": (None, "no face"),
     }
     landscape(480, 320).save(tmp_path / "hills.png")
-    page.wait_for_function("window.realedit.attrs.length > 0")
     for name, (data, text) in cases.items():
         if data is not None:
             (tmp_path / name).write_bytes(data)
@@ -162,3 +183,47 @@ def test_upload_sliders_download(page, editor, tmp_path, capsys):
         print(f"\nslider -> preview latency in Chromium ({len(ms)} moves, 512x512 photo, "
               f"embedded model): median {stats['median_s']:.3f} s, max {stats['max_s']:.3f} s")
     (tmp_path / "latency.json").write_text(json.dumps(stats))
+
+
+def test_pick_a_face_in_a_group(page, tmp_path):
+    from bad_inputs.make import CROWD, celeba_files, group_photo
+
+    if not celeba_files():
+        pytest.skip("CelebA crops (../shared) are absent")
+    group_photo(CROWD[:3], cols=3).save(tmp_path / "group.png")
+    drop_file(page, tmp_path / "group.png")
+    page.wait_for_selector("#faces", state="visible")
+    assert page.locator("#face-buttons button").all_inner_texts() == [
+        "face 1", "face 2", "face 3", "all 3 faces"]
+    assert page.is_hidden("#editor") and page.is_hidden("#progress")  # waits for the choice
+    page.locator("#faces-view .box.face").nth(1).click()
+    assert page.inner_text("#start") == "Edit face 2"
+    assert page.locator("#faces-view .box.picked").count() == 1
+    page.click("#start")
+    page.wait_for_selector("#editor", state="visible")
+    assert page.evaluate("window.realedit.session.inverted") == [1]
+
+
+def test_a_second_user_sees_their_place_in_the_queue(browser, editor, tmp_path):
+    gated = copy.copy(editor)
+    gated.inverter = GatedInverter(editor.inverter)
+    src = Image.open(ASTRONAUT).convert("RGB")
+    src.save(tmp_path / "first.png")
+    src.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "second.png")
+    with running(create_app(gated)) as url:
+        first, second = new_page(browser, url), new_page(browser, url)
+        drop_file(first, tmp_path / "first.png")
+        assert gated.inverter.started.wait(60)
+        first.wait_for_function("document.getElementById('status').textContent.startsWith('Inverting')")
+        drop_file(second, tmp_path / "second.png")
+        second.wait_for_function("document.getElementById('status').textContent.includes('queue')")
+        assert second.inner_text("#status") == \
+            "Waiting in the queue: position 1 (1 photo ahead of yours)"
+        assert first.is_hidden("#editor") and second.is_hidden("#editor")
+        gated.inverter.gate.set()
+        for pg, name in ((first, "first"), (second, "second")):
+            pg.wait_for_selector("#editor", state="visible")
+            assert pg.evaluate("window.realedit.session.name") == name
+        assert first.evaluate("window.realedit.session.id") != second.evaluate("window.realedit.session.id")
+        for pg in (first, second):
+            pg.context.close()

@@ -31,7 +31,7 @@ def exposure_warning(host: str) -> str | None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--model", default=None, help="Registry name or model file (default as for edit).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the model.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default="hybrid",
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]), default="hybrid",
               show_default=True, help="How uploaded photos are inverted (once per photo).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
               help="Refinement / optimisation steps (default: the inverter's).")

@@ -280,10 +280,13 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         skipped = [{"box": [round(float(v), 1) for v in k.face.box], "reason": k.reason}
                    for k in s.skipped]
         return {"id": s.id, "name": s.name, "width": s.photo.width, "height": s.photo.height,
-                "format": s.photo.format, "state": s.state, "position": queue.position(s),
+                "format": s.photo.format, "state": s.state, "position": queue.position(s), "ahead": queue.ahead(s),
                 "progress": {"step": s.step, "total": s.total}, "error": s.error,
                 "faces": faces, "skipped": skipped, "selection": s.selection,
-                "inverted": [fi.index for fi in s.inverted.faces] if s.inverted else [],
+                # which of ``faces`` were inverted (the detector of the inversion hands back
+                # these very Face objects, so identity is the match)
+                "inverted": [i for fi in (s.inverted.faces if s.inverted else ())
+                             for i, f in enumerate(s.usable) if f is fi.face],
                 "expires_in": round(store.ttl, 1)}
 
     def start(s: Session, faces) -> None:
@@ -345,8 +348,9 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
     @app.get("/api/sessions/{sid}", tags=["session"])
     def session_state(sid: str, wait: float = Query(0, ge=0, le=300, description=
                       "seconds to wait for a queued or running inversion to end")):
-        """State of a session: detected | queued (with position) | inverting (with progress)
-        | ready | failed (with error)."""
+        """State of a session: detected | queued (with position: 1 = next, and how many
+        photos are ahead of it) | inverting (position 0, with progress) | ready | failed
+        (with error)."""
         s = session_or_404(sid)
         end = time.monotonic() + wait
         while s.state in ("queued", "inverting") and time.monotonic() < end:

@@ -182,6 +182,14 @@ class InversionQueue:
         with self._cond:
             return self._position(session)
 
+    def ahead(self, session: Session) -> int:
+        """How many photos will be inverted before this waiting one (the running one included)."""
+        with self._cond:
+            try:
+                return self._waiting.index(session) + (self._running is not None)
+            except ValueError:
+                return 0
+
     def _position(self, session: Session) -> int | None:
         if session is self._running:
             return 0

@@ -100,6 +100,7 @@ function showFaces(s) {
     if (c.box) addBox(c.box, "face", String(c.value + 1)).onclick = () => pick(c.value);
   });
   pick(0);
+  $("start").disabled = false;
   $("progress").hidden = true;
   $("faces").hidden = false;
   if (s.faces.length === 1) startInversion();  // nothing to choose
@@ -143,7 +144,7 @@ async function poll() {
 function track(s) {
   app.session = s;
   if (s.state === "queued") {
-    const ahead = Math.max(s.position - 1, 0);
+    const ahead = s.ahead;
     progress(`Waiting in the queue: position ${s.position}` +
       (ahead ? ` (${ahead} photo${ahead > 1 ? "s" : ""} ahead of yours)` : ""), null);
   } else if (s.state === "inverting") {
