@@ -159,8 +159,12 @@ def weights_dir() -> Path:
 
 
 def bundled_dir() -> Path:
-    """The repo's ``weights/`` folder, home of the built-in registry and the shipped models."""
-    return Path(__file__).resolve().parents[1] / "weights"
+    """The shipped ``weights/`` folder, home of the built-in registry and the embedded model:
+    inside an installed package (``realedit/_weights``, mapped from the repository's top-level
+    ``weights/`` by setup.py), else the source checkout's ``weights/`` (editable installs)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_weights"
+    return packaged if packaged.is_dir() else here.parent / "weights"
 
 
 def builtin_registry_path() -> Path:
@@ -346,10 +350,13 @@ def _load_registry_file(path: Path) -> dict[str, WeightEntry]:
 
 
 def registry_files() -> list[Path]:
-    """Registry files in merge order (later override earlier); missing optional ones are skipped."""
-    files = []
-    if builtin_registry_path().is_file():
-        files.append(builtin_registry_path())
+    """Registry files in merge order (later override earlier); a missing user registry is
+    skipped, a missing built-in one is a broken installation (WeightsError), not silence."""
+    builtin = builtin_registry_path()
+    if not builtin.is_file():
+        raise WeightsError(f"the built-in weights registry {builtin} is missing: this realedit "
+                           "installation is incomplete (reinstall it from its repository or wheel)")
+    files = [builtin]
     for part in os.environ.get(ENV_REGISTRY, "").split(os.pathsep):
         if part.strip():
             # must exist: a typo should not pass silently

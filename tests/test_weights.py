@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -508,6 +509,7 @@ def test_extra_registry_overrides_and_keeps_unknown_keys(reg):
 def test_bundled_entries_resolve_in_repo_weights_folder(tmp_path, monkeypatch, reg):
     bdir = tmp_path / "repo_weights"
     bdir.mkdir()
+    shutil.copy(W.builtin_registry_path(), bdir / "registry.toml")
     monkeypatch.setattr(W, "bundled_dir", lambda: bdir)
     (bdir / "celeba64.pt").write_bytes(PAYLOAD)
     reg({"tiny": {"bundled": "celeba64.pt", "kind": "realedit", "format": "realedit-model",
@@ -518,6 +520,15 @@ def test_bundled_entries_resolve_in_repo_weights_folder(tmp_path, monkeypatch, r
     assert W.verify("tiny")[0].status == "ok"
     with pytest.raises(WeightsNotFound, match=re.escape(str(bdir / "gone.pt"))):
         W.resolve("gone")
+
+
+def test_missing_builtin_registry_is_an_error_not_an_empty_registry(tmp_path, monkeypatch):
+    # a wheel without weights/ used to load as a registry without the embedded model
+    monkeypatch.setattr(W, "bundled_dir", lambda: tmp_path)
+    with pytest.raises(WeightsError, match="registry .* is missing.*incomplete"):
+        W.registry()
+    monkeypatch.undo()
+    assert "realedit-celeba64" in W.registry()
 
 
 def test_verify_reports_ok_mismatch_missing(reg, home, monkeypatch):

@@ -759,7 +759,10 @@ class _AllowListUnpickler(pickle.Unpickler):
             return OrderedDict
         if name in ("ndarray", "dtype"):
             return getattr(np, name)
-        import numpy._core.multiarray as ma  # numpy >= 2; old pickles name numpy.core
+        try:  # numpy >= 2 (old pickles name numpy.core, which numpy 2 only aliases)
+            from numpy._core import multiarray as ma
+        except ImportError:  # numpy 1.x
+            from numpy.core import multiarray as ma
         return getattr(ma, name)
 
 
