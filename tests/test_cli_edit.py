@@ -248,3 +248,36 @@ def test_process_debug_shows_the_traceback(photos, model):
     p = _run(bad, "--attr", "age=+1", "--model", model, "--debug")
     assert p.returncode == 3
     assert "Traceback" in p.stderr and "ImageError" in p.stderr
+
+
+def test_device_option(photos, model, tmp_path):
+    res = invoke(photos / "a.jpg", "--attr", "age=+1", "-o", tmp_path / "o", "--device", "cpu",
+                 *fast(model))
+    assert res.exit_code == 0 and "device: cpu" in res.output, res.output
+    for bad in ("tpu", "cuda:x") + (() if torch_cuda() else ("cuda", "cuda:1")):
+        res = invoke(photos / "a.jpg", "--attr", "age=+1", "--device", bad, *fast(model))
+        assert res.exit_code == 2, res.output
+        assert "device" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "o2").exists()
+
+
+def torch_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("extra", [["--batch", "1", "--workers", "0"], ["--batch", "3", "--workers", "1"]],
+                         ids=["one-at-a-time", "batched-with-a-worker"])
+def test_folder_batches_match_one_photo_runs(extra, photos, model, tmp_path):
+    make.face_photo(2).save(photos / "c.jpg", quality=92)
+    (photos / "d.jpg").write_bytes(b"broken")
+    res = invoke(photos, "--attr", "smile=+2", "-o", tmp_path / "out", *fast(model), *extra)
+    assert res.exit_code == 1 and "d.jpg: error: " in res.output, res.output
+    assert "done: 3 of 4 photos edited, 1 failed" in res.output
+    for name, out_name in (("a.jpg", "a_edited.jpg"), ("b.png", "b_edited.png"), ("c.jpg", "c_edited.jpg")):
+        alone = tmp_path / "alone" / name
+        r = invoke(photos / name, "--attr", "smile=+2", "-o", alone.parent, *fast(model))
+        assert r.exit_code == 0, r.output
+        a = np.asarray(Image.open(tmp_path / "out" / out_name), dtype=int)
+        b = np.asarray(Image.open(alone.parent / out_name), dtype=int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name  # float order only
