@@ -27,7 +27,7 @@ import torch
 
 from realedit import models
 from realedit.edit import (Direction, DirectionBank, condition, fit_boundary, format_layers,
-                           get_scorer, save_bank, sefa)
+                           get_scorer, parse_layers, save_bank, sefa)
 from realedit.edit.layers import search_layers
 from realedit.edit.learn import PhotoCodes, learn_direction
 from realedit.edit.scorers import AgeGenderScorer
@@ -133,6 +133,8 @@ def learn_on_photos(G, bank, args):
         return
     data = as_photo_codes(G, photo_codes(args.model, args.photos, args.photo_count,
                                          args.photo_steps, args.photo_cache))
+    # The last --learn-holdout photos stay unseen (scripts/calibrate_bank.py measures on them).
+    data = data.subset(range(len(data) - args.learn_holdout))
     n_val = len(data) // 5
     val, train = data.subset(range(n_val)), data.subset(range(n_val, len(data)))
     for p in G.parameters():
@@ -153,11 +155,12 @@ def learn_on_photos(G, bank, args):
     for attr in names:
         primal = bank.get(attr, model=args.model, space="w")
         init = condition(primal, [gender])
-        layers = primal.layers or tuple(range(G.num_ws))
+        layers = (parse_layers(args.learn_layers) if args.learn_layers else
+                  primal.layers) or tuple(range(G.num_ws))
         t0 = time.perf_counter()
         r = learn_direction(G, train, val, score_fn, attr, {"male": 0.1}, init.vector,
                             layers=layers, steps=args.learn_steps, margin=args.learn_margin,
-                            seed=args.seed,
+                            amount=args.learn_amount, seed=args.seed,
                             callback=lambda h: print(f"{attr} step {h['step']}: held-out success "
                                                      f"{h['success']:.3f}", flush=True))
         stats = {"rule": f"{attr} +-3 with gender kept, on inverted photos: share of (photo, sign) "
@@ -166,6 +169,7 @@ def learn_on_photos(G, bank, args):
                  "inversion_steps": args.photo_steps, "init": "conditional SVM direction",
                  "init_success": round(r.init_success, 4), "success": round(r.best_success, 4),
                  "best_step": r.best_step, "margin": args.learn_margin,
+                 "amount": args.learn_amount,
                  "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()
                               if k != "drift_mean"} | {"drift_male": round(h["drift_mean"]["male"], 4)}
                              for h in r.history],
@@ -201,6 +205,13 @@ def main(argv=None):
     ap.add_argument("--learn-steps", type=int, default=300)
     ap.add_argument("--learn-margin", type=float, default=1.0,
                     help="target change asked per unit of edit (score units)")
+    ap.add_argument("--learn-amount", type=float, default=3.0,
+                    help="edit size (unit normals) the direction is learned and validated at: "
+                         "a weak attribute needs steps beyond 3 to show, so learn it there")
+    ap.add_argument("--learn-layers", default="", help="W+ layers to learn on (default: the "
+                    "attribute's searched layer window)")
+    ap.add_argument("--learn-holdout", type=int, default=0, metavar="N",
+                    help="leave the last N cached photos out of learning (for calibration)")
     args = ap.parse_args(argv)
     unknown = [a for a in args.learn.split(",") if a and a not in ("age", "smile")]
     if unknown:  # only these have a differentiable scorer in learn_on_photos' score_fn
@@ -209,7 +220,9 @@ def main(argv=None):
     G = models.load(args.model)
     if args.from_bank:
         from realedit.edit import load_bank
-        bank = DirectionBank(d for d in load_bank(args.from_bank) if d.source != "learned")
+        relearn = set(a for a in args.learn.split(",") if a)
+        bank = DirectionBank(d for d in load_bank(args.from_bank)
+                             if d.source != "learned" or d.name not in relearn)
         learn_on_photos(G, bank, args)
         save_bank(bank, args.output)
         print(f"wrote {args.output}.npz/.json")

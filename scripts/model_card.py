@@ -103,6 +103,13 @@ def main(argv=None):
                      f"{d.stats.get('success', float('nan')):.3f}", d.stats.get("best_step", "?"))
                     for d in bank if d.source == "learned"]
 
+    cal_rows = [(d.label.replace("|", r"\|"), f"{d.scale:.3g}", f"±{d.sensible_range:.3g}",
+                 f"{d.stats['calibration']['per_unit']:+.2f} {d.stats['calibration']['unit']}",
+                 f"{3 * d.stats['calibration']['per_unit']:+.2f} "
+                 + ("(target reached)" if d.stats['calibration']['reached'] else
+                    f"(target {d.stats['calibration']['target_at_3']:g} not reached: identity first)"))
+                for d in bank if "calibration" in d.stats]
+
     def table(header, rows):
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -180,6 +187,19 @@ changes its score while P(male) stays put. Success is on the held-out photos (bo
 
 {table(("direction", "W+ layers", "photos learned on", "held out", "inversion steps",
         "held-out success: start", "learned", "step kept"), learned_rows)}
+
+### Calibrated amounts
+`--attr NAME=X` moves the code by X × scale unit normals (`realedit.edit.calibrate`, measured
+by `scripts/calibrate_bank.py` on cached inverted CelebA photos no direction was learned on):
+the scale makes ±3 reach a change a person sees (smile logit ±2, ±8 years, 8° of head yaw from
+landmarks) unless dlib's identity distance reaches 0.45 on more than 5 % of photos first, in
+which case ±3 is the strongest step that keeps the person; "range" is the largest amount that
+kept identity (realedit warns beyond it). Effects are means over those photos, pasted the way
+realedit pastes an edit; gender-kept entries serve `--keep gender`, the projection of a plain
+direction keeps the plain direction's scale. Unlisted directions are uncalibrated (scale 1,
+range ±3).
+
+{table(("direction", "scale (unit normals per +1)", "range", "+1 on photos", "+3 on photos"), cal_rows)}
 
 SeFa (closed-form, unsupervised) directions and eigenvalues: {", ".join(f"{n} {e}" for n, e in sefa_rows)}.
 

@@ -156,3 +156,53 @@ def test_directions_list_shows_scale_range_and_effect(bank, tmp_path):
     assert "2.5" in smile and "+-4" in smile and "+1: +0.71 logit" in smile
     sefa = next(ln for ln in res.output.splitlines() if "sefa0" in ln)
     assert f"+-{DEFAULT_AMOUNT_RANGE:g}*" in sefa
+
+
+# ----------------------------------------------------------------------------- calibrate()
+
+from realedit.edit.calibrate import calibrate  # noqa: E402
+
+STEPS = [2.0, 4.0, 8.0]
+
+
+def _sym(d):
+    return {**d, **{-k: v for k, v in d.items()}}
+
+
+def test_calibrate_hits_the_target_by_interpolation():
+    # Effect 0.5 per unit normal: target 2 is reached at step 4, so +3 = 4 unit normals.
+    cal = calibrate(STEPS, _sym({2.0: 1.0, 4.0: 2.0, 8.0: 4.0}), _sym({2.0: 1, 4.0: 1, 8.0: 1}),
+                    target=2.0)
+    assert cal.reached and cal.scale == pytest.approx(4 / 3) and cal.per_unit == pytest.approx(2 / 3)
+    assert cal.amount_range == pytest.approx(6.0)  # capped at 2 x clear even though 8 is safe
+    # Between grid points: 3 is reached at step 3 on the segment (2, 1) -> (4, 4).
+    cal = calibrate(STEPS, _sym({2.0: 1.0, 4.0: 4.0, 8.0: 5.0}), _sym({2.0: 1, 4.0: 1, 8.0: 1}),
+                    target=2.5)
+    assert cal.clear_step == pytest.approx(3.0)
+
+
+def test_calibrate_weaker_sign_decides():
+    eff = {2.0: 1.0, 4.0: 2.0, 8.0: 4.0, -2.0: 0.5, -4.0: 1.0, -8.0: 2.0}
+    cal = calibrate(STEPS, eff, _sym({2.0: 1, 4.0: 1, 8.0: 1}), target=2.0)
+    assert cal.clear_step == pytest.approx(8.0)
+
+
+def test_calibrate_stops_where_identity_breaks():
+    # The target needs step 8, but at 8 only 80 % are the same person: the strongest safe step
+    # (4) becomes +3, the range is +3 and the calibration says the target was not reached.
+    cal = calibrate(STEPS, _sym({2.0: 0.5, 4.0: 1.0, 8.0: 2.0}), _sym({2.0: 1, 4.0: 0.96, 8.0: 0.8}),
+                    target=2.0)
+    assert not cal.reached and cal.clear_step == 4.0 and cal.amount_range == pytest.approx(3.0)
+    assert cal.per_unit == pytest.approx(1 / 3)
+    # A break at one sign only counts too.
+    same = {2.0: 1, 4.0: 1, 8.0: 1, -2.0: 1, -4.0: 0.9, -8.0: 1}
+    assert calibrate(STEPS, _sym({2.0: 1.0, 4.0: 2.0, 8.0: 4.0}), same, target=2.0).safe_step == 2.0
+
+
+def test_calibrate_refuses_missing_or_bad_input():
+    with pytest.raises(EditError, match="no measurement"):
+        calibrate(STEPS, {2.0: 1.0}, {2.0: 1.0}, target=1.0)
+    with pytest.raises(EditError):
+        calibrate([], {}, {}, target=1.0)
+    with pytest.raises(EditError):
+        calibrate(STEPS, {}, {}, target=0.0)
