@@ -29,7 +29,7 @@ from bad_inputs.make import landscape, png_bomb  # noqa: E402
 from realedit.commands.serve import exposure_warning  # noqa: E402
 from realedit.pipeline import Editor  # noqa: E402
 from realedit.serve import ServeConfig, create_app  # noqa: E402
-from realedit.serve.app import download_ext, safe_stem  # noqa: E402
+from realedit.serve.app import download_ext, downscaled, safe_stem  # noqa: E402
 from serve_helpers import GatedInverter, png_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_zero_edit_gives_the_photo_back(client, astronaut_png):
         assert r.headers["content-disposition"] == 'attachment; filename="photo.png"'
 
 
-def test_preview_is_a_small_jpeg_that_follows_the_slider(editor, astronaut_png):
+def test_preview_is_a_small_jpeg_of_the_same_edit(editor, astronaut_png):
     big = Image.open(io.BytesIO(astronaut_png)).resize((1024, 1024), Image.LANCZOS)
     with TestClient(create_app(editor, ServeConfig(preview_size=300))) as c:
         s = ready_session(c, png_bytes(big))
@@ -143,12 +143,22 @@ def test_preview_is_a_small_jpeg_that_follows_the_slider(editor, astronaut_png):
         before = c.get(url)
         plus = c.get(url, params={"edit": "smile=3"})
         minus = c.get(url, params={"edit": "smile=-3"})
+        full = decoded(c.get(url, params={"edit": "smile=3", "size": "full"}).content)
     for r in (before, plus, minus):
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(r.content)).size == (300, 300)
     b, p, m = (decoded(r.content).astype(float) for r in (before, plus, minus))
     assert np.abs(p - b).mean() > 0.3 and np.abs(m - b).mean() > 0.3
     assert np.corrcoef((p - b).ravel(), (m - b).ravel())[0, 1] < -0.3  # opposite moves
+    # The preview renders the edit at preview size: it must be the full-size edit shrunk, up
+    # to the JPEG coding noise that the unedited preview shows too.
+    x0, y0, x1, y1 = (round(v * 300 / 1024) for v in s["faces"][0]["box"])
+    face = (slice(y0, y1), slice(x0, x1))
+    src_small = downscaled(np.asarray(big), 300).astype(float)
+    full_small = downscaled(full, 300).astype(float)
+    noise = np.abs(b - src_small)[face].mean()
+    assert np.abs(full_small - src_small)[face].mean() > 1.0  # the edit shows at 300 px
+    assert np.abs(p - full_small)[face].mean() < 1.2 * noise + 0.3, noise
 
 
 def test_jpeg_download_keeps_the_format_and_a_safe_name(client):

@@ -58,6 +58,7 @@ class Session:
     total: int = 0
     error: str | None = None
     inverted: object = None     # realedit.pipeline.InvertedPhoto once ready
+    preview: object = None      # the same at preview size (realedit.serve.app.preview_inversion)
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
@@ -136,7 +137,7 @@ class SessionStore:
 
     def _discard(self, s: Session) -> None:
         s.closed = True
-        s.inverted = None  # the pixels and latents go with the session
+        s.inverted = s.preview = None  # the pixels and latents go with the session
         if self.on_close is not None:
             self.on_close(s)
         shutil.rmtree(s.folder, ignore_errors=True)
