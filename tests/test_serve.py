@@ -333,6 +333,16 @@ def test_two_clients_at_once_each_get_their_own_photo(editor, astronaut_png):
 
 # ------------------------------------------------------------------------------ command
 
+def test_serve_command_refuses_bad_options_in_one_line():
+    from click.testing import CliRunner
+
+    from realedit.cli import cli
+
+    res = CliRunner().invoke(cli, ["serve", "--device", "tpu"])
+    assert res.exit_code == 2 and "unknown device 'tpu'" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_exposure_warning():
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
         assert exposure_warning(host) is None

@@ -30,7 +30,9 @@ def exposure_warning(host: str) -> str | None:
               help="Address to listen on. Anything but loopback exposes the server (warned).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--model", default=None, help="Registry name or model file (default as for edit).")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for the model.")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N "
+                   "or mps.")
 @click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]), default="hybrid",
               show_default=True, help="How uploaded photos are inverted (once per photo).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
@@ -61,21 +63,23 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
     try:
         import fastapi  # noqa: F401
         import fastapi_offline  # noqa: F401
-        import multipart  # noqa: F401 - python-multipart, for uploads
+        import python_multipart  # noqa: F401 - for uploads
         import uvicorn
     except ImportError as exc:
         raise UsageError(f"realedit serve needs the serve extra ({exc.name} is missing): "
                          "pip install 'realedit[serve]'") from None
     import time
 
+    from ..device import resolve_device
     from ..pipeline import Editor
     from ..serve import ServeConfig, create_app, warm_up
 
     t0 = time.perf_counter()
-    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps, device=device)
+    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps,
+                                    device=resolve_device(device))
     warm_up(editor)
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px); "
-               f"inverter: {getattr(editor.inverter, 'name', inverter)}; loaded in "
+               f"inverter: {getattr(editor.inverter, 'name', inverter)}; device: {editor.device}; loaded in "
                f"{time.perf_counter() - t0:.1f} s", err=True)
     warning = exposure_warning(host)
     if warning:
