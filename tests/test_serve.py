@@ -375,11 +375,13 @@ def test_serve_command_starts_and_answers(tmp_path):
             page = httpx.get(f"{base}/").text
             docs = httpx.get(f"{base}/docs").text
             spec = httpx.get(f"{base}/openapi.json").json()
+            rebound = httpx.get(f"{base}/api/health", headers={"Host": "evil.example"}).status_code
     finally:
         proc.terminate()
         err = proc.communicate(timeout=30)[1]
     assert health is not None, "the server did not answer: " + err
     assert health["model"] == "realedit-celeba64"
+    assert rebound == 400  # another site's name pointed at 127.0.0.1 gets nothing
     assert '<script src="/static/app.js">' in page and "http" not in page.split("<body>")[1]
     assert "swagger" in docs.lower() and "cdn" not in docs.lower()  # docs assets served locally
     assert {"/api/sessions", "/api/sessions/{sid}/image", "/api/attributes"} <= set(spec["paths"])

@@ -87,7 +87,11 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
     config = ServeConfig(max_upload_bytes=int(max_upload_mb * 2**20),
                          max_pixels=int(max_megapixels * 1e6), session_ttl=session_minutes * 60,
                          max_sessions=max_sessions, max_waiting=max_queue)
-    app = create_app(editor, config, warn=warning)
+    # On loopback only this machine's own names are answered (DNS rebinding: a page on
+    # another site whose name resolves to 127.0.0.1 must not drive the server). Starlette's
+    # host check cuts "[::1]:8000" at the first colon, so IPv6 loopback goes unchecked.
+    hosts = None if warning or ":" in host else sorted({host, "127.0.0.1", "localhost"})
+    app = create_app(editor, config, warn=warning, allowed_hosts=hosts)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"realedit serve: open http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops",
                err=True)

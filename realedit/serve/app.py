@@ -236,9 +236,12 @@ class InvertRequest(BaseModel):
 
 # ------------------------------------------------------------------------------ the app
 
-def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = None) -> FastAPI:
+def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
     """The web app around a loaded ``Editor``. ``warn``: a line shown on the page (e.g. that
-    the server is reachable from other machines)."""
+    the server is reachable from other machines). ``allowed_hosts``: Host headers answered
+    (None: any); a server on loopback answers only its own names, so a web page on another
+    site cannot reach it through DNS rebinding."""
     from contextlib import asynccontextmanager
 
     from fastapi_offline import FastAPIOffline
@@ -277,6 +280,9 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
                     "(queued, one at a time), then render any number of edits cheaply.")
     app.state.store, app.state.queue, app.state.editor, app.state.config = store, queue, editor, cfg
     app.add_middleware(BodyLimit, max_bytes=cfg.max_upload_bytes)
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.exception_handler(RealeditError)
     async def _realedit_error(request, exc: RealeditError):
@@ -404,8 +410,9 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         s = session_or_404(sid)
         moves = {k: v for k, v in parse_edits(edit).items() if v != 0}
         headers = {"Cache-Control": "no-store"}
+        inverted, preview = s.inverted, s.preview  # held here: the session may expire meanwhile
         if moves:
-            if s.state != "ready":
+            if s.state != "ready" or inverted is None:
                 raise Conflict(f"this photo is not inverted yet ({s.state}): wait for the "
                                "session to be ready")
             # amounts beyond a direction's sensible range are allowed, with a warning
@@ -416,12 +423,13 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             if not moves:
                 rgb = downscaled(s.photo.rgb, cfg.preview_size)
             else:
-                if s.preview is None:  # made once per session, on its first preview
-                    s.preview = preview_inversion(s.inverted, cfg.preview_size, editor.G.resolution)
-                rgb = editor.apply(s.preview, moves, keep).photo.rgb
+                if preview is None:  # made once per session, on its first preview
+                    preview = s.preview = preview_inversion(inverted, cfg.preview_size,
+                                                            editor.G.resolution)
+                rgb = editor.apply(preview, moves, keep).photo.rgb
             return Response(jpeg(rgb), media_type="image/jpeg", headers=headers)
         # no move: the photo itself, bit for bit
-        photo = editor.apply(s.inverted, moves, keep).photo if moves else s.photo
+        photo = editor.apply(inverted, moves, keep).photo if moves else s.photo
         if s.closed:
             raise StarletteHTTPException(404, "the session expired while rendering")
         return full_size(s, photo, edited=bool(moves), headers=headers)
