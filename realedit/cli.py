@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "directions": ("realedit.commands.directions", "cli", "Attribute directions: list, fit, SeFa, cosines."),
     "eval": ("realedit.commands.eval", "cli", "Measure an edit on a folder of photos (JSON + PNG grid)."),
     "grid": ("realedit.commands.grid", "cli", "Before | after grid of several edits on several photos."),
+    "batch": ("realedit.commands.batch", "cli", "A resumable job over many photos, local or on Ray."),
     "train-gan": ("realedit.commands.train_gan", "cli", "Train the small face StyleGAN2 (resumable)."),
     "train-encoder": ("realedit.commands.train", "train_encoder", "Train an encoder for a generator."),
     "serve": ("realedit.commands.serve", "cli", "Edit in a browser; HTTP API (local web server)."),

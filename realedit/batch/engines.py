@@ -1,0 +1,203 @@
+"""Two ways to run the same job: in this process plus a process pool ("local"), or on a Ray
+cluster ("ray"). The driver loop is shared; an engine only knows how to start the two stages
+and wait for them.
+
+Stages: ``prepare`` (decode, detect, align; CPU) runs as many small tasks; ``process``
+(batched inversion + edit + write) runs on workers that each hold one loaded model. The driver
+keeps a bounded window of photos in flight, so memory stays flat on a 200 000-photo job, and
+hands prepared photos to the network workers in batches as soon as a batch is full (or the
+CPU stage has nothing more to give).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from typing import Callable, Sequence
+
+from ..errors import RealeditError, UsageError
+from . import work
+from .job import JobSpec, Ledger, Record, Task
+
+
+class LocalEngine:
+    """Prepare in ``cpu_workers`` processes (0: in the driver's thread pool), process in one
+    thread of this process holding the model (torch releases the GIL while it computes)."""
+
+    name = "local"
+
+    def __init__(self, spec: JobSpec, cpu_workers: int = 1):
+        self.spec = spec
+        self.slots = 1
+        if cpu_workers > 0:
+            # spawn: a forked child would inherit torch's thread pools and the driver's locks
+            self._cpu = cf.ProcessPoolExecutor(cpu_workers, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            self._cpu = cf.ThreadPoolExecutor(1)
+        self._net = cf.ThreadPoolExecutor(1)
+        # load the model now: a bad --model fails before any photo is touched
+        self._opts = work.prepare_options(work.load_editor(spec), spec)
+
+    def submit_prepare(self, task: Task):
+        return self._cpu.submit(work.prepare, self._opts, task)
+
+    def submit_process(self, tasks, prepared_handles):
+        prepared = [h.result() for h in prepared_handles]
+        return self._net.submit(work.process, self.spec, tasks, prepared)
+
+    def wait(self, handles, timeout):
+        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle):
+        return handle.result()
+
+    def shutdown(self):
+        self._cpu.shutdown(wait=True, cancel_futures=True)
+        self._net.shutdown(wait=True, cancel_futures=True)
+
+
+class RayEngine:
+    """Prepare as Ray tasks; process on ``workers`` Ray actors, each holding one Editor.
+    Actors restart when their process dies and the call in flight is retried (outputs are
+    written under their final names only when complete, so a retry cannot leave two)."""
+
+    name = "ray"
+
+    def __init__(self, spec: JobSpec, *, address: str | None = None, workers: int = 1,
+                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+                 num_cpus: int | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--engine ray needs Ray: pip install 'realedit[cluster]'") from None
+        self.ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            kw = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False,
+                  "ignore_reinit_error": True}
+            if address:
+                kw["address"] = address
+            else:
+                # A new one-machine cluster: Ray's single-node switch keeps its sockets on
+                # 127.0.0.1 instead of the machine's network address.
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+                if num_cpus:
+                    kw["num_cpus"] = int(num_cpus)
+            try:
+                ray.init(**kw)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UsageError(f"cannot reach a Ray cluster at {address or 'a new local one'}: "
+                                 f"{exc}".splitlines()[0]) from None
+        self.spec = spec
+        self.slots = max(int(workers), 1)
+        self._prepare = ray.remote(num_cpus=1, max_retries=3)(work.prepare)
+        actor_cls = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+                               max_restarts=-1, max_task_retries=-1)(_EditActor)
+        self._actors = [actor_cls.remote(spec) for _ in range(self.slots)]
+        self._busy: dict = {}  # process ref -> actor
+        # every actor loads its model now: a bad model fails before the job starts
+        try:
+            self._opts = ray.get([a.prepare_options.remote() for a in self._actors])[0]
+        except ray.exceptions.RayTaskError as exc:
+            self.shutdown()
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, RealeditError):  # e.g. a bad --model: its own one-line error
+                raise cause from None
+            raise
+
+    def submit_prepare(self, task: Task):
+        return self._prepare.remote(self._opts, task)
+
+    def submit_process(self, tasks, prepared_handles):
+        idle = [a for a in self._actors if a not in self._busy.values()]
+        actor = idle[0]
+        # the prepared photos travel worker-to-worker through the object store, not via here
+        ref = actor.process.remote(list(tasks), *prepared_handles)
+        self._busy[ref] = actor
+        return ref
+
+    def wait(self, handles, timeout):
+        done, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
+        return done
+
+    def result(self, handle):
+        self._busy.pop(handle, None)
+        return self.ray.get(handle)
+
+    def worker_pids(self) -> list[int]:
+        return self.ray.get([a.pid.remote() for a in self._actors])
+
+    def shutdown(self):
+        for a in self._actors:
+            self.ray.kill(a)
+        if self._owns:
+            self.ray.shutdown()
+
+
+class _EditActor:
+    def __init__(self, spec: JobSpec):
+        self.spec = spec  # the model loads on first use (lazily, also after a restart)
+
+    def prepare_options(self) -> dict:
+        return work.prepare_options(work.load_editor(self.spec), self.spec)
+
+    def pid(self) -> int:
+        import os
+        return os.getpid()
+
+    def process(self, tasks, *prepared):
+        return work.process(self.spec, tasks, prepared)
+
+
+def drive(engine, tasks: Sequence[Task], ledger: Ledger, *, batch: int = 8, window: int | None = None,
+          on_record: Callable[[Record], None] | None = None,
+          on_progress: Callable[[dict], None] | None = None, progress_every: float = 5.0) -> None:
+    """Run ``tasks`` on ``engine``, recording each finished photo in ``ledger`` as it comes.
+
+    window: photos in flight at most (prepared or being prepared, and being processed)."""
+    import time
+
+    batch = max(int(batch), 1)
+    window = window or max(4 * batch * engine.slots, 16)
+    todo = list(tasks)[::-1]            # pop() from the end keeps the input order
+    preparing: dict = {}                # handle -> task
+    ready: list = []                    # (task, handle) prepared, waiting for a network slot
+    processing: dict = {}               # handle -> tasks
+    in_flight = 0
+    last_progress = time.monotonic()
+    remaining = len(todo)
+
+    while todo or preparing or ready or processing:
+        while todo and in_flight < window:
+            t = todo.pop()
+            preparing[engine.submit_prepare(t)] = t
+            in_flight += 1
+        # hand full batches (or the tail, once nothing is being prepared) to free workers
+        while ready and len(processing) < engine.slots and (len(ready) >= batch or not preparing):
+            chunk, ready = ready[:batch], ready[batch:]
+            h = engine.submit_process([t for t, _ in chunk], [p for _, p in chunk])
+            processing[h] = [t for t, _ in chunk]
+        handles = list(preparing) + list(processing)
+        if not handles:
+            continue
+        for h in engine.wait(handles, timeout=1.0):
+            if h in preparing:
+                ready.append((preparing.pop(h), h))
+            else:
+                processing.pop(h)
+                for rec in engine.result(h):
+                    ledger.record(rec)
+                    in_flight -= 1
+                    remaining -= 1
+                    if on_record:
+                        on_record(rec)
+        now = time.monotonic()
+        if now - last_progress >= progress_every:
+            last_progress = now
+            p = ledger.write_progress(remaining)
+            if on_progress:
+                on_progress(p)
+    p = ledger.write_progress(0)
+    if on_progress:
+        on_progress(p)

@@ -1,0 +1,320 @@
+"""A batch job's plan and its ledger: which photos, where their outputs go, what is done.
+
+The ledger is a JSON-lines manifest in the output folder. Only the driver appends to it, one
+line per finished photo (after the photo's outputs were renamed into place), so a line means
+"these outputs are complete". A rerun of the same command reads it back and skips every photo
+whose last line says ``ok`` and whose outputs still match the sizes and hashes recorded there;
+photos that failed are skipped too unless ``retry_failed`` (their error stays in the ledger).
+A first ``job`` line records the settings: resuming with other edits would mix two jobs' outputs
+in one folder, so it is refused.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..errors import OutputError, UsageError
+from ..fsutil import TMP_SUFFIX
+
+MANIFEST = "manifest.jsonl"
+LOCK = ".realedit-batch.lock"
+MANIFEST_SUFFIXES = {".txt", ".csv", ".lst"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to edit one photo; the same for every photo of the job."""
+
+    edits: dict
+    keep: tuple = ()
+    faces: str | int = "largest"
+    model: str | None = None
+    inverter: str = "hybrid"
+    steps: int | None = None
+    space: str | None = None
+    detail: str = "residual"
+    blend: str = "alpha"
+    compare: bool = False
+    device: str = "cpu"
+    threads: int | None = None   # torch threads per worker (None: torch's default)
+
+    def __hash__(self) -> int:  # edits is a dict: hash the whole spec by value
+        return hash(json.dumps(asdict(self), sort_keys=True, default=str))
+
+    def settings(self) -> dict:
+        """What must match for a rerun to resume this job (not how it is run)."""
+        d = asdict(self)
+        for k in ("device", "threads"):
+            d.pop(k)
+        d["keep"] = list(self.keep)
+        return d
+
+
+@dataclass(frozen=True)
+class Task:
+    """One photo of the job: where it is read from, where its outputs go (absolute paths)."""
+
+    key: str                    # stable id: the input's path relative to the job's root
+    src: str
+    outputs: tuple              # (edited, [compare])
+
+
+@dataclass
+class Record:
+    """One ledger line: a photo finished (ok or failed) on some worker."""
+
+    key: str
+    src: str
+    status: str                 # "ok" | "failed"
+    outputs: list = field(default_factory=list)   # [{"path", "bytes", "sha256"}]
+    faces: int = 0
+    error: str = ""
+    exit_code: int = 0
+    timings: dict = field(default_factory=dict)
+    worker: str = ""
+    time: float = 0.0
+    type: str = "photo"
+
+
+# ---------------------------------------------------------------------------- inputs
+def list_inputs(sources: Sequence[str]) -> list[Path]:
+    """Photos named by SRC arguments: folders (recursive, sorted), globs, files, and manifests
+    (a .txt/.lst file with one path per line, or a .csv whose first column is a path; relative
+    paths are taken from the manifest's folder). Duplicates are dropped, order kept."""
+    import glob as _glob
+
+    out: list[Path] = []
+    for item in sources:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
+                          and q.is_file() and not any(part.startswith(".") for part in
+                                                      q.relative_to(p).parts))
+        elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
+            out += _read_path_list(p)
+        elif any(ch in str(item) for ch in "*?[") and not p.exists():
+            out += sorted(Path(m) for m in _glob.glob(str(item), recursive=True) if Path(m).is_file())
+        elif p.exists():
+            out.append(p)
+        else:
+            raise UsageError(f"{item}: no such file, folder or manifest")
+    seen, unique = set(), []
+    for p in out:
+        a = os.path.abspath(p)
+        if a not in seen:
+            seen.add(a)
+            unique.append(Path(a))
+    return unique
+
+
+def _read_path_list(path: Path) -> list[Path]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the list of photos ({exc})") from None
+    rows: Iterable[str]
+    if path.suffix.lower() == ".csv":
+        rows = (r[0] for r in csv.reader(text.splitlines()) if r)
+    else:
+        rows = text.splitlines()
+    out = []
+    for i, row in enumerate(rows):
+        row = row.strip()
+        if not row or row.startswith("#"):
+            continue
+        if i == 0 and path.suffix.lower() == ".csv" and row.lower() in ("path", "file", "input"):
+            continue  # a header
+        q = Path(row)
+        out.append(q if q.is_absolute() else path.parent / q)
+    return out
+
+
+def plan_tasks(inputs: Sequence[Path], out: Path, compare: bool = False) -> list[Task]:
+    """One Task per input; outputs mirror the inputs' folders below their common root, so
+    a/x.jpg and b/x.jpg cannot collide, and refuse to land on an input."""
+    if not inputs:
+        return []
+    root = Path(os.path.commonpath([str(p.parent) for p in inputs]))
+    out = Path(os.path.abspath(out))
+    srcs = {str(p) for p in inputs}
+    tasks = []
+    for p in inputs:
+        rel = p.relative_to(root)
+        ext = p.suffix if p.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+        base = out / rel.parent
+        names = [base / f"{p.stem}_edited{ext}"]
+        if compare:
+            names.append(base / f"{p.stem}_compare{ext}")
+        for n in names:
+            if str(n) in srcs:
+                raise UsageError(f"{n}: an output would overwrite an input photo; use another -o")
+        tasks.append(Task(key=rel.as_posix(), src=str(p), outputs=tuple(str(n) for n in names)))
+    return tasks
+
+
+# ---------------------------------------------------------------------------- ledger
+def file_digest(path: str | os.PathLike) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": str(path), "bytes": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def outputs_valid(rec: dict) -> bool:
+    """Every output the record names is there with the recorded size and hash."""
+    outs = rec.get("outputs") or []
+    if not outs:
+        return False
+    for o in outs:
+        try:
+            if os.path.getsize(o["path"]) != o["bytes"] or file_digest(o["path"])["sha256"] != o["sha256"]:
+                return False
+        except (OSError, KeyError, TypeError):
+            return False
+    return True
+
+
+class Ledger:
+    """The job's manifest, held open for appending, with an exclusive lock on the folder so
+    two drivers never run one job at once."""
+
+    def __init__(self, out: Path, spec: JobSpec, total: int):
+        self.out = Path(out)
+        self.path = self.out / MANIFEST
+        self.spec = spec
+        self.total = total
+        self._lock_fh = None
+        self._fh = None
+        self.last: dict[str, dict] = {}     # key -> its latest photo record
+        self.started = time.time()
+        self.done_now = 0
+        self.failed_now = 0
+
+    # -- opening
+    def open(self) -> "Ledger":
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock_fh = open(self.out / LOCK, "a+")
+        except OSError as exc:
+            raise OutputError(f"{self.out}: cannot use as output folder ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_fh.close()
+            raise UsageError(f"{self.out}: another batch job is running on this folder") from None
+        _remove_stale_temporaries(self.out)
+        header = None
+        if self.path.exists():
+            for rec in read_manifest(self.path):
+                if rec.get("type") == "job" and header is None:
+                    header = rec
+                elif rec.get("type") == "photo":
+                    self.last[rec["key"]] = rec
+        settings = self.spec.settings()
+        if header is not None and header.get("settings") != settings:
+            self.close()
+            raise UsageError(f"{self.out} holds a job with other settings ({_diff(header.get('settings'), settings)}); "
+                             "use another output folder")
+        self._fh = open(self.path, "a", encoding="utf-8")
+        if header is None:
+            self._append({"type": "job", "settings": settings, "time": time.time()})
+        return self
+
+    def close(self) -> None:
+        for fh in (self._fh, self._lock_fh):
+            if fh is not None:
+                fh.close()
+        self._fh = self._lock_fh = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- planning
+    def pending(self, tasks: Sequence[Task], retry_failed: bool = False) -> tuple[list[Task], int, int]:
+        """(tasks still to do, number already done, number failed earlier and skipped)."""
+        todo, done, skipped = [], 0, 0
+        for t in tasks:
+            rec = self.last.get(t.key)
+            if rec is not None and rec.get("status") == "ok" and outputs_valid(rec):
+                done += 1
+            elif rec is not None and rec.get("status") == "failed" and not retry_failed:
+                skipped += 1
+            else:
+                todo.append(t)
+        return todo, done, skipped
+
+    # -- recording
+    def record(self, rec: Record) -> None:
+        rec.time = rec.time or time.time()
+        d = asdict(rec)
+        self._append(d)
+        self.last[rec.key] = d
+        if rec.status == "ok":
+            self.done_now += 1
+        else:
+            self.failed_now += 1
+
+    def progress(self, remaining: int) -> dict:
+        elapsed = max(time.time() - self.started, 1e-9)
+        finished = self.done_now + self.failed_now
+        rate = finished / elapsed
+        p = {"type": "progress", "time": time.time(), "done": self.done_now,
+             "failed": self.failed_now, "remaining": remaining, "photos_per_s": round(rate, 3),
+             "eta_s": round(remaining / rate, 1) if rate > 0 else None}
+        return p
+
+    def write_progress(self, remaining: int) -> dict:
+        p = self.progress(remaining)
+        self._append(p)
+        return p
+
+    def _append(self, obj: dict) -> None:
+        # one write per line + fsync: a driver killed mid-job leaves whole lines only (a torn
+        # last line is skipped by read_manifest)
+        self._fh.write(json.dumps(obj, sort_keys=True) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporaries (realedit.fsutil's hidden ``.NAME.XXXX.tmp``) left in ``out`` by a job
+    killed mid-write. Called with the job's lock held, so no live writer of this job owns them."""
+    import re
+
+    pattern = re.compile(r"^\..+\.[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$")
+    for p in out.rglob(".*" + TMP_SUFFIX):
+        if pattern.match(p.name) and p.is_file():
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """The manifest's records; a torn last line (a driver killed mid-write) is ignored."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def _diff(a, b) -> str:
+    a, b = a or {}, b or {}
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return ", ".join(f"{k}: {a.get(k)!r} then, {b.get(k)!r} now" for k in keys[:3])

@@ -1,0 +1,126 @@
+"""What a worker does: the CPU stage (read, detect, align) and the network stage (invert a
+batch of faces from many photos, edit, paste, write). Both engines call these functions, so
+local and Ray jobs make the same files.
+
+A failure of one photo becomes a failed Record for that photo alone; nothing it started
+writing is left behind (outputs go to a temporary name first, see realedit.io.write_image).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+from typing import Sequence
+
+from ..errors import RealeditError
+from .job import JobSpec, Record, Task, file_digest
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _failure(task: Task, exc: BaseException, stage: str, timings: dict | None = None) -> Record:
+    if isinstance(exc, RealeditError):
+        msg, code = str(exc), exc.exit_code
+    else:  # a bug on one photo must not stop the job; say what it was
+        msg, code = f"internal error in {stage}: {type(exc).__name__}: {exc}", 1
+    return Record(task.key, task.src, "failed", error=msg, exit_code=code,
+                  timings=dict(timings or {}), worker=worker_id())
+
+
+@functools.lru_cache(maxsize=2)
+def load_editor(spec: JobSpec):
+    """One Editor per process and job settings (a worker process serves one job)."""
+    import torch
+
+    from ..pipeline import Editor
+
+    if spec.threads:
+        torch.set_num_threads(int(spec.threads))
+    editor = Editor.from_pretrained(spec.model, inverter=spec.inverter, space=spec.space,
+                                    steps=spec.steps, device=spec.device)
+    editor.check_edits(spec.edits, spec.keep)
+    return editor
+
+
+def prepare_options(editor, spec: JobSpec) -> dict:
+    """What the CPU stage needs from the model (its input size, the smallest face it takes),
+    so CPU workers never load the network."""
+    return {"faces": spec.faces, "resolution": int(editor.G.resolution),
+            "min_face": float(editor.min_face)}
+
+
+def prepare(opts: dict, task: Task):
+    """CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
+    failed Record that ends this photo."""
+    from ..pipeline import prepare_photo
+
+    t0 = time.perf_counter()
+    try:
+        return prepare_photo(task.src, opts["faces"], resolution=opts["resolution"],
+                             min_face=opts["min_face"])
+    except Exception as exc:  # noqa: BLE001 - isolated per photo, reported in its record
+        return _failure(task, exc, "prepare", {"prepare": time.perf_counter() - t0})
+
+
+def process(spec: JobSpec, tasks: Sequence[Task], prepared: Sequence) -> list[Record]:
+    """Network stage for a batch: one inversion over all faces of the prepared photos, then
+    each photo edited and written. Returns one Record per task, in order."""
+    editor = load_editor(spec)
+    records: list[Record | None] = [None] * len(tasks)
+    todo = []
+    for i, (t, p) in enumerate(zip(tasks, prepared)):
+        if isinstance(p, Record):
+            records[i] = p
+        else:
+            todo.append(i)
+    if todo:
+        t0 = time.perf_counter()
+        try:
+            inverted = editor.invert_prepared([prepared[i] for i in todo], batch=len(todo))
+        except Exception:  # noqa: BLE001 - find the photo at fault: invert one at a time
+            inverted = []
+            for i in todo:
+                try:
+                    inverted.append(editor.invert_prepared([prepared[i]], batch=1)[0])
+                except Exception as exc:  # noqa: BLE001
+                    inverted.append(exc)
+        per = (time.perf_counter() - t0) / len(todo)
+        for i, inv in zip(todo, inverted):
+            t = tasks[i]
+            if isinstance(inv, BaseException):
+                records[i] = _failure(t, inv, "invert", {"invert": per})
+                continue
+            records[i] = _edit_and_write(editor, spec, t, inv, per)
+    return records  # type: ignore[return-value]
+
+
+def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, invert_s: float) -> Record:
+    from pathlib import Path
+
+    from ..io import write_image
+
+    timings = {"invert": round(invert_s, 4)}
+    written: list[Path] = []
+    try:
+        t0 = time.perf_counter()
+        result = editor.apply(inverted, spec.edits, spec.keep, blend=spec.blend, detail=spec.detail)
+        timings["edit"] = round(time.perf_counter() - t0, 4)
+        t0 = time.perf_counter()
+        dst = Path(task.outputs[0])
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        written.append(result.save(dst))
+        if spec.compare:
+            written.append(write_image(task.outputs[1], result.compare_image()))
+        timings["write"] = round(time.perf_counter() - t0, 4)
+        return Record(task.key, task.src, "ok", outputs=[file_digest(p) for p in written],
+                      faces=len(result.faces), timings=timings, worker=worker_id())
+    except Exception as exc:  # noqa: BLE001
+        for p in written:  # no half set of outputs
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        return _failure(task, exc, "edit", timings)

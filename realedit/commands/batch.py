@@ -1,0 +1,92 @@
+"""`realedit batch SRC... --attr smile=+2 -o OUT [--engine local|ray]`: a resumable job."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import HELP_SETTINGS, one_line_errors
+
+
+@click.command("batch", context_settings=HELP_SETTINGS)
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--attr", "attrs", multiple=True, required=True, metavar="NAME=±X",
+              help="Edit, as for `realedit edit` (repeatable).")
+@click.option("--keep", multiple=True, metavar="NAME", help="Attributes held fixed (repeatable).")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: edited photos mirror the inputs' folders; manifest.jsonl "
+                   "records every photo.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine, no Ray. ray: a Ray cluster (--address, else a new "
+                   "local one).")
+@click.option("--address", default=None, metavar="HOST:PORT|auto",
+              help="Ray cluster to join (e.g. auto, or ray://head:10001).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Network workers, each holding one loaded model (Ray actors).")
+@click.option("--cpu-workers", type=click.IntRange(0), default=1, show_default=True,
+              help="local engine: processes that decode, detect and align (0: in a thread).")
+@click.option("--cpus-per-worker", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Ray: CPUs reserved per network worker.")
+@click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Ray: GPUs reserved per network worker (use with --device cuda).")
+@click.option("--batch", "batch_size", type=click.IntRange(1), default=8, show_default=True,
+              help="Faces of several photos inverted together.")
+@click.option("--retry-failed", is_flag=True, help="Retry photos that failed in an earlier run.")
+@click.option("--model", default=None, help="Registry name or model file.")
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default="hybrid",
+              show_default=True)
+@click.option("--steps", type=click.IntRange(0, 100000), default=None)
+@click.option("--faces", default="largest", show_default=True, help="largest, all, or an index.")
+@click.option("--detail", default="residual", show_default=True, help="As for `realedit edit`.")
+@click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
+@click.option("--device", default="cpu", show_default=True, help="Device of the network workers.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="torch threads per network worker (default: torch's).")
+@click.option("-q", "--quiet", is_flag=True, help="Only the final summary.")
+@one_line_errors("interrupted; photos finished so far are recorded, rerun to go on")
+def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_per_worker,
+        gpus_per_worker, batch_size, retry_failed, model, inverter, steps, faces, detail, compare,
+        device, threads, quiet):
+    """Edit every photo of SOURCES (folders, recursive; globs; or .txt/.csv lists of paths)
+    into OUT, resumably: rerunning the same command skips photos already done (outputs checked
+    against the manifest's hashes), retries none of the failed ones unless --retry-failed,
+    and never leaves a partial file.
+
+    \b
+    Exit status: 0 every photo edited (now or before); 1 some photos failed (each in
+    manifest.jsonl with its error); 2 bad arguments; 5 model problem; 7 output problem.
+    """
+    from ..align.select import parse_policy
+    from ..batch import JobSpec, run_job
+    from ..pipeline import parse_edits
+
+    edits = parse_edits(attrs)
+    spec = JobSpec(edits=edits, keep=tuple(keep), faces=parse_policy(faces), model=model,
+                   inverter=inverter, steps=steps, detail=detail, compare=compare, device=device,
+                   threads=threads)
+    t0 = time.perf_counter()
+
+    def on_start(total, already, skipped):
+        click.echo(f"{total} photos: {already} already done, {skipped} failed before "
+                   f"({'retrying' if retry_failed else 'skipped; --retry-failed to retry'}), "
+                   f"{total - already - skipped} to do; engine {engine}", err=True)
+
+    def on_record(rec):
+        if not quiet and rec.status != "ok":
+            click.echo(f"{rec.key}: error: {rec.error}", err=True)
+
+    def on_progress(p):
+        if not quiet:
+            eta = f", ETA {p['eta_s']:.0f} s" if p.get("eta_s") is not None and p["remaining"] else ""
+            click.echo(f"progress: {p['done']} done, {p['failed']} failed, {p['remaining']} left, "
+                       f"{p['photos_per_s']:.2f} photos/s{eta}", err=True)
+
+    s = run_job(sources, out, spec, engine=engine, address=address, workers=workers,
+                cpu_workers=cpu_workers, batch=batch_size, retry_failed=retry_failed,
+                cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                on_start=on_start, on_record=on_record, on_progress=on_progress)
+    click.echo(f"done: {s.done} edited, {s.failed} failed this run; {s.already_done} done before; "
+               f"{time.perf_counter() - t0:.1f} s; manifest {s.manifest}", err=True)
+    sys.exit(0 if s.complete else 1)

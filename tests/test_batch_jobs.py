@@ -1,0 +1,338 @@
+"""`realedit batch`: inputs and outputs of a job, the ledger's resume rules, and whole jobs on
+the local engine and on a Ray cluster the tests start themselves (same outputs as local; a
+worker killed mid-job; the driver killed and the command rerun).
+
+Photos are made from demo/photos/astronaut.jpg (public domain): scaled, flipped and recoloured
+copies, plus broken files and photos without a face, so every job mixes good and bad photos.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from realedit.batch import JobSpec, read_manifest, run_job
+from realedit.batch.job import Ledger, Record, file_digest, list_inputs, plan_tasks
+from realedit.errors import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
+ASTRONAUT = REPO / "demo" / "photos" / "astronaut.jpg"
+FAST = dict(inverter="encoder")
+SPEC = JobSpec(edits={"smile": 2.0}, keep=("gender",), **FAST)
+
+
+def make_photos(folder: Path, good: int, bad: int) -> tuple[list[str], list[str]]:
+    """``good`` photos with one face and ``bad`` ones that must fail; returns their keys."""
+    base = Image.open(ASTRONAUT).convert("RGB")
+    rng = np.random.default_rng(0)
+    good_keys, bad_keys = [], []
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    for i in range(good):
+        side = int(rng.integers(200, 300))
+        img = base.resize((side, side), Image.BICUBIC)
+        if i % 2:
+            img = ImageOps.mirror(img)
+        gain = 1 + 0.1 * rng.standard_normal(3)
+        arr = np.clip(np.asarray(img, np.float32) * gain, 0, 255).astype(np.uint8)
+        sub = "a" if i % 3 else "b"
+        name = f"{sub}/p{i:02d}.png"
+        Image.fromarray(arr).save(folder / name)
+        good_keys.append(name)
+    kinds = ["empty", "text", "noface", "truncated"]
+    for i in range(bad):
+        kind = kinds[i % len(kinds)]
+        name = f"b/bad{i:02d}_{kind}." + ("png" if kind == "noface" else "jpg")
+        p = folder / name
+        if kind == "empty":
+            p.write_bytes(b"")
+        elif kind == "text":
+            p.write_text("not a photo\n")
+        elif kind == "noface":
+            g = np.linspace(0, 255, 240, dtype=np.float32)
+            Image.fromarray(np.dstack([np.add.outer(g, g) / 2] * 3).astype(np.uint8)).save(p)
+        else:
+            buf = (folder / "a" / "p01.png")
+            Image.open(buf).save(p, quality=90)
+            p.write_bytes(p.read_bytes()[: 600])
+        bad_keys.append(name)
+    return sorted(good_keys), sorted(bad_keys)
+
+
+@pytest.fixture(scope="module")
+def mixed60(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mixed60")
+    good, bad = make_photos(d, 48, 12)
+    return d, good, bad
+
+
+@pytest.fixture(scope="module")
+def mixed12(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mixed12")
+    good, bad = make_photos(d, 9, 3)
+    return d, good, bad
+
+
+def photo_records(out: Path) -> list[dict]:
+    return [r for r in read_manifest(out / "manifest.jsonl") if r.get("type") == "photo"]
+
+
+def check_complete(out: Path, good, bad, records=None):
+    """Every good photo: exactly one ok record, valid outputs; every bad one failed."""
+    records = records if records is not None else photo_records(out)
+    ok = [r["key"] for r in records if r["status"] == "ok"]
+    assert sorted(ok) == sorted(good), "each good photo edited exactly once"
+    failed = {r["key"] for r in records if r["status"] == "failed"}
+    assert failed == set(bad)
+    for r in records:
+        if r["status"] == "ok":
+            for o in r["outputs"]:
+                assert file_digest(o["path"])["sha256"] == o["sha256"]
+                assert Image.open(o["path"]).size == Image.open(r["src"]).size
+    assert not list(out.rglob(".*.tmp")), "no partial file left"
+
+
+# ---------------------------------------------------------------------------- pure parts
+
+def test_inputs_from_folder_glob_and_lists(tmp_path):
+    (tmp_path / "x" / "y").mkdir(parents=True)
+    for n in ("x/1.jpg", "x/y/2.png", "x/.hidden/3.jpg", "x/notes.txt"):
+        p = tmp_path / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"1")
+    got = list_inputs([str(tmp_path / "x")])
+    assert [p.relative_to(tmp_path).as_posix() for p in got] == ["x/1.jpg", "x/y/2.png"]
+    assert list_inputs([str(tmp_path / "x" / "*.jpg")]) == [tmp_path / "x" / "1.jpg"]
+    (tmp_path / "list.txt").write_text("# photos\nx/1.jpg\n\nx/y/2.png\nx/1.jpg\n")
+    assert list_inputs([str(tmp_path / "list.txt")]) == [tmp_path / "x/1.jpg", tmp_path / "x/y/2.png"]
+    (tmp_path / "list.csv").write_text("path,label\nx/y/2.png,1\n")
+    assert list_inputs([str(tmp_path / "list.csv")]) == [tmp_path / "x/y/2.png"]
+    with pytest.raises(UsageError, match="no such file"):
+        list_inputs([str(tmp_path / "missing")])
+
+
+def test_outputs_mirror_folders_and_never_land_on_inputs(tmp_path):
+    a, b = tmp_path / "in" / "a" / "x.jpg", tmp_path / "in" / "b" / "x.jpg"
+    tasks = plan_tasks([a, b], tmp_path / "out", compare=True)
+    assert [t.key for t in tasks] == ["a/x.jpg", "b/x.jpg"]
+    assert tasks[0].outputs == (str(tmp_path / "out/a/x_edited.jpg"), str(tmp_path / "out/a/x_compare.jpg"))
+    assert len({o for t in tasks for o in t.outputs}) == 4
+    gif = plan_tasks([tmp_path / "in" / "y.gif"], tmp_path / "out")[0]
+    assert gif.outputs[0].endswith("y_edited.png")
+    clash = tmp_path / "in" / "x_edited.jpg"
+    with pytest.raises(UsageError, match="overwrite an input"):
+        plan_tasks([tmp_path / "in" / "x.jpg", clash], tmp_path / "in")
+
+
+def _ok(tmp_path, key, content=b"abc"):
+    p = tmp_path / "out" / f"{key}_edited.png"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(content)
+    return Record(key, f"/src/{key}", "ok", outputs=[file_digest(p)])
+
+
+def test_ledger_resume_rules(tmp_path):
+    out = tmp_path / "out"
+    tasks = plan_tasks([tmp_path / f"in/{k}.png" for k in "abcd"], out)
+    with Ledger(out, SPEC, 4) as led:
+        assert led.pending(tasks)[0] == tasks
+        led.record(_ok(tmp_path, "a.png"))
+        led.record(_ok(tmp_path, "b.png"))
+        led.record(Record("c.png", "/src/c.png", "failed", error="no face", exit_code=4))
+    # tamper with b's output: it must be redone
+    (out / "b.png_edited.png").write_bytes(b"abX")
+    with open(out / "manifest.jsonl", "a") as fh:
+        fh.write('{"type": "photo", "key": "d.p')           # a torn last line is ignored
+    with Ledger(out, SPEC, 4) as led:
+        todo, done, skipped = led.pending(tasks)
+        assert ([t.key for t in todo], done, skipped) == (["b.png", "d.png"], 1, 1)
+        todo, _, _ = led.pending(tasks, retry_failed=True)
+        assert [t.key for t in todo] == ["b.png", "c.png", "d.png"]
+        with pytest.raises(UsageError, match="another batch job"):
+            Ledger(out, SPEC, 4).open()
+    other = JobSpec(edits={"smile": -2.0}, **FAST)
+    with pytest.raises(UsageError, match="other settings"):
+        Ledger(out, other, 4).open()
+    # how a job runs (device, threads) is not part of what it makes
+    with Ledger(out, JobSpec(edits={"smile": 2.0}, keep=("gender",), device="cuda", **FAST), 4):
+        pass
+
+
+# ---------------------------------------------------------------------------- local engine
+
+def test_local_job_records_every_photo_and_reruns_do_nothing_twice(mixed12, tmp_path):
+    src, good, bad = mixed12
+    out = tmp_path / "out"
+    s = run_job([str(src)], out, SPEC, batch=4, cpu_workers=0)
+    assert (s.done, s.failed, s.already_done) == (len(good), len(bad), 0)
+    check_complete(out, good, bad)
+    errors = {r["key"]: r for r in photo_records(out) if r["status"] == "failed"}
+    assert all(r["error"] and r["exit_code"] in (3, 4) for r in errors.values())
+    # the edit changed the face and nothing far from it
+    rec = next(r for r in photo_records(out) if r["status"] == "ok")
+    before = np.asarray(Image.open(rec["src"]).convert("RGB"), np.int16)
+    after = np.asarray(Image.open(rec["outputs"][0]["path"]).convert("RGB"), np.int16)
+    diff = np.abs(after - before).max(axis=2)
+    assert diff.max() > 10 and diff[:10].max() == 0 and diff[:, :10].max() == 0
+    n_lines = len(photo_records(out))
+    s = run_job([str(src)], out, SPEC, batch=4, cpu_workers=0)
+    assert (s.done, s.failed, s.already_done, s.skipped_failed) == (0, 0, len(good), len(bad))
+    s = run_job([str(src)], out, SPEC, batch=4, cpu_workers=0, retry_failed=True)
+    assert (s.done, s.failed) == (0, len(bad))
+    assert len(photo_records(out)) == n_lines + len(bad)
+
+
+def test_cli_batch_exit_codes_and_progress(mixed12, tmp_path):
+    from realedit.cli import cli
+
+    src, good, bad = mixed12
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["batch", str(src / "a"), "--attr", "smile=+2", "-o", str(out),
+                                   "--inverter", "encoder", "--cpu-workers", "0"])
+    assert res.exit_code == 0, res.output
+    assert "done:" in res.output and "Traceback" not in res.output
+    prog = [r for r in read_manifest(out / "manifest.jsonl") if r.get("type") == "progress"]
+    assert prog[-1]["remaining"] == 0 and prog[-1]["done"] == len([g for g in good if g.startswith("a/")])
+    res = CliRunner().invoke(cli, ["batch", str(src), "--attr", "smile=+2", "-o", str(tmp_path / "o2"),
+                                   "--inverter", "encoder", "--cpu-workers", "0"])
+    assert res.exit_code == 1 and "error:" in res.output
+    res = CliRunner().invoke(cli, ["batch", str(src), "--attr", "smile=+2", "-o", str(out),
+                                   "--inverter", "encoder", "--engine", "spark"])
+    assert res.exit_code == 2
+    res = CliRunner().invoke(cli, ["batch", str(src), "--attr", "smiel=+2", "-o", str(tmp_path / "o3"),
+                                   "--inverter", "encoder"])
+    assert res.exit_code != 0 and "smiel" in res.output and "Traceback" not in res.output
+    assert not list((tmp_path / "o3").rglob("*.png"))
+
+
+# ---------------------------------------------------------------------------- Ray
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'realedit[cluster]')")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A one-node Ray cluster on 127.0.0.1 with 2 CPUs, started and stopped by the test."""
+    port = _free_port()
+    # Ray's single-node switch keeps every socket on 127.0.0.1 (otherwise it binds the
+    # machine's interface address); token auth as `ray start` sets it up, for the CLI too.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               RAY_AUTH_MODE="token")
+    tmp = tmp_path_factory.mktemp("ray")
+    ray_bin = [sys.executable, "-m", "ray.scripts.scripts"]
+    subprocess.run([*ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                    "--disable-usage-stats", "--object-store-memory", str(300 * 2**20),
+                    "--temp-dir", str(tmp)],
+                   env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([*ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def batch_cmd(src, out, address, *extra):
+    return [sys.executable, "-m", "realedit.cli", "batch", str(src), "--attr", "smile=+2",
+            "--keep", "gender", "-o", str(out), "--inverter", "encoder", "--engine", "ray",
+            "--address", address, "--threads", "1", *extra]
+
+
+def test_ray_job_makes_the_same_files_as_the_local_engine(mixed60, ray_cluster, tmp_path):
+    src, good, bad = mixed60
+    address, env = ray_cluster
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    t0 = time.perf_counter()
+    run_job([str(src)], local, SPEC, batch=8, cpu_workers=0)
+    t_local = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = subprocess.run(batch_cmd(src, remote, address, "--workers", "1"), env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=900)
+    t_ray = time.perf_counter() - t0
+    assert res.returncode == 1, res.stderr[-2000:]       # the bad photos failed, each alone
+    assert "Traceback" not in res.stderr
+    check_complete(remote, good, bad)
+    check_complete(local, good, bad)
+    for key in good:
+        stem = Path(key).with_suffix("").as_posix()
+        a = np.asarray(Image.open(local / f"{stem}_edited.png"), np.int16)
+        b = np.asarray(Image.open(remote / f"{stem}_edited.png"), np.int16)
+        # same code, other processes and thread counts: float sums may round differently
+        assert np.abs(a - b).max() <= 2, key
+    print(f"\n60 photos: local {t_local:.1f} s, ray (1 worker, incl. start) {t_ray:.1f} s")
+
+
+def _wait_for(pred, timeout, proc):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
+
+
+def _n_ok(out):
+    path = out / "manifest.jsonl"
+    return sum(r["status"] == "ok" for r in photo_records(out)) if path.exists() else 0
+
+
+def test_killed_ray_worker_loses_nothing_and_duplicates_nothing(mixed12, ray_cluster, tmp_path):
+    src, good, bad = mixed12
+    address, env = ray_cluster
+    out = tmp_path / "out"
+    proc = subprocess.Popen(batch_cmd(src, out, address, "--batch", "2"), env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: _n_ok(out) >= 2, 300, proc), "job made no progress"
+        victim = next(r for r in photo_records(out) if r["status"] == "ok")["worker"]
+        pid = int(victim.rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    recs = photo_records(out)
+    check_complete(out, good, bad, recs)
+    workers = {r["worker"] for r in recs if r["status"] == "ok"}
+    assert victim in workers and len(workers) >= 2, "the worker was restarted and went on"
+
+
+def test_killed_driver_then_rerun_finishes_the_job(mixed12, ray_cluster, tmp_path):
+    src, good, bad = mixed12
+    address, env = ray_cluster
+    out = tmp_path / "out"
+    proc = subprocess.Popen(batch_cmd(src, out, address, "--batch", "2"), env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: _n_ok(out) >= 3, 300, proc), "job made no progress"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    first = photo_records(out)
+    done_first = {r["key"] for r in first if r["status"] == "ok"}
+    assert 3 <= len(done_first) < len(good)
+    res = subprocess.run(batch_cmd(src, out, address), env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 1, res.stderr[-2000:]
+    second = photo_records(out)[len(first):]
+    assert not done_first & {r["key"] for r in second}, "nothing done twice"
+    check_complete(out, good, bad, first + second)
