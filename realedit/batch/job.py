@@ -40,8 +40,8 @@ class JobSpec:
     inverter: str = "hybrid"
     steps: int | None = None
     space: str | None = None
-    detail: str = "residual"
-    blend: str = "alpha"
+    detail: str | None = None    # None: Editor.apply's default transfer
+    blend: str | None = None
     compare: bool = False
     device: str = "cpu"
     threads: int | None = None   # torch threads per worker (None: torch's default)

@@ -106,7 +106,8 @@ def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, invert_s: float
     written: list[Path] = []
     try:
         t0 = time.perf_counter()
-        result = editor.apply(inverted, spec.edits, spec.keep, blend=spec.blend, detail=spec.detail)
+        how = {k: v for k, v in (("blend", spec.blend), ("detail", spec.detail)) if v is not None}
+        result = editor.apply(inverted, spec.edits, spec.keep, **how)
         timings["edit"] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()
         dst = Path(task.outputs[0])

@@ -39,7 +39,8 @@ from . import HELP_SETTINGS, one_line_errors
               show_default=True)
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--faces", default="largest", show_default=True, help="largest, all, or an index.")
-@click.option("--detail", default="residual", show_default=True, help="As for `realedit edit`.")
+@click.option("--detail", type=click.Choice(["residual", "warp", "replace"]), default=None,
+              help="How the edit reaches the photo, as for `realedit edit` (default: its default).")
 @click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
 @click.option("--device", default="cpu", show_default=True, help="Device of the network workers.")
 @click.option("--threads", type=click.IntRange(1), default=None,
