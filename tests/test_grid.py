@@ -79,3 +79,13 @@ def test_grid_command_refuses_without_writing(tmp_path):
                                  ["grid", str(noface), "--model", str(model), *args])
         assert res.exit_code != 0 and msg in res.output and "Traceback" not in res.output, res.output
         assert not list(tmp_path.glob("g.*"))
+
+
+def test_grid_command_never_overwrites_an_input(tmp_path):
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes((ROOT / "demo" / "photos" / "astronaut.jpg").read_bytes())
+    before = photo.read_bytes()
+    res = CliRunner().invoke(cli, ["grid", str(photo), "--model", str(make_tiny_model(tmp_path)),
+                                   "-o", str(photo)])
+    assert res.exit_code != 0 and "never overwritten" in res.output
+    assert photo.read_bytes() == before

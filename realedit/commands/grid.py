@@ -58,6 +58,8 @@ def _run(photos, out, runs, limit, cell, model, inverter, steps, detail):
     files = expand_inputs(photos)[:limit]
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
+    if any(f.resolve() == out.resolve() for f in files if f.exists()):
+        raise UsageError(f"--out {str(out)!r} is one of the input photos; it is never overwritten")
     editor = Editor.from_pretrained(model, inverter=inverter, steps=steps)
     for edits, kept in plan:
         for warning in editor.check_edits(edits, kept) or ():
