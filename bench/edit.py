@@ -1,11 +1,15 @@
 """End-to-end edit benchmark: seconds per photo (read, detect, align, invert, edit, paste, save).
 
     python bench/edit.py [--photos 6] [--threads 2] [--skip-1024 | --skip-embedded] [--steps-1024 20]
+                         [--device auto] [--batch 1 8 32] [--workers N] [--inverters encoder hybrid]
 
 (a) the embedded model (realedit-celeba64) with each inverter, on CelebA-HQ photos
     (../shared) and astronaut; (b) the StyleGAN2 config-f architecture at 1024 with RANDOM
     weights (cost only: a random LPIPS-VGG as the loss and a random encoder cost what
     pretrained ones do). Also photos/minute for a batch through one Editor.
+(c) photos/s end to end per inverter and batch size through ``Editor.invert_many`` (faces of
+    several photos in one inversion, read/detect/align in --workers processes), against the
+    one-photo-at-a-time ``Editor.edit`` loop on the same device: one table per device.
 Goal (issue): <= 2 s per face on the embedded model, <= 60 s on a 1024 model.
 """
 from __future__ import annotations
@@ -46,6 +50,48 @@ def run(editor, files, out_dir, edits):
     return per, {k: statistics.median(v) for k, v in stages.items()}
 
 
+def run_batched(editor, files, out_dir, edits, batch, workers):
+    """Seconds for the whole folder through invert_many + apply + save."""
+    t0 = time.perf_counter()
+    for f, inv in editor.invert_many(files, batch=batch, workers=workers):
+        if isinstance(inv, BaseException):
+            raise inv
+        editor.apply(inv, edits).save(Path(out_dir) / f"{Path(f).stem}_b{Path(f).suffix}")
+    return time.perf_counter() - t0
+
+
+def batch_table(args, files, tmp):
+    """photos/s per inverter: the one-at-a-time loop, then invert_many at each --batch."""
+    from realedit.device import resolve_device
+    from realedit.pipeline import default_workers
+
+    device = resolve_device(args.device)
+    workers = default_workers(device) if args.workers is None else args.workers
+    rows = []
+    for method in args.inverters:
+        editor = Editor.from_pretrained("realedit-celeba64", inverter=method, device=device)
+        editor.edit(files[0], {"age": 1.0})  # warm-up (dlib models, first-call overheads)
+        per, _ = run(editor, files, tmp, {"age": 3.0})
+        base = len(files) / sum(per)
+        rows.append((method, "one at a time (edit)", 0, len(files), f"{base:.3f}", "1.00"))
+        print(rows[-1], flush=True)
+        for b in args.batch:
+            secs = run_batched(editor, files, tmp, {"age": 3.0}, b, workers)
+            rows.append((method, f"invert_many batch {b}", workers, len(files),
+                         f"{len(files) / secs:.3f}", f"{len(files) / secs / base:.2f}"))
+            print(rows[-1], flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type}"
+    print(f"\ndevice: {name}; torch threads {torch.get_num_threads()}; "
+          f"embedded model; {len(files)} photos")
+    print_table(("inverter", "path", "workers", "photos", "photos/s", "x one-at-a-time"), rows)
+
+
+def print_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
 def random_1024_editor(method, steps):
     from realedit.invert.encoder import Encoder, EncoderConfig
     from realedit.invert.lpips import LPIPS
@@ -73,9 +119,18 @@ def main():
     ap.add_argument("--steps-1024", type=int, default=20)
     ap.add_argument("--skip-1024", action="store_true")
     ap.add_argument("--skip-embedded", action="store_true", help="only the 1024 rows")
+    ap.add_argument("--device", default=None,
+                    help="run only the batch table (c) on this device (auto, cpu, cuda[:N], mps)")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--workers", type=int, default=None, help="default: realedit's for the device")
+    ap.add_argument("--inverters", nargs="+", default=["encoder", "hybrid", "optimize"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = photos(args.photos)
+    if args.device is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            batch_table(args, files, tmp)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in () if args.skip_embedded else ("encoder", "hybrid", "optimize"):
@@ -99,10 +154,8 @@ def main():
                 print(rows[-1], flush=True)
     header = ("model", "inverter", "photos", "s/photo (median)", "photos/min", "detect s", "invert s",
               "edit+paste s", "load s")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print()
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":

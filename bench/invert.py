@@ -1,6 +1,6 @@
 """Inversion benchmark: cost per step at 1024 and quality on a trained face model.
 
-    python bench/invert.py cost [--threads 2] [--compile] [--steps 4]
+    python bench/invert.py cost [--threads 2] [--compile] [--steps 4] [--device cpu] [--faces 1 8]
     python bench/invert.py c2f  [--resolution 256] [--seconds 120]
     python bench/invert.py quality --model PATH [--encoder PATH] [--data DIR|NPY] [--images 4]
 
@@ -62,10 +62,13 @@ def config_f(resolution=1024):
 
 
 def step_costs(G, target, loss, opts, regs=(), synth=None, skip=1):
-    """Run a few steps; seconds of each step after the first ``skip`` of each resolution."""
+    """Run a few steps; seconds of each step after the first ``skip`` of each resolution.
+    Every step reads its loss back (sync_every=1 + a callback), so a GPU's queue is drained
+    and host times are the device's."""
+    opts.sync_every = 1
     with frozen(G):
-        r = optimize_latents(G, target, "wp", G.w_avg[None, None].repeat(1, G.num_ws, 1), loss,
-                             opts, regularizers=regs, synth=synth)
+        r = optimize_latents(G, target, "wp", G.w_avg[None, None].repeat(target.shape[0], G.num_ws, 1),
+                             loss, opts, regularizers=regs, synth=synth, callback=lambda *a: None)
     t = [0.0] + r.extra["step_seconds"]
     per = {}
     for i, res in enumerate(r.extra["step_resolution"]):
@@ -89,12 +92,15 @@ def print_table(header, rows):
 # ----------------------------------------------------------------------------- cost
 
 def bench_cost(args):
+    from realedit.device import resolve_device
+
     torch.set_num_threads(args.threads)
-    G = config_f(1024)
+    dev = resolve_device(args.device)
+    G = config_f(1024).to(dev)
     with torch.no_grad():
-        target = G.synthesis(G.mapping(torch.randn(1, G.z_dim)))
-    loss = build_loss("lpips-vgg+mse", lpips_factory=random_lpips)
-    E = Encoder(EncoderConfig.for_generator(G)).eval()
+        target = G.synthesis(G.mapping(torch.randn(1, G.z_dim).to(dev)))
+    loss = build_loss("lpips-vgg+mse", lpips_factory=random_lpips, device=dev)
+    E = Encoder(EncoderConfig.for_generator(G)).to(dev).eval()
     E.set_generator_stats(G)
     rows = []
     ref = {}  # the plain step measured in this run: the ratio that survives a loaded CPU
@@ -131,14 +137,24 @@ def bench_cost(args):
                                 regs=[dom], synth=synth)
         rows.append([f"hybrid wp coarse step{tag}", "128 of 1024", f"{hyb[128]:.2f}", *ratios(hyb[128])])
         rows.append([f"hybrid wp full step{tag}", "1024 (loss@256)", f"{hyb[1024]:.2f}", *ratios(hyb[1024])])
+        # several faces in one batch (per-sample schedules): the step per face
+        for k in [f for f in args.faces if f > 1]:
+            many, _ = step_costs(G, target.repeat(k, 1, 1, 1), loss,
+                                 OptimizeOptions(steps=n, coarse=None, **base), synth=synth)
+            per_face = many[1024] / k
+            rows.append([f"optimize wp plain, {k} faces{tag}", "1024 (loss@256), per face",
+                         f"{per_face:.2f}", *ratios(per_face)])
     with torch.no_grad():
         t = time.perf_counter()
         for _ in range(3):
             E(target)
-        enc = (time.perf_counter() - t) / 3
+        float(E(target).sum())  # drain a GPU queue before reading the clock
+        enc = (time.perf_counter() - t) / 4
     rows.append(["encoder forward", f"1024 -> {E.config.resolution} input", f"{enc:.3f}", "-", "-"])
-    print(f"\n(a) StyleGAN2 config-f 1024, random weights, batch 1, {args.threads} threads, "
-          f"loss lpips-vgg(random)+mse; CPU shared with other jobs")
+    where = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+             else f"{dev.type}, {args.threads} threads, shared with other jobs")
+    print(f"\n(a) StyleGAN2 config-f 1024, random weights, batch 1, loss lpips-vgg(random)+mse; "
+          f"device: {where}")
     print_table(["variant", "resolution", "s/step", "vs 6.3 s (idle ref.)", "vs plain here"], rows)
 
 
@@ -283,6 +299,8 @@ def main(argv=None):
     ap.add_argument("part", choices=["cost", "c2f", "quality"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="cost: also time torch.compile'd synthesis")
+    ap.add_argument("--device", default="cpu", help="cost: auto, cpu, cuda[:N] or mps")
+    ap.add_argument("--faces", type=int, nargs="+", default=[1], help="cost: also time batches of these many faces")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--resolution", type=int, default=256, help="c2f: generator resolution")
     ap.add_argument("--seconds", type=float, default=120.0, help="c2f: wall budget per schedule")

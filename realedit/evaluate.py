@@ -247,18 +247,24 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
     if missing:
         from .errors import UsageError
         raise UsageError(f"no scorer for {', '.join(missing)}: pass --scorer ATTR=NAME_OR_PATH")
-    loaded = {a: (HEAD_YAW if s == HEAD_YAW else get_scorer(s, scorer_dir=scorer_dir))
+    # the scorers run where the editor's networks do (a GPU when it has one)
+    loaded = {a: (HEAD_YAW if s == HEAD_YAW else get_scorer(s, scorer_dir=scorer_dir,
+                                                            device=getattr(editor, "device", "cpu")))
               for a, s in specs.items()}
     ident = IdentityDescriptor()
     rows = [[] for _ in runs]
     grids = [[] for _ in runs]
+    # Faces of several photos inverted together (read/detect/align in a worker process);
+    # a photo's own error comes back with it.
+    stream = editor.invert_many(photos)
+    t0 = time.perf_counter()
     for i, photo in enumerate(photos):
-        t0 = time.perf_counter()
-        try:
-            inverted = editor.invert(photo)
-            err = ""
-        except RealeditError as exc:
-            inverted, err = None, str(exc)
+        inverted = next(stream)[1]
+        err = ""
+        if isinstance(inverted, RealeditError):
+            inverted, err = None, str(inverted)
+        elif isinstance(inverted, BaseException):
+            raise inverted
         t_inv = time.perf_counter() - t0
         for k, (edits, keep) in enumerate(runs):
             t1 = time.perf_counter()
@@ -283,6 +289,7 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
             rows[k].append(row)
         if progress:
             progress(i + 1, len(photos))
+        t0 = time.perf_counter()
     return [{"edits": dict(edits), "keep": list(keep), "model": editor.model_name,
              "inverter": getattr(editor.inverter, "name", "?"),
              "apply_options": dict(apply_options or {}),

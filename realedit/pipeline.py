@@ -137,9 +137,9 @@ class EditResult:
 def edit_delta(before: torch.Tensor, after: torch.Tensor, size: int) -> np.ndarray:
     """The generator's change (after - before, (3, R, R) in [-1, 1]) as an (S, S, 3) float32
     array in 0..255 pixel units, upsampled to the crop size."""
-    delta = (after - before).float()[None] * 127.5
+    delta = (after - before).detach().float()[None] * 127.5
     delta = F.interpolate(delta, size=(size, size), mode="bicubic", align_corners=False)[0]
-    return delta.permute(1, 2, 0).numpy()
+    return delta.permute(1, 2, 0).cpu().numpy()  # upsampled where the tensors are (a GPU's)
 
 
 def transfer_detail(original_crop: np.ndarray, before: torch.Tensor, after: torch.Tensor,
@@ -157,9 +157,9 @@ def transfer_detail(original_crop: np.ndarray, before: torch.Tensor, after: torc
         from .blend.flow import apply_field, edit_field
         out = apply_field(original_crop, edit_field(before, after)).astype(np.float32)
     elif mode == "replace":
-        img = (after.float()[None] + 1) * 127.5
+        img = (after.detach().float()[None] + 1) * 127.5
         out = F.interpolate(img, size=(size, size), mode="bicubic", align_corners=False)[0]
-        out = out.permute(1, 2, 0).numpy()
+        out = out.permute(1, 2, 0).cpu().numpy()
     else:
         raise UsageError(f"unknown detail mode {mode!r}: use {' or '.join(DETAIL_MODES)}")
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
@@ -344,8 +344,11 @@ class Editor:
         from .edit import bank_for_model, load_bank
 
         device = resolve_device(device)
+        if device.type == "cuda":  # TF32 matmuls (cuDNN convs use it already): fp32 range, faster
+            torch.backends.cuda.matmul.allow_tf32 = True
         name = name_or_path or default_model_name()
-        G = models.load(name, device=device)
+        ckpt, path = models.read_model(name)  # once: G now, D below when the inverter needs it
+        G = models.generator_from_checkpoint(ckpt, path, device)
         licence = ""
         registered = not Path(str(name)).exists()
         if registered:
@@ -396,7 +399,7 @@ class Editor:
                                f"or train one with `realedit train-encoder --model {name}`")
         opts: dict = {}
         if inverter in ("hybrid", "optimize", "pti"):
-            D = models.load_discriminator(name, device=device)
+            D = models.discriminator_from_checkpoint(ckpt, path, device)
             if loss is not None:
                 opts["loss"] = loss
             if D is not None:

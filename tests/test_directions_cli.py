@@ -33,7 +33,7 @@ def run(*args):
 def test_fit_writes_a_bank_then_refuses_to_clobber(tiny_model, tmp_path):
     out = tmp_path / "bank"
     r = run("fit", "--model", tiny_model, "--scorer", "brightness", "--samples", 300,
-            "--ratio", 0.05, "--batch", 100, "-o", out)
+            "--ratio", 0.05, "--batch", 100, "-o", out, "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "val accuracy" in r.output
     d = load_bank(out).get("brightness")

@@ -29,7 +29,8 @@ def test_eval_reports_moves_drift_identity_and_outside(tmp_path):
     photos = sorted((SHARED / "data" / "celebahq").glob("*.jpg"))[:2]
     res = CliRunner().invoke(cli, ["eval", *map(str, photos), "--attr", "smile=+4", "--keep", "gender",
                                    "--model", str(model), "--inverter", "optimize", "--steps", "2",
-                                   "--scorer-dir", str(SCORERS), "-o", str(tmp_path / "ev")])
+                                   "--scorer-dir", str(SCORERS), "-o", str(tmp_path / "ev"),
+                                   "--device", "cpu"])
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "ev" / "report.json").read_text())
     s = rep["summary"]

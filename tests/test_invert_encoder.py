@@ -207,7 +207,7 @@ def test_train_encoder_command(tmp_path, monkeypatch):
         Image.fromarray(rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)).save(data / f"{i}.png")
     runner = CliRunner()
     args = ["train-encoder", "--model", str(model), "--data", str(data), "--batch", "2",
-            "--checkpoint-every", "2"]
+            "--checkpoint-every", "2", "--device", "cpu"]
     res = runner.invoke(cli, args + ["--steps", "3"])
     assert res.exit_code == 0, res.output
     out = tmp_path / "tiny.encoder.pt"        # default: next to the generator

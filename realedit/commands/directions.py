@@ -102,10 +102,10 @@ def cosine(source, names, model, space):
         click.echo(f"{n:<{w}}" + "".join(f"{v:>11.3f}" for v in row))
 
 
-def _load_generator(model: str):
+def _load_generator(model: str, device=None):
     from ..models import load
 
-    G = load(model)
+    G = load(model, device=device)
     path = Path(model)
     model_id = path.stem if path.exists() else model
     meta = getattr(G, "meta", None) or {}
@@ -180,17 +180,22 @@ def _save_into(new_dirs, out: str, replace: bool):
 @click.option("--model-id", default=None, help="Id to store the direction under "
               "(default: the registry name, or the model file's name).")
 @click.option("--replace", is_flag=True, help="Overwrite a direction of the same name in the bank.")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N or mps.")
 @_one_line_errors
 def fit(model, scorer, scorer_dir, samples, space, out, name, layers, ratio, val_fraction, batch,
-        seed, model_id, replace):
+        seed, model_id, replace, device):
     """Fit a direction the InterFaceGAN way: sample, synthesise, score, linear SVM."""
     from ..edit.directions import DirectionBank, _bank_paths, parse_layers
     from ..edit.fit import fit_direction
     from ..edit.scorers import get_scorer
 
+    from ..device import resolve_device
+
     parse_layers(layers)
-    sc = get_scorer(scorer, scorer_dir=scorer_dir)
-    G, default_id = _load_generator(model)
+    device = resolve_device(device)
+    sc = get_scorer(scorer, scorer_dir=scorer_dir, device=device)
+    G, default_id = _load_generator(model, device)
     npz, js = _bank_paths(out)
     if Path(model).exists() and Path(model).resolve() in (npz.resolve(), js.resolve()):
         raise OutputError("-o would overwrite the model file")
@@ -208,7 +213,7 @@ def fit(model, scorer, scorer_dir, samples, space, out, name, layers, ratio, val
 
         d = fit_direction(G, sc, samples, space, batch=batch, ratio=ratio,
                           val_fraction=val_fraction, seed=seed, progress=progress, name=name,
-                          model=model_id or default_id, layers=layers)
+                          model=model_id or default_id, layers=layers, device=device)
     npz, js = _save_into(DirectionBank([d]), out, replace)
     st = d.stats
     click.echo(f"{d.describe()}: val accuracy {st['val_accuracy']:.3f}, all-sample accuracy "

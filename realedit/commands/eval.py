@@ -38,8 +38,10 @@ from ..errors import RealeditError, UsageError
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use at most this many photos.")
 @click.option("--detail", default=None, metavar="MODE",
               help="How the edit reaches the photo (as for edit; default: edit's default).")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N or mps.")
 def cli(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
-        limit, detail):
+        limit, detail, device):
     """Edit PHOTOS (files, folders, globs) and report, per attribute and overall: the size of
     the change with its spread (mean, median, quartiles, min, max; logits for smile, years for
     age, degrees of head yaw for pose), the share moved the asked way, kept-attribute drift,
@@ -47,7 +49,7 @@ def cli(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sco
     in the paste mask outside the face (ghosts), and change outside the paste mask."""
     try:
         _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir,
-             drift_opts, limit, detail)
+             drift_opts, limit, detail, device)
     except RealeditError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -82,7 +84,8 @@ def run_folder(edits, keep) -> str:
 
 
 def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir,
-         drift_opts, limit, detail):
+         drift_opts, limit, detail, device="auto"):
+    from ..device import resolve_device
     from ..evaluate import evaluate_runs, format_summary, save_report
     from ..pipeline import DETAIL_MODES, Editor, parse_edits
     from .edit import expand_inputs
@@ -94,6 +97,7 @@ def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sc
     if detail is not None and detail not in DETAIL_MODES:
         raise UsageError(f"unknown --detail {detail!r}: use {' or '.join(DETAIL_MODES)}")
     plan = [parse_run(r) for r in runs] if runs else [(parse_edits(attrs), list(keep))]
+    device = resolve_device(device)
     scorers = _attr_pairs(scorer_opts, "--scorer", "ATTR=NAME_OR_PATH")
     max_drift = {}
     for attr, value in _attr_pairs(drift_opts, "--max-drift", "ATTR=NUMBER (> 0)").items():
@@ -106,7 +110,7 @@ def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sc
     files = expand_inputs(photos)[:limit]
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
-    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps)
+    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps, device=device)
     for edits, kept in plan:
         for warning in editor.check_edits(edits, kept) or ():
             click.echo(f"Warning: {warning}", err=True)

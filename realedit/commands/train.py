@@ -36,24 +36,34 @@ def cli():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--register", "register_name", default=None,
               help="Add the finished encoder to the user weights registry under this name.")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N or mps.")
 @click.option("--threads", type=int, default=0,
               help="CPU threads (0: torch's default). On a shared machine 1 is often fastest.")
 def train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
-                  checkpoint_every, seed, register_name, threads):
+                  checkpoint_every, seed, register_name, device, threads):
     """Train an encoder (aligned face -> latent) for a generator, on its own samples mixed with
     real aligned photos. Resumable: checkpoints go to the output file."""
+    from ..device import resolve_device
+    from ..errors import UsageError
+
     if threads > 0:
         import torch
         torch.set_num_threads(threads)
     try:
+        device = resolve_device(device)
+    except UsageError as exc:  # exit 2, one line, as for every command's bad argument
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    try:
         _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
-                       checkpoint_every, seed, register_name)
+                       checkpoint_every, seed, register_name, device)
     except RealeditError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 def _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
-                   checkpoint_every, seed, register_name):
+                   checkpoint_every, seed, register_name, device="cpu"):
     from .. import models
     from ..errors import UsageError, WeightsNotFound
     from ..invert.encoder import (EncoderTrainOptions, default_encoder_path, register_encoder,
@@ -61,8 +71,8 @@ def _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fra
 
     if steps < 1 or batch < 1 or not 0 <= real_fraction < 1:
         raise UsageError("--steps and --batch must be >= 1 and --real-fraction in [0, 1)")
-    G = models.load(model)
-    D = models.load_discriminator(model) if loss in ("auto",) or "disc" in loss else None
+    G = models.load(model, device=device)  # the encoder trains on G's device
+    D = models.load_discriminator(model, device=device) if loss in ("auto",) or "disc" in loss else None
     out = Path(output) if output else default_encoder_path(model)
     opts = EncoderTrainOptions(batch=batch, lr=lr, real_fraction=real_fraction,
                                checkpoint_every=checkpoint_every, seed=seed)

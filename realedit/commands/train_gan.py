@@ -1,6 +1,7 @@
 """`realedit train-gan`: the embedded face model's training recipe, resumable."""
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,11 +25,20 @@ from ..training.gan import AUGMENTATIONS, GanConfig
               help="DiffAugment policy, comma-separated from color, translation, cutout, or 'none'; "
                    "may change on resume (a weak D early in a short run learns better with less).")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile G and D.")
-@click.option("--device", default=None, help="cpu or cuda (default: cuda if available).")
+@click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+              help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps.")
 @click.option("--fresh", is_flag=True, help="Start over even if the run folder has a checkpoint.")
 def cli(data_path, run_dir, kimg, minutes, channels, batch, augment, compile_, device, fresh):
     """Train a small StyleGAN2 on aligned face crops; resumes from RUN/checkpoint.pt."""
+    from ..device import resolve_device
+    from ..errors import UsageError
     from ..training.gan import load_checkpoint, train
+
+    try:
+        device = resolve_device(device)
+    except UsageError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
     ckpt = Path(run_dir) / "checkpoint.pt"
     if ckpt.exists() and not fresh:

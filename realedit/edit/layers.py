@@ -70,7 +70,10 @@ def search_layers(generator, direction: Direction, target: Callable, kept: Mappi
     cands: list[tuple[int, ...] | None] = [None] + [tuple(w) for w in windows
                                                     if len(w) < num_ws]
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(samples, generator.z_dim, generator=g)
+    # drawn on the CPU (the same samples on every device), used on the generator's
+    params = getattr(generator, "parameters", None)
+    first = next(params(), None) if params is not None else None
+    z = torch.randn(samples, generator.z_dim, generator=g).to(first.device if first is not None else "cpu")
 
     def render(ws):
         return torch.cat([generator.synthesis(ws[i:i + batch], noise="const")

@@ -51,7 +51,7 @@ class PhotoCodes:
         return self.codes.shape[0]
 
     def subset(self, idx) -> "PhotoCodes":
-        idx = torch.as_tensor(idx, dtype=torch.long)
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.codes.device)
         return PhotoCodes(self.crops[idx], self.masks[idx], self.codes[idx], self.before[idx])
 
 
@@ -89,7 +89,7 @@ def measure(generator, data: PhotoCodes, vector, layers: Sequence[int], score_fn
     """Success of editing every photo by +amount and -amount along ``vector`` on ``layers``:
     the share of (photo, sign) pairs whose target moved the asked way while every kept score
     stayed within tolerance, with the mean signed target change and mean kept drifts."""
-    vec = torch.as_tensor(np.asarray(vector), dtype=data.codes.dtype)
+    vec = torch.as_tensor(np.asarray(vector), dtype=data.codes.dtype, device=data.codes.device)
     if base is None:
         base = base_scores(data, score_fn, batch=batch)
     ok, moved, drift = [], [], {k: [] for k in tolerances}
@@ -97,7 +97,7 @@ def measure(generator, data: PhotoCodes, vector, layers: Sequence[int], score_fn
         for sign in (1.0, -1.0):
             for s in range(0, len(data), batch):
                 part = data.subset(range(s, min(s + batch, len(data))))
-                a = torch.full((len(part),), sign * amount, dtype=vec.dtype)
+                a = torch.full((len(part),), sign * amount, dtype=vec.dtype, device=vec.device)
                 out = score_fn(edited_crops(generator, part, _steps(vec, layers, a)))
                 dt = sign * (out[target] - base[target][s:s + len(part)])
                 good = dt > 0
@@ -148,9 +148,9 @@ def learn_direction(generator, train: PhotoCodes, val: PhotoCodes, score_fn: Sco
     if v0.shape != (L, train.codes.shape[-1]):
         raise EditError(f"init has shape {v0.shape}; expected ({L}, {train.codes.shape[-1]})")
     v0 /= np.linalg.norm(v0, axis=-1, keepdims=True)
-    dtype = train.codes.dtype
-    start, rows_on = torch.tensor(v0, dtype=dtype), torch.tensor(layers)
-    vec = torch.tensor(v0[list(layers)], dtype=dtype, requires_grad=True)
+    dtype, dev = train.codes.dtype, train.codes.device
+    start, rows_on = torch.tensor(v0, dtype=dtype, device=dev), torch.tensor(layers, device=dev)
+    vec = torch.tensor(v0[list(layers)], dtype=dtype, device=dev, requires_grad=True)
     opt = torch.optim.Adam([vec], lr=lr)
     g = torch.Generator().manual_seed(seed)
     base_tr = base_scores(train, score_fn)
@@ -162,7 +162,7 @@ def learn_direction(generator, train: PhotoCodes, val: PhotoCodes, score_fn: Sco
         return out
 
     def validate(step, loss):
-        m = measure(generator, val, full(vec.detach().double().numpy()), layers, score_fn, target,
+        m = measure(generator, val, full(vec.detach().double().cpu().numpy()), layers, score_fn, target,
                     tolerances, amount=amount, base=base_val)
         rec = {"step": step, "loss": loss, **m}
         history.append(rec)
@@ -174,10 +174,11 @@ def learn_direction(generator, train: PhotoCodes, val: PhotoCodes, score_fn: Sco
     best = validate(0, float("nan"))
     result = LearnResult(v0.copy(), layers, history, 0, best, best)
     for step in range(1, steps + 1):
-        idx = torch.randint(len(train), (batch,), generator=g)
+        # drawn from a seeded CPU generator (the same on every device), then moved
+        idx = torch.randint(len(train), (batch,), generator=g).to(dev)
         part = train.subset(idx)
-        sign = torch.where(torch.rand(batch, generator=g) < 0.5, -1.0, 1.0).to(dtype)
-        a = sign * amount * (0.5 + torch.rand(batch, generator=g).to(dtype))
+        sign = torch.where(torch.rand(batch, generator=g) < 0.5, -1.0, 1.0).to(dev, dtype)
+        a = sign * amount * (0.5 + torch.rand(batch, generator=g).to(dev, dtype))
         rows = start.index_copy(0, rows_on, vec)
         out = score_fn(edited_crops(generator, part, _steps(rows, layers, a)))
         dt = sign * (out[target] - base_tr[target][idx])
@@ -193,5 +194,5 @@ def learn_direction(generator, train: PhotoCodes, val: PhotoCodes, score_fn: Sco
             s = validate(step, float(loss.detach()))
             if s > result.best_success:
                 result.vector, result.best_step, result.best_success = \
-                    full(vec.detach().double().numpy()), step, s
+                    full(vec.detach().double().cpu().numpy()), step, s
     return result

@@ -105,7 +105,7 @@ def _resample(images: torch.Tensor, rects: torch.Tensor, out_hw: tuple[int, int]
             F.interpolate(images, scale_factor=1 / f, mode="area")
     ys = (torch.arange(h, dtype=images.dtype, device=images.device) + 0.5) / h
     xs = (torch.arange(w, dtype=images.dtype, device=images.device) + 0.5) / w
-    r = rects.to(images.dtype)
+    r = rects.to(device=images.device, dtype=images.dtype)
     gx = r[:, 0:1] + xs[None] * (r[:, 2:3] - r[:, 0:1])          # (N, w) in [0, 1] of input
     gy = r[:, 1:2] + ys[None] * (r[:, 3:4] - r[:, 1:2])          # (N, h)
     grid = torch.stack([gx[:, None, :].expand(n, h, w), gy[:, :, None].expand(n, h, w)], -1)
@@ -115,7 +115,7 @@ def _resample(images: torch.Tensor, rects: torch.Tensor, out_hw: tuple[int, int]
 
 def ffhq_to_celeba(images: torch.Tensor, size: int = 256, padding: str = "border") -> torch.Tensor:
     """FFHQ-aligned crops (N, 3, S, S) -> CelebA framing stretched to size x size, same range."""
-    rect = torch.tensor(CELEBA_FRAME_IN_FFHQ).expand(images.shape[0], 4)
+    rect = torch.tensor(CELEBA_FRAME_IN_FFHQ, device=images.device).expand(images.shape[0], 4)
     return _resample(images, rect, (size, size), padding)
 
 

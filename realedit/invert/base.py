@@ -47,7 +47,8 @@ class Inversion:
 
     @property
     def final_loss(self) -> torch.Tensor:
-        return self.history[-1] if len(self.history) else torch.full((self.latent.shape[0],), float("nan"))
+        return self.history[-1] if len(self.history) else torch.full((self.latent.shape[0],), float("nan"),
+                                                                     device=self.latent.device)
 
 
 class Inverter(Protocol):

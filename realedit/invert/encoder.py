@@ -280,7 +280,7 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
                   loss="auto", discriminator=None, lpips_factory=None,
                   options: EncoderTrainOptions | None = None, meta: dict | None = None,
                   callback: Callable[[int, int, dict], None] | None = None) -> Encoder:
-    """Train (or resume training) an encoder for G; checkpoints go to ``out``.
+    """Train (or resume training) an encoder for G (on G's device); checkpoints go to ``out``.
 
     Each step: generated samples (code loss + image loss) and, when ``data`` is given, real
     aligned photos (image loss only). ``resume=True`` continues from ``out`` when it exists,
@@ -343,7 +343,7 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
                 rec = G.synthesis(G.mapping(pred), noise="const")
             img_loss = loss_fn(rec, fake).mean()
             total = opts.latent_weight * code_loss + opts.image_weight * img_loss
-            real_loss = torch.zeros(())
+            real_loss = torch.zeros((), device=device)
             if n_real:
                 x = real.batch(n_real, g).to(device)
                 p = E(x)
@@ -354,8 +354,9 @@ def train_encoder(G, *, out, data=None, steps: int | None = None, resume: bool =
             total.backward()
             optim.step()
             if callback is not None:
-                callback(step + 1, steps, {"code": float(code_loss.detach()), "image": float(img_loss.detach()),
-                                           "real": float(real_loss.detach()), "seconds": time.perf_counter() - t0})
+                # 0-dim tensors: the callback reads (syncs) only the steps it shows
+                callback(step + 1, steps, {"code": code_loss.detach(), "image": img_loss.detach(),
+                                           "real": real_loss.detach(), "seconds": time.perf_counter() - t0})
             done = step + 1
             if stop:
                 break

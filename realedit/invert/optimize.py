@@ -54,6 +54,9 @@ class OptimizeOptions:
     stall_tol: float = 1e-3     # relative improvement below which the loss counts as stalled
     compile: bool = False       # torch.compile the synthesis network (one graph per resolution)
     sync_every: int = 0         # read losses to the host every N steps (0: 1 on CPU, 10 on GPU)
+    # bf16 autocast of synthesis and losses on a CUDA device (Adam and the latents stay fp32).
+    # Off until measured faster on a GPU at equal quality (bench/invert.py cost --device cuda).
+    amp: bool = False
 
 
 def lr_at(t: float, rampup: float, rampdown: float) -> float:
@@ -164,6 +167,12 @@ class SampleAdam:
             p.grad = None
 
 
+def _mask(n: int, members, device) -> torch.Tensor:
+    """(n,) bool on ``device``, True at ``members``: built on the host, one copy over."""
+    on = set(members)
+    return torch.tensor([i in on for i in range(n)], dtype=torch.bool, device=device)
+
+
 def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, loss_fn,
                      opts: OptimizeOptions, regularizers: Sequence[Regularizer] = (),
                      callback: ProgressCallback | None = None, synth: _Synth | None = None,
@@ -204,6 +213,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
     # Host syncs: the stall check and the progress callback read losses every `sync` steps
     # only (a GPU then runs ahead of Python); on the CPU every step costs nothing extra.
     sync = int(opts.sync_every or (1 if dev.type == "cpu" else 10))
+    amp = bool(opts.amp) and dev.type == "cuda"
 
     stages = [(0, warm_steps), (warm_steps, steps)] if warm_steps else [(0, steps)]
     boundaries = sorted({s for _, s in plan} | {a for a, _ in stages} | {steps}
@@ -223,8 +233,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
             break
         switch = [s for s in active if warm_steps and not in_wp[s] and idx[s] >= warm_steps]
         if switch:  # end of this sample's shared-w warm-up: W+ with a fresh Adam state
-            k = torch.zeros(n, dtype=torch.bool, device=dev)
-            k[switch] = True
+            k = _mask(n, switch, dev)
             with torch.no_grad():
                 latent.copy_(torch.where(k[:, None, None], base + w.detach().unsqueeze(1), latent))
             adams[0].reset(k)
@@ -238,9 +247,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
             lrs[s] = base_lr * lr_at(t, opts.rampup, opts.rampdown)
             ramps[s] = max(0.0, 1.0 - t / opts.latent_noise_ramp) ** 2
             res_of.setdefault(max(r for r, st in plan if st <= idx[s]), []).append(s)
-        act = torch.zeros(n, dtype=torch.bool)
-        act[active] = True
-        act = act.to(dev)
+        act = _mask(n, active, dev)
         wp_mask = torch.tensor(in_wp, device=dev)
         lr_t = torch.tensor(lrs, device=dev)
         if space == "wp" and warm_steps:
@@ -256,12 +263,12 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
             sub = None if len(members) == n else torch.tensor(members, device=dev)
             pick = (lambda x: x) if sub is None else (lambda x: x[sub])
             ws, sub_maps = pick(ws_all), None if maps is None else {k: pick(m) for k, m in maps.items()}
-            with use_noise(G, sub_maps):
+            with use_noise(G, sub_maps), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
                 img = synth(ws, res)
-            r_loss = loss_fn(img, pick(targets_at[res]))
-            obj = r_loss
-            for reg in regularizers:
-                obj = obj + reg(pick(lat), ws, img, it)
+                r_loss = loss_fn(img, pick(targets_at[res])).float()
+                obj = r_loss
+                for reg in regularizers:
+                    obj = obj + reg(pick(lat), ws, img, it).float()
             if sub_maps is not None:
                 obj = obj + opts.noise_reg_weight * noise_regularizer(
                     [m for m in sub_maps.values() if m.shape[-1] <= res])
@@ -293,12 +300,13 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
             ran[s] += 1
         idx_t = torch.tensor(idx, dtype=torch.float32, device=dev)
         # Per-sample early stop: a new phase restarts the count; an improvement resets it.
-        fresh = torch.zeros(n, dtype=torch.bool)
+        new_phase = []
         for res, members in res_of.items():
             for s in members:
-                fresh[s] = last_res[s] is not None and last_res[s] != res
+                if last_res[s] is not None and last_res[s] != res:
+                    new_phase.append(s)
                 last_res[s] = res
-        fresh = fresh.to(dev) & act
+        fresh = _mask(n, new_phase, dev)
         best = torch.where(fresh, torch.full_like(best, math.inf), best)
         better = act & (rec < best * (1 - opts.stall_tol))
         best = torch.where(better, rec, best)
@@ -311,9 +319,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
                 for s in jumped:
                     idx[s] = min(b for b in boundaries if b > idx[s] - 1)
                 if jumped:
-                    k = torch.zeros(n, dtype=torch.bool)
-                    k[jumped] = True
-                    k = k.to(dev)
+                    k = _mask(n, jumped, dev)
                     best = torch.where(k, torch.full_like(best, math.inf), best)
                     best_at = torch.where(k, torch.tensor(idx, dtype=torch.float32, device=dev),
                                           best_at)
@@ -330,7 +336,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
         recon = G.synthesis(latent_to_ws(G, final, space), noise="const")
     return Inversion(
         latent=final, space=space, reconstruction=recon.detach(),
-        history=torch.stack(history) if history else torch.zeros(0, n), seconds=time.perf_counter() - t0,
+        history=torch.stack(history) if history else torch.zeros(0, n, device=dev), seconds=time.perf_counter() - t0,
         method=method, steps=len(history), loss=getattr(loss_fn, "spec", type(loss_fn).__name__),
         noise={k: m.detach() for k, m in maps.items()} if maps is not None else None,
         extra={"step_resolution": step_res, "step_seconds": step_t, "sample_steps": ran})

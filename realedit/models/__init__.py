@@ -23,7 +23,8 @@ from .legacy import KINDS, Checkpoint, estimate_w_avg, read_checkpoint, to_own
 
 _FAMILY_MODULES = {"pggan": "pggan", "stylegan": "stylegan", "stylegan2": "stylegan2"}
 
-__all__ = ["build", "load", "load_discriminator", "save", "read_checkpoint", "Checkpoint", "KINDS"]
+__all__ = ["build", "load", "load_discriminator", "read_model",
+           "generator_from_checkpoint", "discriminator_from_checkpoint", "save", "read_checkpoint", "Checkpoint", "KINDS"]
 
 
 def _family(kind: str):
@@ -142,10 +143,21 @@ def load(path_or_name, kind: str | None = None, device=None):
     return generator_from_checkpoint(read_checkpoint(path, kind=kind), path, device)
 
 
+def read_model(path_or_name, kind: str | None = None) -> tuple[Checkpoint, Path]:
+    """(checkpoint, path): the file read once, for `generator_from_checkpoint` and
+    `discriminator_from_checkpoint` (a 1024-px pickle is hundreds of MB)."""
+    kind = kind or _registry_kind(path_or_name)
+    path = _resolve(path_or_name)
+    return read_checkpoint(path, kind=kind), path
+
+
 def load_discriminator(path_or_name, device=None):
     """The discriminator stored with a generator (realedit, TF StyleGAN2, ada pickles), or None."""
     path = _resolve(path_or_name)
-    ckpt = read_checkpoint(path)
+    return discriminator_from_checkpoint(read_checkpoint(path), path, device)
+
+
+def discriminator_from_checkpoint(ckpt: Checkpoint, path="<checkpoint>", device=None):
     D_state, D_config = ckpt.discriminator()
     if D_state is None:
         return None

@@ -152,7 +152,13 @@ def save_checkpoint(state: TrainState, cfg: GanConfig, path: Path) -> None:
                     "G_ema": state.G_ema.state_dict(), "opt_G": state.opt_G.state_dict(),
                     "opt_D": state.opt_D.state_dict(), "nimg": state.nimg, "it": state.it,
                     "seconds": state.seconds, "log": state.log,
-                    "rng": torch.get_rng_state()}, fh)
+                    "rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(state)}, fh)
+
+
+def _cuda_rng(state: TrainState):
+    """The training GPU's RNG state (random noise, augmentation draws), or None on the CPU."""
+    dev = next(state.G.parameters()).device
+    return torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
 
 
 def load_checkpoint(path: Path, device) -> tuple[TrainState, GanConfig]:
@@ -165,7 +171,11 @@ def load_checkpoint(path: Path, device) -> tuple[TrainState, GanConfig]:
     state.opt_G.load_state_dict(ck["opt_G"])
     state.opt_D.load_state_dict(ck["opt_D"])
     state.nimg, state.it, state.seconds, state.log = ck["nimg"], ck["it"], ck["seconds"], ck["log"]
-    torch.set_rng_state(ck["rng"])
+    # RNG states are CPU byte tensors whatever map_location did to the rest of the checkpoint.
+    torch.set_rng_state(ck["rng"].cpu())
+    dev = torch.device(device)
+    if ck.get("cuda_rng") is not None and dev.type == "cuda":
+        torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
     return state, cfg
 
 
@@ -209,7 +219,8 @@ def train_step(state: TrainState, cfg: GanConfig, reals: torch.Tensor, G_fwd, D_
     loss_D.backward()
     state.opt_D.step()
 
-    out = {"loss_G": loss_G.item(), "loss_D": loss_D.item()}
+    # Detached tensors: read on the host only when logged (a GPU keeps running ahead meanwhile).
+    out = {"loss_G": loss_G.detach(), "loss_D": loss_D.detach()}
     if state.it % cfg.r1_interval == 0:
         # Lazy R1 on (augmented) reals, eager mode: double backward does not go through compile.
         x = aug(reals).detach().requires_grad_(True)
@@ -218,7 +229,7 @@ def train_step(state: TrainState, cfg: GanConfig, reals: torch.Tensor, G_fwd, D_
         state.opt_D.zero_grad(set_to_none=True)
         (r1 * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
         state.opt_D.step()
-        out["r1"] = r1.item()
+        out["r1"] = r1.detach()
 
     # EMA with ramp-up: early on the average must not lag far behind a fast-moving G.
     ema_nimg = min(cfg.ema_kimg * 1000, (state.nimg + n) * cfg.ema_rampup)
@@ -256,9 +267,8 @@ def batches(data: torch.Tensor, batch: int, device, seed: int):
         idx = torch.randperm(len(data), generator=g)
         for i in range(0, len(idx) - batch + 1, batch):
             x = data[idx[i:i + batch]].to(device).float() / 127.5 - 1
-            flip = torch.rand(batch, generator=g) < 0.5
-            x[flip] = x[flip].flip(3)
-            yield x
+            flip = (torch.rand(batch, generator=g) < 0.5).to(device)
+            yield torch.where(flip[:, None, None, None], x.flip(3), x)  # no boolean-mask sync
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
@@ -276,7 +286,12 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 
 def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: bool = True,
           device: str | None = None, max_minutes: float | None = None, log=print) -> TrainState:
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from ..device import resolve_device
+
+    device = resolve_device(device)
+    if device.type == "cuda":  # TF32 matmuls/convs: the GAN's fp32 maths does not need more
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pt"
@@ -316,7 +331,8 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
                 state.seconds += now - t_last
                 rate = (state.nimg - n_last) / (now - t_last)
                 t_last, n_last = now, state.nimg
-                entry = {"it": state.it, "kimg": state.nimg / 1000, "img_per_s": round(rate, 2), **losses}
+                entry = {"it": state.it, "kimg": state.nimg / 1000, "img_per_s": round(rate, 2),
+                         **{k: float(v) for k, v in losses.items()}}
                 state.log.append(entry)
                 log(json.dumps(entry))
             if state.it % cfg.checkpoint_every == 0:
