@@ -1,7 +1,8 @@
 """End-to-end edit benchmark: seconds per photo (read, detect, align, invert, edit, paste, save).
 
     python bench/edit.py [--photos 6] [--threads 2] [--skip-1024 | --skip-embedded] [--steps-1024 20]
-                         [--device auto] [--batch 1 8 32] [--workers N] [--inverters encoder hybrid]
+                         [--device auto] [--batch 1 8 32] [--workers N]
+                         [--inverters encoder hybrid optimize pti]
 
 (a) the embedded model (realedit-celeba64) with each inverter, on CelebA-HQ photos
     (../shared) and astronaut; (b) the StyleGAN2 config-f architecture at 1024 with RANDOM
@@ -102,10 +103,12 @@ def random_1024_editor(method, steps):
     with torch.no_grad():
         G.mapping.w_avg.copy_(G.mapping(torch.randn(256, G.z_dim))[:, 0].mean(0))
     opts = {}
-    if method in ("encoder", "hybrid"):
+    if method in ("encoder", "hybrid", "pti"):
         opts["encoder"] = Encoder(EncoderConfig.for_generator(G))
-    if method in ("optimize", "hybrid"):
+    if method in ("optimize", "hybrid", "pti"):
         opts.update(steps=steps, lpips_factory=lambda net: LPIPS.random(net, seed=0), loss="lpips-vgg+mse")
+    if method == "pti":  # as many tuning steps as pivot steps (the default 40 would take ~15 min)
+        opts["tune_steps"] = steps
     inv = invert.get(method, G, **opts)
     rng = np.random.default_rng(0)
     bank = DirectionBank([Direction("age", rng.standard_normal(512), "random-1024", "w", source="bench")])
@@ -123,7 +126,8 @@ def main():
                     help="run only the batch table (c) on this device (auto, cpu, cuda[:N], mps)")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--workers", type=int, default=None, help="default: realedit's for the device")
-    ap.add_argument("--inverters", nargs="+", default=["encoder", "hybrid", "optimize"])
+    ap.add_argument("--inverters", nargs="+", default=["encoder", "hybrid", "optimize", "pti"],
+                    choices=["encoder", "hybrid", "optimize", "pti"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = photos(args.photos)
@@ -133,7 +137,7 @@ def main():
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for method in () if args.skip_embedded else ("encoder", "hybrid", "optimize"):
+        for method in () if args.skip_embedded else args.inverters:
             t0 = time.perf_counter()
             editor = Editor.from_pretrained("realedit-celeba64", inverter=method)
             load = time.perf_counter() - t0
@@ -145,7 +149,7 @@ def main():
                          f"{stages.get('edit_paste', 0):.2f}", f"{load:.1f}"))
             print(rows[-1], flush=True)
         if not args.skip_1024:
-            for method in ("encoder", "hybrid", "optimize"):
+            for method in args.inverters:
                 editor = random_1024_editor(method, args.steps_1024)
                 per, stages = run(editor, files[-1:], tmp, {"age": 3.0})
                 rows.append((f"config-f 1024 (random, {args.steps_1024} steps)", method, 1,
