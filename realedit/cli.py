@@ -12,6 +12,7 @@ import sys
 import click
 
 from . import __version__
+from .errors import exit_codes_help
 
 # name -> (module, attribute, one-line help). A module's `cli` may be a group whose own
 # subcommands are mounted at top level (train-gan, train-encoder), marked by attribute "*".
@@ -67,7 +68,8 @@ class RealeditGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=RealeditGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RealeditGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=exit_codes_help())
 @click.version_option(__version__, prog_name="realedit")
 def cli():
     """Edit real face photos through pretrained GANs, on the CPU.

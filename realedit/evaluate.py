@@ -146,7 +146,11 @@ class PhotoReport:
     target: dict = field(default_factory=dict)      # attr -> (before, after) of face 0
     kept: dict = field(default_factory=dict)        # attr -> (before, after)
     identity_distance: float = float("nan")
-    outside_max_change: int = 0
+    outside_max_change: int = 0           # in memory: what the pipeline promises (0)
+    # The same, on the output file as `realedit` writes it, decoded again: what a user gets.
+    # A JPEG is re-encoded with the input's tables, so a few pixels move by a level or so.
+    outside_max_change_file: int = 0
+    outside_changed_file: float = 0.0      # share of the pixels outside the mask that differ
     seconds: float = 0.0
     error: str = ""
     yaw: tuple = (float("nan"), float("nan"))       # head_yaw of the crop before, after (deg)
@@ -280,6 +284,8 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
                     outside = result.mask == 0
                     diff = np.abs(out.astype(int) - src.astype(int)).max(axis=2)
                     row.outside_max_change = int(diff[outside].max()) if outside.any() else 0
+                    row.outside_max_change_file, row.outside_changed_file = \
+                        _outside_change_on_file(result, outside)
                     if len(grids[k]) < grid_limit:
                         grids[k].append(pair)
                 except RealeditError as exc:
@@ -297,6 +303,22 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
              "summary": summarize(rows[k], edits, max_drift),
              "photos": [asdict(r) for r in rows[k]], "_grid": grids[k]}
             for k, (edits, keep) in enumerate(runs)]
+
+
+def _outside_change_on_file(result, outside: np.ndarray) -> tuple[int, float]:
+    """(max change, share of pixels changed) outside the mask after writing the edited photo
+    in its own format (as the CLI does) and decoding it again."""
+    import tempfile
+
+    from .io import extension_for, read_image, write_image
+
+    if not outside.any():
+        return 0, 0.0
+    with tempfile.TemporaryDirectory(prefix="realedit-eval-") as tmp:
+        path = write_image(Path(tmp) / f"edited{extension_for(result.photo)}", result.photo)
+        decoded = read_image(path).rgb
+    diff = np.abs(decoded.astype(int) - result.source.rgb.astype(int)).max(axis=2)[outside]
+    return int(diff.max()), float((diff > 0).mean())
 
 
 def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
@@ -351,6 +373,8 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
     for key in ("ghost_change", "ghost_p99", "face_change", "ghost_ratio"):
         out[key] = spread([r.ghost.get(key, np.nan) for r in ok])
     out["outside_mask_max_change"] = int(max(r.outside_max_change for r in ok))
+    out["outside_mask_max_change_file"] = int(max(r.outside_max_change_file for r in ok))
+    out["outside_mask_changed_file_mean"] = float(np.mean([r.outside_changed_file for r in ok]))
     out["seconds_per_photo"] = float(np.mean([r.seconds for r in ok]))
     return out
 
@@ -391,8 +415,8 @@ def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
     atomic_write_text(js, json.dumps(data, indent=2))
     png = out_dir / "grid.png"
     if grid:
-        cols = 4  # pairs per row
-        rows = (len(grid) + cols - 1) // cols
+        rows = -(-len(grid) // 4)  # at most 4 pairs a row, and no more columns than pairs
+        cols = -(-len(grid) // rows)
         canvas = np.full((rows * CROP, cols * 2 * CROP, 3), 255, np.uint8)
         for k, (b, a) in enumerate(grid):
             r, c = divmod(k, cols)

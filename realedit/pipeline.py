@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .errors import EditError, UsageError, WeightsError
+from .args import parse_edits  # noqa: F401  (re-exported: realedit.pipeline.parse_edits)
+from .errors import EditArgumentError, EditError, UsageError, WeightsError
 
 # Models tried, in order, when no model is named: official generators that come with a
 # direction bank, if their files are in the cache, then the embedded model shipped in weights/.
@@ -285,24 +286,6 @@ def _prepared_stream(editor, photos, faces, workers: int):
                 yield src, exc
 
 
-def parse_edits(items: Sequence[str]) -> dict[str, float]:
-    """["age=+3", "smile=-1.5"] -> {"age": 3.0, "smile": -1.5}; EditError on a bad item."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = str(item).partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise EditError(f"bad edit {item!r}: write NAME=AMOUNT, e.g. age=+3")
-        try:
-            amount = float(value)
-        except ValueError:
-            raise EditError(f"bad amount in {item!r}: {value!r} is not a number") from None
-        if not np.isfinite(amount):
-            raise EditError(f"bad amount in {item!r}: must be finite")
-        out[name] = out.get(name, 0.0) + amount
-    return out
-
-
 class Editor:
     """Generator + inverter + direction bank + detector, ready to edit photos.
 
@@ -423,7 +406,7 @@ class Editor:
         moved = apply_edits(probe, self.space, dict(edits), keep=list(keep), bank=self.bank,
                             model=self.model_name)
         if not torch.isfinite(moved).all():
-            raise EditError(f"edit {dict(edits)} is too large: the latent code is no longer finite")
+            raise EditArgumentError(f"edit {dict(edits)} is too large: the latent code is no longer finite")
         return amount_warnings(dict(edits), keep, self.bank, self.space, model=self.model_name)
 
     def _latent_shape(self):

@@ -163,7 +163,7 @@ def test_selection_policy():
     assert kept == [faces[1]]
     kept, _ = select_faces(faces, "1")
     assert kept == [faces[1]]
-    with pytest.raises(UsageError, match="only 2 usable"):
+    with pytest.raises(NoFaceError, match="only 2 usable"):
         select_faces(faces, 2)
     for bad in ("biggest", -1, "1.5"):
         with pytest.raises(UsageError):

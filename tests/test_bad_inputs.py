@@ -197,29 +197,29 @@ def test_crowd_of_30_faces(corpus, model, tmp_path):
         assert Image.open(out / "crowd30_edited.jpg").size == Image.open(src).size
     res = run([src, "--attr", "age=+1", "--faces", "30", "-o", tmp_path / "idx", *edit_args(model)],
               watch=[corpus])
-    assert_fails(res, 2, r"face index 30 .* only 30")
-    assert not any((tmp_path / "idx").glob("*"))
+    assert_fails(res, 4, r"face index 30 .* only 30")
+    assert not (tmp_path / "idx").exists()
 
 
 # ----------------------------------------------------------------------------- arguments
 
 # (id, extra arguments, exit code, message pattern). The photo is one good face.
 ARG_CASES = [
-    ("unknown-attribute", ["--attr", "beard=+1"], 6, r"unknown attribute 'beard'.*age, gender, smile"),
-    ("amount-not-a-number", ["--attr", "age=abc"], 6, r"'abc' is not a number"),
-    ("amount-empty", ["--attr", "age="], 6, r"not a number"),
-    ("amount-nan", ["--attr", "age=nan"], 6, r"finite"),
-    ("amount-inf", ["--attr", "age=-inf"], 6, r"finite"),
-    ("amount-overflows", ["--attr", "age=1e300"], 6, r"too large.*no longer finite"),
-    ("amount-overflows-float32", ["--attr", "age=1e39", "--attr", "smile=1"], 6, r"too large"),
-    ("no-equals", ["--attr", "age"], 6, r"NAME=AMOUNT"),
-    ("no-name", ["--attr", "=3"], 6, r"NAME=AMOUNT"),
+    ("unknown-attribute", ["--attr", "beard=+1"], 2, r"unknown attribute 'beard'.*age, gender, smile"),
+    ("amount-not-a-number", ["--attr", "age=abc"], 2, r"'abc' is not a number"),
+    ("amount-empty", ["--attr", "age="], 2, r"not a number"),
+    ("amount-nan", ["--attr", "age=nan"], 2, r"finite"),
+    ("amount-inf", ["--attr", "age=-inf"], 2, r"finite"),
+    ("amount-overflows", ["--attr", "age=1e300"], 2, r"too large.*no longer finite"),
+    ("amount-overflows-float32", ["--attr", "age=1e39", "--attr", "smile=1"], 2, r"too large"),
+    ("no-equals", ["--attr", "age"], 2, r"NAME=AMOUNT"),
+    ("no-name", ["--attr", "=3"], 2, r"NAME=AMOUNT"),
     ("no-attr", [], 2, r"--attr"),
-    ("unknown-keep", ["--attr", "age=+1", "--keep", "hat"], 6, r"hat.*available: age, gender, smile"),
-    ("keep-the-edited", ["--attr", "age=+1", "--keep", "age"], 6, r"both edit and keep 'age'"),
-    ("keep-the-edited-2", ["--attr", "age=+1", "--attr", "smile=1", "--keep", "smile"], 6,
+    ("unknown-keep", ["--attr", "age=+1", "--keep", "hat"], 2, r"hat.*available: age, gender, smile"),
+    ("keep-the-edited", ["--attr", "age=+1", "--keep", "age"], 2, r"both edit and keep 'age'"),
+    ("keep-the-edited-2", ["--attr", "age=+1", "--attr", "smile=1", "--keep", "smile"], 2,
      r"both edit and keep 'smile'"),
-    ("faces-index-too-big", ["--attr", "age=+1", "--faces", "5"], 2, r"face index 5 .* only 1"),
+    ("faces-index-too-big", ["--attr", "age=+1", "--faces", "5"], 4, r"face index 5 .* only 1"),
     ("faces-word", ["--attr", "age=+1", "--faces", "abc"], 2, r"'largest', 'all' or an index"),
     ("faces-negative", ["--attr", "age=+1", "--faces", "-1"], 2, r"'largest', 'all' or an index"),
     ("steps-negative", ["--attr", "age=+1", "--steps", "-1"], 2, r"--steps"),
@@ -227,7 +227,7 @@ ARG_CASES = [
     ("steps-zero-optimize", ["--attr", "age=+1", "--steps", "0", "--inverter", "optimize"], 2,
      r"at least 1 step"),
     ("space-invalid", ["--attr", "age=+1", "--space", "s"], 2, r"--space"),
-    ("space-z-without-z-directions", ["--attr", "age=+1", "--space", "z"], 6, r"no Z direction"),
+    ("space-z-without-z-directions", ["--attr", "age=+1", "--space", "z"], 2, r"no Z direction"),
     ("inverter-invalid", ["--attr", "age=+1", "--inverter", "magic"], 2, r"--inverter"),
     ("blend-invalid", ["--attr", "age=+1", "--blend", "smudge"], 2, r"--blend"),
     ("detail-invalid", ["--attr", "age=+1", "--detail", "more"], 2, r"--detail"),
@@ -242,10 +242,7 @@ def test_bad_arguments(args, code, pattern, face, model, tmp_path):
     res = run([face, *args, "-o", out], watch=[face.parent], base=base)
     assert_fails(res, code, pattern)
     assert files_in(face.parent) == {"face.jpg"}
-    if "--faces" not in args:  # stopped before any photo: not even the output folder
-        assert not out.exists()
-    else:
-        assert not any(out.glob("*"))
+    assert not out.exists()  # nothing written: not even the output folder
 
 
 def test_no_photos_given(model):
@@ -293,7 +290,7 @@ def test_bad_photo_arguments(build, code, pattern, model, tmp_path):
     target = build(tmp_path)
     res = run([target, "--attr", "age=+1", "-o", tmp_path / "out", *edit_args(model)], watch=[tmp_path])
     assert_fails(res, code, pattern)
-    assert not any((tmp_path / "out").glob("*"))
+    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- model files
@@ -343,7 +340,7 @@ def test_encoder_inverter_without_encoder(model, face, tmp_path):
 def test_z_directions_on_a_wplus_code_cli(face, tmp_path):
     zmodel = make.make_model(tmp_path / "zm", name="zbank", bank_space="z")
     res = run([face, "--attr", "age=+1", "-o", tmp_path / "out", *edit_args(zmodel)], watch=[face.parent])
-    assert_fails(res, 6, r"age.*(only Z|Z direction)")
+    assert_fails(res, 2, r"age.*(only Z|Z direction)")
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -462,7 +459,7 @@ def test_long_file_names(model, tmp_path):
     assert {n[240:] for n in files_in(out)} == {"_edited.png", "_compare.png", "_latent.npz"}
     res = run([too_long, "--attr", "age=+1", "-o", tmp_path / "out2", *edit_args(model)], watch=[d])
     assert_fails(res, 7, r"cannot write \(File name too long\)")
-    assert files_in(tmp_path / "out2") == set()
+    assert not (tmp_path / "out2").exists()  # nothing written: no folder either
 
 
 def test_failed_write_leaves_nothing(face, model, tmp_path, monkeypatch):
@@ -479,7 +476,7 @@ def test_failed_write_leaves_nothing(face, model, tmp_path, monkeypatch):
     out = tmp_path / "out"
     res = run([face, "--attr", "age=+1", "-o", out, *edit_args(model)], watch=[face.parent, out.parent])
     assert_fails(res, 7, r"No space left on device")
-    assert files_in(out) == set()
+    assert not out.exists()  # the folder made for it is gone too
 
 
 def test_failed_extra_output_removes_the_photo_s_other_outputs(face, model, tmp_path, monkeypatch):
@@ -498,7 +495,7 @@ def test_failed_extra_output_removes_the_photo_s_other_outputs(face, model, tmp_
     res = run([face, "--attr", "age=+1", "-o", out, "--compare", "--save-latent", *edit_args(model)],
               watch=[face.parent])
     assert_fails(res, 7, r"quota")
-    assert files_in(out) == set()
+    assert not out.exists()
 
 
 def test_unexpected_bug_is_one_line_and_the_batch_goes_on(face, model, tmp_path, monkeypatch):

@@ -61,9 +61,9 @@ def select_faces(faces: list[Face], policy: str | int = "largest", *,
         kept = usable[:1]
         skipped += [Skipped(f, i, f"face {i} is not the largest") for i, f in usable[1:]]
     else:
-        if policy >= len(usable):
-            raise UsageError(f"face index {policy} requested but only {len(usable)} usable "
-                             f"face(s) found")
+        if policy >= len(usable):  # the photo lacks the face asked for: exit 4, not 2
+            raise NoFaceError(f"face index {policy} requested but only {len(usable)} usable "
+                              f"face(s) found")
         kept = [usable[policy]]
         skipped += [Skipped(f, i, f"face {i} not selected") for j, (i, f) in enumerate(usable)
                     if j != policy]

@@ -12,7 +12,7 @@ import click
 
 from . import HELP_SETTINGS
 
-from ..errors import OutputError, RealeditError, UsageError
+from ..errors import ImageError, OutputError, RealeditError, UsageError, exit_codes_help
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -69,7 +69,7 @@ class _Bar:
             self.bar.__exit__(None, None, None)
 
 
-@click.command("edit", context_settings=HELP_SETTINGS)
+@click.command("edit", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
               help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amounts are in each "
@@ -129,11 +129,8 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
       realedit shots/ --attr smile=+2 -o edited/ --compare
       realedit group.jpg --attr age=-2 --faces all
 
-    \b
-    Exit status: 0 all photos edited; 1 some photos of a batch failed (each
-    one reported); for a single photo or an error before any photo: 2 bad
-    arguments, 3 unreadable image, 4 no usable face, 5 model/weights problem,
-    6 edit cannot be applied, 7 output cannot be written.
+    A single photo that fails exits with its error's code (3, 4, 6, 7); a batch where
+    some photos fail exits 1.
     """
     try:
         code = _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
@@ -149,38 +146,40 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
 def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
          save_latent, compare, debug, quiet, *, device="auto", batch=None, workers=None) -> int:
     from ..align.select import parse_policy
-    from ..device import resolve_device
-    from ..io import write_image
-    from ..pipeline import Editor, parse_edits
+    from ..args import check_keep, parse_edits
 
+    # What the command line alone can tell is checked before torch is imported and the model
+    # loads (seconds): a typo fails at once, as a bad argument (exit 2).
     edits = parse_edits(attrs)
+    check_keep(edits, keep)
     if not edits:
         raise UsageError("nothing to do: give at least one --attr NAME=AMOUNT (e.g. --attr age=+3)")
     policy = parse_policy(faces)
-    device = resolve_device(device)
     files = expand_inputs(photos)
     if not files:
         raise UsageError("no photos found in " + ", ".join(photos))
     single = len(files) == 1
+    if single and not files[0].is_file():  # same words as read_image; a batch reports it per photo
+        raise ImageError(f"{files[0]}: " + ("not a file" if files[0].exists() else "no such file"))
     out_is_folder = out is not None and not (single and out.suffix.lower() in IMAGE_SUFFIXES)
     if out_is_folder:
-        _check_out_folder(out)  # cheap checks now; created once the model and edits are valid
+        _check_out_folder(out)  # cheap checks now; the folder is made when a photo is written
 
+    from ..device import resolve_device  # imports torch: after the checks above
+    from ..io import write_image
+    from ..pipeline import Editor
+
+    device = resolve_device(device)
     t0 = time.perf_counter()
     editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps,
                                     device=device)
-    for line in editor.check_edits(edits, keep):
+    for line in editor.check_edits(edits, keep):  # names the bank lacks: EditArgumentError (2)
         click.echo(f"Warning: {line}", err=True)
-    if out_is_folder:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from None
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px"
                + (f", licence {editor.licence}" if editor.licence else "")
                + f"); inverter: {getattr(editor.inverter, 'name', inverter)}; space: {editor.space}; "
                f"device: {editor.device}; loaded in {time.perf_counter() - t0:.1f} s", err=True)
-
+    made: list[Path] = []  # folders this run created (deepest first): removed if left empty
     failed, last_code = 0, 1
     show = not quiet and sys.stderr.isatty()
     # Outputs must never replace a photo of this batch (e.g. an earlier run's x_edited.jpg given
@@ -233,6 +232,7 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
                 raise inverted
             result = editor.apply(inverted, edits, keep, blend=blend, detail=detail)
             bar.close()
+            _make_folder(dst.parent, made)
             written.append(result.save(dst))
             if compare:
                 written.append(write_image(cmp_dst, result.compare_image()))
@@ -252,6 +252,7 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
         except KeyboardInterrupt:
             bar.close()
             _remove(written)
+            _remove_empty(made)
             raise
         except Exception as exc:  # an unexpected bug on one photo must not kill the batch
             bar.close()
@@ -263,6 +264,7 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
             click.echo(f"{label}: internal error: {type(exc).__name__}: {exc} "
                        "(rerun with --debug for details)", err=True)
         t1 = time.perf_counter()
+    _remove_empty(made)
     if len(files) > 1:
         click.echo(f"done: {len(files) - failed} of {len(files)} photos edited"
                    + (f", {failed} failed" if failed else ""), err=True)
@@ -294,6 +296,31 @@ def _check_out_folder(out: Path) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{out}: output folder is not writable" if parent == out
                           else f"{out}: cannot create output folder ({parent} is not writable)")
+
+
+def _make_folder(folder: Path, made: list[Path]) -> None:
+    """Create ``folder`` (and missing parents) just before the first file goes into it, so a
+    run that writes nothing leaves no folder behind."""
+    if folder.is_dir():
+        return
+    missing, p = [], folder
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create output folder ({exc.strerror})") from None
+    made.extend(missing)
+
+
+def _remove_empty(folders) -> None:
+    """rmdir the folders this run made that hold nothing (a failed photo's outputs are gone)."""
+    for d in folders:
+        try:
+            d.rmdir()  # refuses a non-empty folder: never removes anything written
+        except OSError:
+            pass
 
 
 def _remove(paths) -> None:

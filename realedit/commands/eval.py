@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS
+from ..errors import exit_codes_help
 
 from ..errors import RealeditError, UsageError
 
 
-@click.command("eval", context_settings=HELP_SETTINGS)
+@click.command("eval", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
               help="The edit to measure (repeatable). pose=+X turns the head towards the "

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EditError
+from ..errors import EditArgumentError, EditError
 from .directions import Direction, DirectionBank, _dedupe, condition, format_layers, space_label
 
 # Acceptable direction spaces for a code of each space, in order of preference.
@@ -63,9 +63,9 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
         try:
             amount = float(amount)
         except (TypeError, ValueError):
-            raise EditError(f"bad amount for {key!r}: {amount!r} is not a number") from None
+            raise EditArgumentError(f"bad amount for {key!r}: {amount!r} is not a number") from None
         if not np.isfinite(amount):
-            raise EditError(f"bad amount for {key!r}: {amount}")
+            raise EditArgumentError(f"bad amount for {key!r}: {amount}")
         d, primal = _resolve(key, keep, space, bank, model)
         name = key.name if isinstance(key, Direction) else key
         if layers and name in layers:
@@ -133,7 +133,7 @@ def _resolve(key, keep, space, bank, model) -> tuple[Direction, Direction]:
             raise EditError(f"direction {key.describe()} belongs to model {key.model!r}, "
                             f"not {model!r}")
         if key.space not in spaces:
-            raise EditError(_space_message(key, space))
+            raise EditArgumentError(_space_message(key, space))
         kept = []
         if keep:
             if bank is None:
@@ -145,7 +145,7 @@ def _resolve(key, keep, space, bank, model) -> tuple[Direction, Direction]:
     if bank is None:
         raise EditError(f"no direction bank given to look {key!r} up in")
     if key in keep:
-        raise EditError(f"cannot both edit and keep {key!r}")
+        raise EditArgumentError(f"cannot both edit and keep {key!r}")
     d = bank.direction(key, keep=keep, model=model, space=spaces)
     try:  # the hyperplane "distance" mode measures against (a learned W+ entry: its W primal)
         primal = bank.get(key, model=d.model, space=d.space if not d.conditions else spaces)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EditError, OutputError, UnsafePickleError
+from ..errors import EditArgumentError, EditError, OutputError, UnsafePickleError
 from ..fsutil import atomic_write_bytes
 
 SPACES = ("z", "w", "wp")
@@ -301,7 +301,7 @@ class DirectionBank:
         """
         keep = _dedupe(keep)
         if name in keep:
-            raise EditError(f"cannot both edit and keep {name!r}")
+            raise EditArgumentError(f"cannot both edit and keep {name!r}")
         try:
             primal = self.get(name, model=model, space=space)
         except EditError:
@@ -329,7 +329,7 @@ class DirectionBank:
         if primal is None:
             self.get(name, model=model, space=space)  # raises the informative error
         avail = self.names(primal.model, primal.space)
-        raise EditError(f"cannot keep {', '.join(missing)} while editing {name!r}: no such "
+        raise EditArgumentError(f"cannot keep {', '.join(missing)} while editing {name!r}: no such "
                         f"{space_label(primal.space)} direction for {primal.model} "
                         f"(available: {', '.join(avail) or 'none'})")
 
@@ -342,7 +342,7 @@ class DirectionBank:
     def _pick(self, cands: list[Direction], name, model, space) -> Direction:
         spaces = _as_spaces(space)
         if not cands:
-            raise EditError(self._unknown_message(name, model, spaces))
+            raise EditArgumentError(self._unknown_message(name, model, spaces))
         models = sorted({d.model for d in cands})
         if len(models) > 1:
             raise EditError(f"direction {name!r} exists for several models ({', '.join(models)}): "

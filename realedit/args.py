@@ -1,0 +1,34 @@
+"""Checks of what a user asks for that need no model: the CLI runs them before importing torch
+or loading anything, so a typo fails in a fraction of a second, not after the model loads."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from .errors import EditArgumentError as EditError  # a bad --attr/--keep is a bad argument (2)
+
+
+def parse_edits(items: Sequence[str]) -> dict[str, float]:
+    """["age=+3", "smile=-1.5"] -> {"age": 3.0, "smile": -1.5}; EditError on a bad item.
+    Amounts of an attribute given twice add up."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise EditError(f"bad edit {item!r}: write NAME=AMOUNT, e.g. age=+3")
+        try:
+            amount = float(value)
+        except ValueError:
+            raise EditError(f"bad amount in {item!r}: {value!r} is not a number") from None
+        if not math.isfinite(amount):
+            raise EditError(f"bad amount in {item!r}: must be finite")
+        out[name] = out.get(name, 0.0) + amount
+    return out
+
+
+def check_keep(edits, keep: Sequence[str]) -> None:
+    """EditError when an attribute is both edited and kept (the model is not needed to know)."""
+    both = [k for k in keep if k in edits]
+    if both:
+        raise EditError(f"cannot both edit and keep {both[0]!r}")
