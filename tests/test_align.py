@@ -120,7 +120,8 @@ def test_no_face_images_give_an_empty_list(shape):
 
 
 def test_pick_faces_explains_why_nothing_is_left():
-    with pytest.raises(NoFaceError, match="^no face found in blank.png$"):
+    with pytest.raises(NoFaceError, match=r"^no face found in blank.png \(faces down to about "
+                                          r"40 px across are found in a 200x200 photo\)$"):
         pick_faces(np.zeros((200, 200, 3), np.uint8), where="blank.png")
     img = astronaut()
     with pytest.raises(NoFaceError) as err:
@@ -359,3 +360,19 @@ def test_cnn_detector_and_model_file_lookup(monkeypatch, tmp_path):
     names = realedit.weights.registry()
     for key in ("dlib-shape-predictor-68", "dlib-mmod-face-detector"):
         assert key in names
+
+
+def test_small_face_in_a_large_photo_is_found():
+    """The astronaut shrunk to 160 px (face ~40 px) in a corner of a 1200x900 photo: above
+    1024 px the detector used to run without upsampling and found nothing (exit 4)."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (1200, 900), (120, 125, 130))
+    canvas.paste(Image.fromarray(astronaut()).resize((160, 160), Image.LANCZOS), (1030, 730))
+    kept, _ = pick_faces(np.asarray(canvas), min_size=32)
+    assert len(kept) == 1 and kept[0].accepted
+    x0, y0, x1, y1 = kept[0].box
+    assert 30 < x1 - x0 < 60 and 1030 < x0 and x1 < 1190 and 730 < y0 and y1 < 890
+    det = Detector()
+    assert det.smallest_face(900, 1200) == pytest.approx(40)
+    assert det.smallest_face(3000, 4000) <= 80  # 12 MP: the time budget caps magnification

@@ -186,3 +186,20 @@ def test_no_output_folder_after_a_failure(build, extra, code, model, tmp_path):
                        model=model)
         assert res.exit_code == code, res.output
         assert not out.exists() and not (tmp_path / "deep").exists()
+def test_outputs_share_one_permission_rule(photo, model, tmp_path):
+    """Edited photo, comparison, latent .npz, align crops and JSON: all 0666 & ~umask."""
+    old = os.umask(0o027)
+    try:
+        res = realedit(photo, "--attr", "age=+1", "--compare", "--save-latent", "-o",
+                       tmp_path / "out", model=model)
+        assert res.exit_code == 0, res.output
+        res2 = realedit("align", photo, "-o", tmp_path / "crops", "--size", "64")
+        assert res2.exit_code == 0, res2.output
+    finally:
+        os.umask(old)
+    files = sorted((tmp_path / "out").iterdir()) + sorted((tmp_path / "crops").iterdir())
+    names = {p.name for p in files}
+    assert {"astronaut_edited.jpg", "astronaut_compare.jpg", "astronaut_latent.npz",
+            "astronaut.json", "astronaut_0.png"} <= names, names
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {oct(0o640)}, modes

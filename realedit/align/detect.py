@@ -22,6 +22,8 @@ import numpy as np
 from ..errors import ImageError, UsageError
 from .dlib_models import dlib_model_path
 
+# Smallest face box (pixels of the image it runs on) dlib's HOG detector finds: its window.
+_HOG_MIN_FACE = 80.0
 # Box jitters (dx, dy as a fraction of box width; ds = relative size change) for the stability
 # test. Six runs cost ~6 ms in total: the predictor is < 1 ms per call.
 _JITTERS = ((-0.1, 0, 0), (0.1, 0, 0), (0, -0.1, 0), (0, 0.1, 0), (0, 0, -0.1), (0, 0, 0.1))
@@ -136,15 +138,19 @@ class Detector:
 
     kind: "hog" (fast, frontal) or "cnn" (dlib MMOD, ~1.6 s per 512 px photo on a CPU).
     max_side: photos larger than this are detected on a copy downscaled to it.
-    upsample: dlib's upsampling count for the detector; "auto" = 1 when the working copy is
-    at most 1024 px on its long side (finds faces down to ~40 px), else 0 (~80 px).
+    upsample: dlib's upsampling count for the detector, on the working copy. "auto" (HOG):
+    instead, detect on the photo resized so the smallest face found is ~40 px (HOG needs ~80
+    px, so 2x), as long as the resized image stays within ``budget_pixels`` (beyond, the
+    largest magnification that fits: ~80 px faces at 12 MP); see ``smallest_face``.
+    budget_pixels: the HOG pass's image area for "auto" (cost ~ area: 12 MP ~ 4 s on one
+    busy CPU core; `python bench/align.py` measures it).
     min_score: detector threshold (HOG margin; dlib's own default is 0).
     min_quality: landmark-stability threshold in 0..1.
     """
 
     def __init__(self, kind: str = "hog", *, models_dir: str | Path | None = None,
                  max_side: int = 2048, upsample: int | str = "auto", min_score: float = 0.0,
-                 min_quality: float = 0.5):
+                 min_quality: float = 0.5, budget_pixels: float = 12e6):
         if kind not in ("hog", "cnn"):
             raise UsageError(f"unknown detector {kind!r}: use 'hog' or 'cnn'")
         if max_side < 64:
@@ -155,6 +161,7 @@ class Detector:
         self.upsample = upsample
         self.min_score = float(min_score)
         self.min_quality = float(min_quality)
+        self.budget_pixels = float(budget_pixels)
 
     def __getstate__(self):
         # dlib's models do not pickle; worker processes load their own (lazily, as here).
@@ -174,24 +181,58 @@ class Detector:
 
         return dlib.shape_predictor(str(dlib_model_path("landmarks68", self.models_dir)))
 
+    def _magnification(self, h: int, w: int) -> float | None:
+        """Resize factor for the "auto" HOG pass (None: the max_side/upsample scheme)."""
+        if self.upsample != "auto" or self.kind != "hog":
+            return None
+        # 2x makes HOG's ~80 px minimum a 40 px face; the budget caps the cost on big photos.
+        return float(min(2.0, np.sqrt(self.budget_pixels / (h * w))))
+
+    def smallest_face(self, h: int, w: int) -> float:
+        """About the smallest face (box side, photo pixels) this detector finds in an h x w photo."""
+        f = self._magnification(h, w)
+        if f is None:
+            f = min(1.0, self.max_side / max(h, w))
+            up = self.upsample if self.upsample != "auto" else int(max(h, w) * f <= 1024)
+            f *= 2 ** int(up)
+        return _HOG_MIN_FACE / f
+
     def _working_copy(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """Downscaled copy (or the image itself) and the per-axis full/working scale."""
+        """Resized copy (or the image itself) and the per-axis full/working scale."""
         import cv2
 
         h, w = rgb.shape[:2]
-        if max(h, w) <= self.max_side:
+        f = self._magnification(h, w)
+        if f is None:
+            f = self.max_side / max(h, w)
+        if f >= 1:  # landmarks are found on the photo itself; only the detector sees it magnified
             return np.ascontiguousarray(rgb), 1.0, 1.0
-        f = self.max_side / max(h, w)
         ww, wh = max(1, round(w * f)), max(1, round(h * f))
         # INTER_AREA = box filter: no aliasing, and cheap on very large inputs.
         small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
         return small, w / ww, h / wh
 
-    def _raw_detections(self, work: np.ndarray):
+    def _raw_detections(self, work: np.ndarray, magnify: float | None = None):
         up = self.upsample
         if up == "auto":
-            up = 1 if max(work.shape[:2]) <= 1024 else 0
+            up = int(max(work.shape[:2]) <= 1024)
+        if self.kind == "hog" and magnify is not None and magnify > 1:
+            # Small faces: HOG runs on a magnified copy (bilinear, as dlib's own upsampling),
+            # and its boxes are scaled back onto ``work``.
+            import cv2
+            import dlib
+
+            h, w = work.shape[:2]
+            big = cv2.resize(work, (round(w * magnify), round(h * magnify)),
+                             interpolation=cv2.INTER_LINEAR)
+            fx, fy = w / big.shape[1], h / big.shape[0]
+            rects, scores, _ = self._detector.run(big, 0, self.min_score)
+            return [(dlib.rectangle(round(r.left() * fx), round(r.top() * fy),
+                                    round(r.right() * fx), round(r.bottom() * fy)), s)
+                    for r, s in zip(rects, scores)]
         if self.kind == "hog":
+            if self.upsample == "auto":
+                up = 0  # "auto" never upsamples the HOG pass past its budget
             rects, scores, _ = self._detector.run(work, int(up), self.min_score)
             return list(zip(rects, scores))
         return [(d.rect, d.confidence) for d in self._detector(work, int(up))
@@ -203,7 +244,7 @@ class Detector:
             return []
         work, sx, sy = self._working_copy(rgb)
         faces = []
-        for rect, score in self._raw_detections(work):
+        for rect, score in self._raw_detections(work, self._magnification(*rgb.shape[:2])):
             lm = _landmarks(self.predictor, work, rect)
             quality = face_quality(score, landmark_drift(self.predictor, work, rect, lm))
             # working pixel centre i <-> full-resolution coordinate (i + 0.5) * s - 0.5

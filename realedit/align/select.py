@@ -82,8 +82,17 @@ def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAUL
     """detect_faces + select_faces; NoFaceError (one line, with reasons) when none is left."""
     from .detect import detect_faces
 
-    faces = detect_faces(image, detector=detector, keep_rejected=True)
+    from .detect import as_rgb_array, default_detector
+
+    rgb = as_rgb_array(image)
+    detector = detector or default_detector()
+    faces = detect_faces(rgb, detector=detector, keep_rejected=True)
     kept, skipped = select_faces(faces, policy, min_size=min_size)
     if not kept:
-        raise NoFaceError(no_face_message(skipped, where))
+        msg = no_face_message(skipped, where)
+        if not skipped and hasattr(detector, "smallest_face"):
+            h, w = rgb.shape[:2]
+            msg += (f" (faces down to about {detector.smallest_face(h, w):.0f} px across are "
+                    f"found in a {w}x{h} photo)")
+        raise NoFaceError(msg)
     return kept, skipped
