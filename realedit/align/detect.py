@@ -138,12 +138,13 @@ class Detector:
 
     kind: "hog" (fast, frontal) or "cnn" (dlib MMOD, ~1.6 s per 512 px photo on a CPU).
     max_side: photos larger than this are detected on a copy downscaled to it.
-    upsample: dlib's upsampling count for the detector, on the working copy. "auto" (HOG):
-    instead, detect on the photo resized so the smallest face found is ~40 px (HOG needs ~80
-    px, so 2x), as long as the resized image stays within ``budget_pixels`` (beyond, the
+    upsample: dlib's upsampling count for the detector; "auto" = 1 when the working copy is
+    at most 1024 px on its long side (finds faces down to ~40 px), else 0 (~80 px), and then
+    (HOG) a second pass on the photo magnified towards 2x, so faces down to ~40 px are found
+    at any photo size as long as that image stays within ``budget_pixels`` (beyond, the
     largest magnification that fits: ~80 px faces at 12 MP); see ``smallest_face``.
-    budget_pixels: the HOG pass's image area for "auto" (cost ~ area: 12 MP ~ 4 s on one
-    busy CPU core; `python bench/align.py` measures it).
+    budget_pixels: image area of that small-face pass (its cost ~ area: 12 MP took ~4 s on
+    one busy CPU core; `python bench/align.py` measures it).
     min_score: detector threshold (HOG margin; dlib's own default is 0).
     min_quality: landmark-stability threshold in 0..1.
     """
@@ -181,62 +182,70 @@ class Detector:
 
         return dlib.shape_predictor(str(dlib_model_path("landmarks68", self.models_dir)))
 
+    def _base_scale(self, h: int, w: int) -> tuple[float, int]:
+        """(working copy / photo, dlib upsampling count) of the main detection pass."""
+        f = min(1.0, self.max_side / max(h, w))
+        up = self.upsample if self.upsample != "auto" else int(max(h, w) * f <= 1024)
+        return f, int(up)
+
     def _magnification(self, h: int, w: int) -> float | None:
-        """Resize factor for the "auto" HOG pass (None: the max_side/upsample scheme)."""
+        """Photo -> image scale of the extra small-face HOG pass ("auto" only), or None when
+        the main pass already sees faces as large."""
         if self.upsample != "auto" or self.kind != "hog":
             return None
+        f, up = self._base_scale(h, w)
         # 2x makes HOG's ~80 px minimum a 40 px face; the budget caps the cost on big photos.
-        return float(min(2.0, np.sqrt(self.budget_pixels / (h * w))))
+        mag = float(min(2.0, np.sqrt(self.budget_pixels / (h * w))))
+        return mag if mag > f * 2 ** up * 1.01 else None
 
     def smallest_face(self, h: int, w: int) -> float:
         """About the smallest face (box side, photo pixels) this detector finds in an h x w photo."""
-        f = self._magnification(h, w)
-        if f is None:
-            f = min(1.0, self.max_side / max(h, w))
-            up = self.upsample if self.upsample != "auto" else int(max(h, w) * f <= 1024)
-            f *= 2 ** int(up)
-        return _HOG_MIN_FACE / f
+        f, up = self._base_scale(h, w)
+        return _HOG_MIN_FACE / max(f * 2 ** up, self._magnification(h, w) or 0.0)
 
     def _working_copy(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Resized copy (or the image itself) and the per-axis full/working scale."""
         import cv2
 
         h, w = rgb.shape[:2]
-        f = self._magnification(h, w)
-        if f is None:
-            f = self.max_side / max(h, w)
-        if f >= 1:  # landmarks are found on the photo itself; only the detector sees it magnified
+        if max(h, w) <= self.max_side:
             return np.ascontiguousarray(rgb), 1.0, 1.0
+        f = self.max_side / max(h, w)
         ww, wh = max(1, round(w * f)), max(1, round(h * f))
         # INTER_AREA = box filter: no aliasing, and cheap on very large inputs.
         small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
         return small, w / ww, h / wh
 
-    def _raw_detections(self, work: np.ndarray, magnify: float | None = None):
+    def _raw_detections(self, work: np.ndarray, rgb: np.ndarray | None = None):
         up = self.upsample
         if up == "auto":
             up = int(max(work.shape[:2]) <= 1024)
-        if self.kind == "hog" and magnify is not None and magnify > 1:
-            # Small faces: HOG runs on a magnified copy (bilinear, as dlib's own upsampling),
-            # and its boxes are scaled back onto ``work``.
-            import cv2
-            import dlib
-
-            h, w = work.shape[:2]
-            big = cv2.resize(work, (round(w * magnify), round(h * magnify)),
-                             interpolation=cv2.INTER_LINEAR)
-            fx, fy = w / big.shape[1], h / big.shape[0]
-            rects, scores, _ = self._detector.run(big, 0, self.min_score)
-            return [(dlib.rectangle(round(r.left() * fx), round(r.top() * fy),
-                                    round(r.right() * fx), round(r.bottom() * fy)), s)
-                    for r, s in zip(rects, scores)]
         if self.kind == "hog":
-            if self.upsample == "auto":
-                up = 0  # "auto" never upsamples the HOG pass past its budget
             rects, scores, _ = self._detector.run(work, int(up), self.min_score)
-            return list(zip(rects, scores))
+            found = list(zip(rects, scores))
+            mag = None if rgb is None else self._magnification(*rgb.shape[:2])
+            if mag is not None:
+                found += [d for d in self._small_faces(rgb, mag, work.shape)
+                          if all(_iou(d[0], r) < 0.3 for r, _ in found)]
+            return found
         return [(d.rect, d.confidence) for d in self._detector(work, int(up))
                 if d.confidence >= self.min_score]
+
+    def _small_faces(self, rgb: np.ndarray, mag: float, work_shape) -> list:
+        """HOG on the photo magnified by ``mag`` (bilinear, as dlib's own upsampling): faces
+        smaller than the main pass can see; boxes returned in working-copy pixels. The area is
+        capped by budget_pixels, so the cost is bounded at any photo size."""
+        import cv2
+        import dlib
+
+        h, w = rgb.shape[:2]
+        big = cv2.resize(rgb, (max(1, round(w * mag)), max(1, round(h * mag))),
+                         interpolation=cv2.INTER_LINEAR if mag > 1 else cv2.INTER_AREA)
+        fx, fy = work_shape[1] / big.shape[1], work_shape[0] / big.shape[0]
+        rects, scores, _ = self._detector.run(big, 0, self.min_score)
+        return [(dlib.rectangle(round(r.left() * fx), round(r.top() * fy),
+                                round(r.right() * fx), round(r.bottom() * fy)), s)
+                for r, s in zip(rects, scores)]
 
     def __call__(self, image, *, keep_rejected: bool = False) -> list[Face]:
         rgb = as_rgb_array(image)
@@ -244,7 +253,7 @@ class Detector:
             return []
         work, sx, sy = self._working_copy(rgb)
         faces = []
-        for rect, score in self._raw_detections(work, self._magnification(*rgb.shape[:2])):
+        for rect, score in self._raw_detections(work, rgb):
             lm = _landmarks(self.predictor, work, rect)
             quality = face_quality(score, landmark_drift(self.predictor, work, rect, lm))
             # working pixel centre i <-> full-resolution coordinate (i + 0.5) * s - 0.5
@@ -258,6 +267,16 @@ class Detector:
                                   accepted=accepted, detector=self.kind))
         faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
         return faces
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of two dlib rectangles."""
+    iw = min(a.right(), b.right()) - max(a.left(), b.left())
+    ih = min(a.bottom(), b.bottom()) - max(a.top(), b.top())
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (a.width() * a.height() + b.width() * b.height() - inter)
 
 
 @functools.lru_cache(maxsize=4)
