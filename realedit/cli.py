@@ -51,6 +51,8 @@ class RealeditGroup(click.Group):
         if cmd is None and attr != "cli":
             cli = getattr(mod, "cli", None)
             cmd = cli.commands.get(name) if isinstance(cli, click.Group) else None
+        if cmd is not None and not cmd.epilog:  # every command's --help shows the one table
+            cmd.epilog = exit_codes_help()
         return cmd
 
     def format_commands(self, ctx, formatter):
