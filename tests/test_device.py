@@ -98,13 +98,13 @@ def photo(tmp_path_factory):
     return p
 
 
-@pytest.mark.parametrize("inverter", ["optimize", "hybrid"])
+@pytest.mark.parametrize("inverter", ["optimize", "hybrid", "pti"])
 def test_inversion_and_edit_create_every_tensor_on_the_model_device(inverter, photo, tmp_path):
     from realedit.invert.encoder import Encoder, EncoderConfig
 
     path = make_tiny_model(tmp_path)
     G = __import__("realedit.models", fromlist=["load"]).load(str(path))
-    enc = Encoder(EncoderConfig.for_generator(G, 8, 16)) if inverter == "hybrid" else None
+    enc = Encoder(EncoderConfig.for_generator(G, 8, 16)) if inverter in ("hybrid", "pti") else None
     if enc is not None:
         enc.set_generator_stats(G)
     editor = Editor.from_pretrained(str(path), inverter=inverter, steps=6, encoder=enc,

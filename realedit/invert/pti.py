@@ -174,7 +174,7 @@ class PTIInverter:
                     hists.append(hist + [float(self.loss_fn(recons[-1], targets[i:i + 1]).mean())])
                 gens.append(Gt)
         # history: the pivot's refinement steps, then the tuning steps (+ the final loss).
-        tune_hist = torch.tensor(hists).T
+        tune_hist = torch.tensor(hists, device=self.device).T
         history = torch.cat([pivot.history.to(tune_hist), tune_hist]) if len(pivot.history) else tune_hist
         return Inversion(latent=pivot.latent, space=space, reconstruction=torch.cat(recons),
                          history=history, seconds=time.perf_counter() - t0, method="pti",
