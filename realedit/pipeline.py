@@ -323,8 +323,9 @@ class Editor:
         """
         from . import invert as inv
         from .device import resolve_device
-        from . import models, weights
+        from . import models
         from .edit import bank_for_model, load_bank
+        from .manifest import manifest_path, resolve_model
 
         device = resolve_device(device)
         if device.type == "cuda":  # TF32 matmuls (cuDNN convs use it already): fp32 range, faster
@@ -332,35 +333,33 @@ class Editor:
         name = name_or_path or default_model_name()
         ckpt, path = models.read_model(name)  # once: G now, D below when the inverter needs it
         G = models.generator_from_checkpoint(ckpt, path, device)
-        licence = ""
+        # The model's parts (encoder, bank, licence, default space): its manifest, else the
+        # older sidecar names (realedit.manifest is the one place that knows them).
+        files = resolve_model(name)
         registered = not Path(str(name)).exists()
-        if registered:
-            e = weights.entry(name)
-            licence = e.licence or ""
-        if space is None:  # the model's richest space: W+ for StyleGANs, Z for PGGAN
-            space = "wp" if "wp" in G.spaces else G.spaces[0]
+        licence = files.licence
+        if space is None:  # the manifest's default, else the richest: W+ for StyleGANs, Z for PGGAN
+            space = files.default_space or ("wp" if "wp" in G.spaces else G.spaces[0])
         if space not in G.spaces:
             raise UsageError(f"model {name} has no {space!r} space; it has {', '.join(G.spaces)}")
 
-        # Direction bank: explicit, else the registry's, else one saved beside a model file.
+        # Direction bank: explicit, else the registry's (InterFaceGAN files + the model's own).
         if bank is not None and not hasattr(bank, "direction"):
             bank = load_bank(bank, model=str(name))
         if bank is None:
             if registered:
                 bank = bank_for_model(name)
             else:
-                side = Path(name).with_suffix("").as_posix() + ".directions.json"
-                if not Path(side).is_file():
-                    raise EditError(f"no direction bank for {name}: pass bank=... or save one as {side}")
-                bank = load_bank(side)
+                if files.bank is None:
+                    side = Path(name).with_suffix("").as_posix() + ".directions.json"
+                    raise EditError(f"no direction bank for {name}: pass bank=..., save one as "
+                                    f"{side} or name one in {manifest_path(name)}")
+                bank = load_bank(files.bank)
                 for m in bank.models():
                     bank = bank.relabel(m, str(name))
 
-        # Encoder: explicit, else <model>.encoder.pt beside the model file.
         if encoder is None and inverter in ("hybrid", "encoder", "pti"):
-            from .invert.encoder import default_encoder_path
-            cand = default_encoder_path(name)
-            encoder = cand if cand.is_file() else None
+            encoder = files.encoder
         asked = inverter
         if encoder is None and inverter == "hybrid":
             inverter = "optimize"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 from realedit import models
+from realedit.fsutil import atomic_write, atomic_write_text
 from realedit.training.gan import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,9 +70,7 @@ def update_registry(name: str, meta: dict) -> None:
     block = registry_block(name, meta)
     pat = re.compile(rf"# BEGIN {re.escape(name)} .*?# END {re.escape(name)}", re.S)
     text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = reg.with_suffix(".toml.tmp")
-    tmp.write_text(text)
-    tmp.replace(reg)
+    atomic_write_text(reg, text)
 
 
 def ship_encoder(src: Path, dst: Path) -> None:
@@ -83,9 +82,8 @@ def ship_encoder(src: Path, dst: Path) -> None:
     obj["optimizer"] = None
     obj["state_dict"] = {k: (v.half() if v.is_floating_point() and v.ndim > 0 else v)
                          for k, v in obj["state_dict"].items()}
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(dst)
+    with atomic_write(dst) as fh:
+        torch.save(obj, fh)
 
 
 def main(argv=None):
@@ -113,7 +111,21 @@ def main(argv=None):
         ship_encoder(Path(args.encoder_from), dst)
         print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB)")
     update_registry(args.name, meta)
-    print("registry updated")
+    write_model_manifest(args.name)
+    print("registry and manifest updated")
+
+
+def write_model_manifest(name: str) -> Path:
+    """<name>.model.json: the one list of the model's parts that realedit.manifest reads."""
+    from realedit.manifest import manifest_path, write_manifest
+
+    enc = f"{name}.encoder.pt"
+    bank = f"{name}.directions"
+    return write_manifest(
+        manifest_path(WEIGHTS / f"{name}.pt"), name=name, generator=f"{name}.pt",
+        discriminator=f"{name}.pt", encoder=enc if (WEIGHTS / enc).is_file() else None,
+        bank=bank if (WEIGHTS / f"{bank}.json").is_file() else None, licence="research-only",
+        default_space="wp", card="README.md")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ import os
 import pytest
 import torch
 
+from datapaths import SHARED
+
+# Released InterFaceGAN boundaries are research files in ../shared; realedit finds them through
+# $REALEDIT_BOUNDARIES (it has no development-checkout path of its own).
+if (SHARED / "data" / "interfacegan_boundaries").is_dir():
+    os.environ.setdefault("REALEDIT_BOUNDARIES", str(SHARED / "data" / "interfacegan_boundaries"))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():

@@ -531,7 +531,8 @@ def load_bank(source, *, model: str | None = None) -> DirectionBank:
         if not len(bank):
             raise EditError(f"no direction files{' for ' + model if model else ''} in {path}")
         return bank
-    if path.suffix in (".npz", ".json") or (not path.suffix and path.with_suffix(".json").exists()):
+    # NAME.npz, NAME.json, or the stem NAME itself (as a manifest's "bank" names it)
+    if path.suffix in (".npz", ".json") or _bank_paths(path)[1].is_file():
         bank = _load_own(path)
         return bank.filter(model) if model else bank
     if path.suffix == ".npy":
@@ -557,8 +558,8 @@ BOUNDARIES_ENV = "REALEDIT_BOUNDARIES"
 
 def boundaries_dirs() -> list[Path]:
     """Where released InterFaceGAN files are looked for, in order: $REALEDIT_BOUNDARIES,
-    $REALEDIT_HOME/interfacegan_boundaries, the repo's weights/interfacegan_boundaries, and
-    the development checkout's ../shared/data/interfacegan_boundaries."""
+    $REALEDIT_HOME/interfacegan_boundaries and the shipped weights/interfacegan_boundaries.
+    (The tests point $REALEDIT_BOUNDARIES at ../shared's copy: tests/conftest.py.)"""
     out = []
     if os.environ.get(BOUNDARIES_ENV):
         out.append(Path(os.environ[BOUNDARIES_ENV]).expanduser())
@@ -568,7 +569,6 @@ def boundaries_dirs() -> list[Path]:
                 weights.bundled_dir() / "interfacegan_boundaries"]
     except Exception:  # weights module unavailable: only the explicit locations
         pass
-    out.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "interfacegan_boundaries")
     return out
 
 
@@ -576,9 +576,9 @@ def bank_for_model(name: str) -> DirectionBank:
     """Every direction known for the registered model ``name``, labelled with that name.
 
     Sources: the InterFaceGAN files whose prefix the registry entry names (``boundaries =
-    "stylegan_ffhq"``), a realedit bank named by the entry's ``directions`` key (path relative
-    to the repo's weights/ folder, or absolute), and ``weights/<name>.directions.json`` if it
-    exists. EditError if none is found.
+    "stylegan_ffhq"``, found in :func:`boundaries_dirs`) and the model's own realedit bank as
+    :func:`realedit.manifest.resolve_model` finds it (its manifest's ``bank``, else the entry's
+    ``directions`` key or ``weights/<name>.directions.json``). EditError if none is found.
     """
     from .. import weights
 
@@ -590,20 +590,17 @@ def bank_for_model(name: str) -> DirectionBank:
             if folder.is_dir() and any(folder.glob(f"{prefix}_*_boundary.npy")):
                 bank = bank.merge(load_interfacegan_dir(folder, model=prefix).relabel(prefix, name))
                 break
-    refs = [getattr(e, "extra", {}).get("directions"), f"{name}.directions"]
-    for ref in refs:
-        if not ref:
-            continue
-        p = Path(str(ref))
-        p = p if p.is_absolute() else weights.bundled_dir() / p
-        npz, js = _bank_paths(p)
+    from ..manifest import resolve_model
+
+    own_ref = resolve_model(name).bank  # the manifest's bank, or the registry's `directions`
+    if own_ref is not None:
+        npz, js = _bank_paths(own_ref)
         if js.is_file():
             own = _load_own(js)
             # A bank fitted under another id (e.g. a file path) serves this registered model.
             for m in own.models():
                 own = own.relabel(m, name)
             bank = bank.merge(own)
-            break
     if not len(bank):
         where = ", ".join(str(d) for d in boundaries_dirs())
         raise EditError(f"no direction bank for {name}: "

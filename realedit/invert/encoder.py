@@ -179,11 +179,17 @@ def _resolve(path_or_name) -> Path:
 
 
 def default_encoder_path(model: str | os.PathLike) -> Path:
-    """``<generator file stem>.encoder.pt`` next to the generator file (or registry file)."""
-    p = Path(model)
-    if not p.is_file():
+    """Where a model's encoder is (its manifest's, see realedit.manifest) or, for a model without
+    one, where a new one goes: ``<generator file stem>.encoder.pt`` beside the generator."""
+    from ..manifest import resolve_model
+
+    files = resolve_model(model)
+    if files.encoder is not None:
+        return files.encoder
+    p = files.generator
+    if p is None:
         from .. import weights
-        p = Path(weights.resolve(str(model), download=False))
+        p = Path(weights.resolve(str(model), download=False))  # WeightsNotFound: says where
     return p.with_name(p.stem + ".encoder.pt")
 
 
