@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,11 @@ def main(photos):
             src = res.source.rgb
             rows = {"jpeg, input's tables": write_image(Path(tmp) / "a.jpg", res.photo),
                     "jpeg, quality 95 4:4:4 (old)": write_image(
-                        Path(tmp) / "b.jpg", res.photo.with_rgb(res.photo.rgb).__class__(
-                            **{**res.photo.__dict__, "jpeg_tables": None})),
+                        Path(tmp) / "b.jpg", replace(res.photo, jpeg_tables=None)),
                     "png": write_image(Path(tmp) / "c.png", res.photo)}
             for name, path in rows.items():
+                if name == "png":
+                    assert outside_change(src, path, outside)[1] == 0  # lossless: bit-exact
                 pct, mx = outside_change(src, path, outside)
                 ratio = path.stat().st_size / photo.stat().st_size
                 print(f"| {photo.name} | {name} | {pct:.2f} | {mx} | {ratio:.2f} |")

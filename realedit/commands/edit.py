@@ -129,6 +129,11 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
       realedit shots/ --attr smile=+2 -o edited/ --compare
       realedit group.jpg --attr age=-2 --faces all
 
+    Outside the face's paste mask a lossless output (PNG, TIFF, BMP; -o NAME.png for a JPEG
+    photo) is bit-identical to the input. A JPEG output is re-encoded with the input's own
+    quantisation tables and chroma subsampling: outside the 16-px blocks the mask touches it
+    equals the input re-saved that way, which moves a few pixels by a few levels (README).
+
     A single photo that fails exits with its error's code (3, 4, 6, 7); a batch where
     some photos fail exits 1.
     """
