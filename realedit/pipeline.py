@@ -251,9 +251,10 @@ def _worker_init():
 _END = object()
 
 
-def _prepared_stream(editor, photos, faces, workers: int):
-    """(input, PreparedPhoto or exception) per photo, in order; prepared ahead in ``workers``
-    processes (bounded look-ahead so memory stays flat on long folders)."""
+def _prepared_stream(editor, photos, faces, workers: int, ahead: int = 0):
+    """(input, PreparedPhoto or exception) per photo, in order; prepared in ``workers``
+    processes up to ``ahead`` photos ahead of the consumer (a whole next batch can be made
+    while this one is inverted; bounded, so memory stays flat on long folders)."""
     from .align.select import parse_policy
 
     parse_policy(faces)  # a bad policy is the caller's error, not every photo's
@@ -273,7 +274,7 @@ def _prepared_stream(editor, photos, faces, workers: int):
         it = iter(photos)
         for src in it:
             queue.append((src, pool.submit(_prepare_job, (src, faces, opts))))
-            if len(queue) >= 4 * workers:
+            if len(queue) >= max(ahead, 2 * workers):
                 break
         while queue:
             src, fut = queue.popleft()
@@ -490,7 +491,7 @@ class Editor:
             pending.clear()
 
         n_faces = 0
-        for src, prepared in _prepared_stream(self, photos, faces, workers):
+        for src, prepared in _prepared_stream(self, photos, faces, workers, batch + 2 * workers):
             pending.append((src, prepared))
             if isinstance(prepared, PreparedPhoto):
                 n_faces += len(prepared.faces)
