@@ -186,6 +186,13 @@ def test_no_output_folder_after_a_failure(build, extra, code, model, tmp_path):
                        model=model)
         assert res.exit_code == code, res.output
         assert not out.exists() and not (tmp_path / "deep").exists()
+def test_align_leaves_no_folder_when_no_photo_can_be_read(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    res = realedit("align", tmp_path / "notes.jpg", tmp_path / "gone.jpg", "-o", tmp_path / "a" / "crops")
+    assert res.exit_code == 3, res.output
+    assert not (tmp_path / "a").exists()
+
+
 def test_outputs_share_one_permission_rule(photo, model, tmp_path):
     """Edited photo, comparison, latent .npz, align crops and JSON: all 0666 & ~umask."""
     old = os.umask(0o027)

@@ -94,10 +94,13 @@ def cli(photos, out_dir, size, faces, min_size, detector, fmt, supersample, no_p
         policy = parse_policy(faces)
     except RealeditError as exc:
         raise click.BadParameter(str(exc), param_hint="--faces") from None
+    from .edit import _make_folder, _remove_empty
+
+    made: list[Path] = []  # folders made here: removed again if no photo could be read
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"{out_dir}: cannot create folder ({exc.strerror})") from None
+        _make_folder(out_dir, made)
+    except RealeditError as exc:
+        raise click.ClickException(str(exc)) from None
     det = default_detector() if detector == "hog" else Detector("cnn")
     inputs = {p.resolve() for p in photos}
     used: set[str] = set()
@@ -128,6 +131,7 @@ def cli(photos, out_dir, size, faces, min_size, detector, fmt, supersample, no_p
                     from ..errors import NoFaceError
 
                     first_error = NoFaceError(record["error"])
+    _remove_empty(made)
     click.echo(f"{n_crops} crop(s) from {len(photos)} photo(s) written to {out_dir}", err=True)
     if first_error is not None:
         sys.exit(first_error.exit_code)
