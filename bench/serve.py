@@ -46,15 +46,16 @@ def main() -> None:
                 ts = []
                 for a in amounts:
                     t0 = time.perf_counter()
-                    r = c.get(f"/api/sessions/{sid}/image", params={"edit": f"smile={a}", "size": size})
+                    r = c.get(f"/api/sessions/{sid}/image",
+                              params={"edit": f"smile={a}", "size": size})
                     ts.append(time.perf_counter() - t0)
                     assert r.status_code == 200, r.text
                 times[size] = ts
             c.delete(f"/api/sessions/{sid}")
-            rows.append((f"{side}x{side}", statistics.median(times["preview"]), max(times["preview"]),
-                         statistics.median(times["full"])))
-    print(f"| photo | preview median s | preview max s | full-size median s |  ({args.moves} moves, "
-          f"{args.threads} thread(s))")
+            rows.append((f"{side}x{side}", statistics.median(times["preview"]),
+                         max(times["preview"]), statistics.median(times["full"])))
+    print(f"| photo | preview median s | preview max s | full-size median s |  "
+          f"({args.moves} moves, {args.threads} thread(s))")
     print("|---|---|---|---|")
     for name, med, mx, full in rows:
         print(f"| {name} | {med:.3f} | {mx:.3f} | {full:.3f} |")

@@ -235,7 +235,8 @@ def test_bad_requests_get_4xx_json(client, astronaut_png):
         (client.get(url, params={"size": "huge"}), 422, "size"),
         (client.get("/api/sessions/nope/image"), 404, "no such session"),
         (client.get("/api/sessions/..%2F..%2Fetc%2Fpasswd"), 404, ""),
-        (client.post(f"/api/sessions/{s['id']}/invert", json={"faces": "all"}), 409, "already inverted"),
+        (client.post(f"/api/sessions/{s['id']}/invert", json={"faces": "all"}), 409,
+         "already inverted"),
         (client.get("/api/no/such/thing"), 404, ""),
     ]
     for r, status, text in cases:
@@ -299,7 +300,8 @@ def test_two_clients_at_once_each_get_their_own_photo(editor, astronaut_png):
 
         def client_upload(key):
             try:
-                r = upload(c, png_bytes(Image.fromarray(photos[key])), f"{key}.png", faces="largest")
+                data = png_bytes(Image.fromarray(photos[key]))
+                r = upload(c, data, f"{key}.png", faces="largest")
                 assert r.status_code == 201, r.text
                 ids[key] = r.json()["id"]
             except Exception as exc:  # noqa: BLE001 - reported below
@@ -359,7 +361,8 @@ def test_serve_command_starts_and_answers(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
     proc = subprocess.Popen([sys.executable, "-m", "realedit.cli", "serve", "--port", str(port),
                              "--inverter", "encoder"], stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, env=env)
@@ -399,7 +402,8 @@ def test_pick_one_face_or_all_in_a_group(client):
     assert len(sizes) == 3 and sizes == sorted(sizes, reverse=True)  # index 0 = largest
     ids = {"one": s["id"], "all": upload(client, data, "group.png").json()["id"]}
     assert client.post(f"/api/sessions/{ids['one']}/invert", json={"faces": 1}).status_code == 202
-    assert client.post(f"/api/sessions/{ids['all']}/invert", json={"faces": "all"}).status_code == 202
+    r = client.post(f"/api/sessions/{ids['all']}/invert", json={"faces": "all"})
+    assert r.status_code == 202
     one = client.get(f"/api/sessions/{ids['one']}", params={"wait": 60}).json()
     every = client.get(f"/api/sessions/{ids['all']}", params={"wait": 60}).json()
     assert one["inverted"] == [1] and sorted(every["inverted"]) == [0, 1, 2]
@@ -409,7 +413,7 @@ def test_pick_one_face_or_all_in_a_group(client):
         r = client.get(f"/api/sessions/{sid}/image", params={"edit": "smile=3", "size": "full"})
         diff = np.abs(decoded(r.content).astype(int) - src).sum(axis=2) > 0
         # which faces' boxes hold changed pixels
-        changed[key] = [i for i, f in enumerate(s["faces"])
-                        if diff[int(f["box"][1]):int(f["box"][3]), int(f["box"][0]):int(f["box"][2])].any()]
+        boxes = [[int(v) for v in f["box"]] for f in s["faces"]]
+        changed[key] = [i for i, (x0, y0, x1, y1) in enumerate(boxes) if diff[y0:y1, x0:x1].any()]
         client.delete(f"/api/sessions/{sid}")
     assert changed == {"one": [1], "all": [0, 1, 2]}

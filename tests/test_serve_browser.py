@@ -214,7 +214,8 @@ def test_a_second_user_sees_their_place_in_the_queue(browser, editor, tmp_path):
         first, second = new_page(browser, url), new_page(browser, url)
         drop_file(first, tmp_path / "first.png")
         assert gated.inverter.started.wait(60)
-        first.wait_for_function("document.getElementById('status').textContent.startsWith('Inverting')")
+        first.wait_for_function(
+            "document.getElementById('status').textContent.startsWith('Inverting')")
         drop_file(second, tmp_path / "second.png")
         second.wait_for_function("document.getElementById('status').textContent.includes('queue')")
         assert second.inner_text("#status") == \
@@ -224,6 +225,7 @@ def test_a_second_user_sees_their_place_in_the_queue(browser, editor, tmp_path):
         for pg, name in ((first, "first"), (second, "second")):
             pg.wait_for_selector("#editor", state="visible")
             assert pg.evaluate("window.realedit.session.name") == name
-        assert first.evaluate("window.realedit.session.id") != second.evaluate("window.realedit.session.id")
+        sid = "window.realedit.session.id"
+        assert first.evaluate(sid) != second.evaluate(sid)
         for pg in (first, second):
             pg.context.close()

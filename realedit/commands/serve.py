@@ -34,15 +34,17 @@ def exposure_warning(host: str) -> str | None:
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
               help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N "
                    "or mps.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]), default="hybrid",
-              show_default=True, help="How uploaded photos are inverted (once per photo).")
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
+              default="hybrid", show_default=True,
+              help="How uploaded photos are inverted (once per photo).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
               help="Refinement / optimisation steps (default: the inverter's).")
 @click.option("--max-upload-mb", type=click.FloatRange(0.1, 1024), default=30, show_default=True,
               help="Largest upload accepted.")
 @click.option("--max-megapixels", type=click.FloatRange(0.01, 150), default=40, show_default=True,
               help="Largest photo accepted, checked from the header before decoding.")
-@click.option("--session-minutes", type=click.FloatRange(0.1, 24 * 60), default=30, show_default=True,
+@click.option("--session-minutes", type=click.FloatRange(0.1, 24 * 60), default=30,
+              show_default=True,
               help="A photo unused this long is forgotten and its files deleted.")
 @click.option("--max-sessions", type=click.IntRange(1, 1000), default=16, show_default=True,
               help="Photos held at once (each keeps its pixels in memory).")
@@ -59,7 +61,8 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
       ID=$(curl -s -F file=@photo.jpg -F faces=largest http://127.0.0.1:8000/api/sessions \\
            | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
       curl -s "http://127.0.0.1:8000/api/sessions/$ID?wait=120" > /dev/null
-      curl -s -o edited.jpg "http://127.0.0.1:8000/api/sessions/$ID/image?edit=smile=2&keep=gender&size=full"
+      curl -s -o edited.jpg \\
+           "http://127.0.0.1:8000/api/sessions/$ID/image?edit=smile=2&keep=gender&size=full"
     """
     try:
         import fastapi  # noqa: F401
@@ -80,7 +83,8 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
                                     device=resolve_device(device))
     warm_up(editor)
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px); "
-               f"inverter: {getattr(editor.inverter, 'name', inverter)}; device: {editor.device}; loaded in "
+               f"inverter: {getattr(editor.inverter, 'name', inverter)}; "
+               f"device: {editor.device}; loaded in "
                f"{time.perf_counter() - t0:.1f} s", err=True)
     warning = exposure_warning(host)
     if warning:

@@ -293,7 +293,8 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         parts = []
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query"))
-            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", "invalid"))
+            msg = e.get("msg", "invalid")
+            parts.append(f"{where}: {msg}" if where else msg)
         return error_response(422, "bad request: " + "; ".join(parts), "bad_request")
 
     @app.exception_handler(StarletteHTTPException)
@@ -318,14 +319,15 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         skipped = [{"box": [round(float(v), 1) for v in k.face.box], "reason": k.reason}
                    for k in s.skipped]
         return {"id": s.id, "name": s.name, "width": s.photo.width, "height": s.photo.height,
-                "format": s.photo.format, "state": s.state, "position": queue.position(s), "ahead": queue.ahead(s),
+                "format": s.photo.format, "state": s.state, "position": queue.position(s),
+                "ahead": queue.ahead(s),
                 "progress": {"step": s.step, "total": s.total}, "error": s.error,
                 "faces": faces, "skipped": skipped, "selection": s.selection,
                 # which of ``faces`` were inverted (the detector of the inversion hands back
                 # these very Face objects, so identity is the match)
                 "inverted": [i for fi in (s.inverted.faces if s.inverted else ())
                              for i, f in enumerate(s.usable) if f is fi.face],
-                "expires_in": round(store.ttl, 1)}
+                "idle_expiry_s": round(store.ttl, 1)}  # forgotten after this long unused
 
     def start(s: Session, faces) -> None:
         policy = parse_policy(faces)
@@ -365,7 +367,8 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             found = detect_faces(photo.rgb, detector=editor.detector, keep_rejected=True)
         usable, skipped = select_faces(found, "all", min_size=editor.min_face)
         if not usable:
-            raise NoFaceError(no_face_message(skipped, f"this photo ({photo.width}x{photo.height})"))
+            where = f"this photo ({photo.width}x{photo.height})"
+            raise NoFaceError(no_face_message(skipped, where))
         s = store.create(name=name, ext=download_ext(file.filename, photo), photo=photo,
                          faces=found, usable=usable, skipped=skipped)
         if policy is not None:
@@ -418,7 +421,8 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             # amounts beyond a direction's sensible range are allowed, with a warning
             warnings = editor.check_edits(moves, keep) or []
             if warnings:
-                headers["X-Realedit-Warning"] = " | ".join(warnings).encode("ascii", "replace").decode()
+                text = " | ".join(warnings)
+                headers["X-Realedit-Warning"] = text.encode("ascii", "replace").decode()
         if size == "preview":
             if not moves:
                 rgb = downscaled(s.photo.rgb, cfg.preview_size)
@@ -447,7 +451,8 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             tmp.unlink(missing_ok=True)
         fmt = format_for(tmp, s.photo)
         return Response(data, media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
-                        headers={**headers, "Content-Disposition": f'attachment; filename="{name}"'})
+                        headers={**headers,
+                                 "Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.delete("/api/sessions/{sid}", tags=["session"])
     def delete_session(sid: str):

@@ -70,7 +70,8 @@ class Session:
 class SessionStore:
     """Sessions by id, with a scratch folder each; expired after ``ttl`` seconds unused."""
 
-    def __init__(self, *, ttl: float = 1800.0, max_sessions: int = 16, root: str | Path | None = None):
+    def __init__(self, *, ttl: float = 1800.0, max_sessions: int = 16,
+                 root: str | Path | None = None):
         self.ttl = float(ttl)
         self.max_sessions = int(max_sessions)
         self._own_root = root is None
@@ -167,7 +168,8 @@ class InversionQueue:
             if session.state in ("queued", "inverting"):
                 raise Conflict("this photo is already being inverted")
             if session.state == "ready":
-                raise Conflict("this photo is already inverted; start a new session to pick other faces")
+                raise Conflict("this photo is already inverted; start a new session to pick "
+                               "other faces")
             if len(self._waiting) >= self.max_waiting:
                 raise Busy(f"{len(self._waiting)} photos are already waiting to be inverted; "
                            "try again in a minute")
@@ -204,7 +206,8 @@ class InversionQueue:
             return len(self._waiting) + (self._running is not None)
 
     def drop(self, session: Session) -> None:
-        """Forget a closed session that is still waiting (a running one finishes and is discarded)."""
+        """Forget a closed session that is still waiting (a running one finishes, and its
+        result is dropped)."""
         with self._cond:
             try:
                 self._waiting.remove(session)
@@ -249,7 +252,8 @@ class InversionQueue:
             return
         except Exception as exc:  # noqa: BLE001 - a bug on one photo must not stop the worker
             log.exception("inversion of session %s failed", s.id[:6])
-            s.error, s.state = f"internal error while inverting: {type(exc).__name__}: {exc}", "failed"
+            s.error = f"internal error while inverting: {type(exc).__name__}: {exc}"
+            s.state = "failed"
             return
         if s.closed:  # expired or deleted while it ran: drop the result
             return
