@@ -11,7 +11,6 @@ session object it took from the queue, so two users can never swap results.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import secrets
 import shutil
@@ -147,9 +146,9 @@ class SessionStore:
 class InversionQueue:
     """One worker thread inverting sessions in arrival order.
 
-    ``editor.invert`` runs on a shallow copy of the editor whose detector returns the faces
-    found at upload: the faces inverted are exactly the ones the client saw and picked from
-    (and the photo is not searched a second time).
+    The photo is prepared with a detector that returns the faces found at upload: the faces
+    inverted are exactly the ones the client saw and picked from (and the photo is not
+    searched a second time).
     """
 
     def __init__(self, editor, *, max_waiting: int = 8):
@@ -240,13 +239,17 @@ class InversionQueue:
         def progress(step, total, loss):
             s.step, s.total = int(step), int(total)
 
-        faces = list(s.faces)
-        editor = copy.copy(self.editor)
-        editor.detector = lambda image, keep_rejected=False: \
-            [f for f in faces if keep_rejected or f.accepted]
+        from ..pipeline import prepare_photo
+
+        def found(image, keep_rejected=False):  # the detections made at upload
+            return [f for f in s.faces if keep_rejected or f.accepted]
+
+        editor = self.editor
         t0 = time.perf_counter()
         try:
-            inverted = editor.invert(s.photo, s.selection, progress=progress)
+            prepared = prepare_photo(s.photo, s.selection, resolution=editor.G.resolution,
+                                     min_face=editor.min_face, detector=found)
+            inverted = editor.invert_prepared([prepared], progress=progress)[0]
         except RealeditError as exc:
             s.error, s.state = str(exc), "failed"
             return
