@@ -417,3 +417,20 @@ def test_pick_one_face_or_all_in_a_group(client):
         changed[key] = [i for i, (x0, y0, x1, y1) in enumerate(boxes) if diff[y0:y1, x0:x1].any()]
         client.delete(f"/api/sessions/{sid}")
     assert changed == {"one": [1], "all": [0, 1, 2]}
+
+
+def test_a_photo_deleted_while_queued_leaves_the_queue(editor, astronaut_png):
+    gated = copy.copy(editor)
+    gated.inverter = GatedInverter(editor.inverter)
+    with TestClient(create_app(gated)) as c:
+        first = upload(c, astronaut_png, faces="largest").json()["id"]
+        assert gated.inverter.started.wait(30)
+        second = upload(c, astronaut_png, faces="largest").json()
+        assert (second["state"], second["position"]) == ("queued", 1)
+        assert c.get("/api/health").json()["queue"] == 2
+        assert c.delete(f"/api/sessions/{second['id']}").status_code == 200
+        assert c.get("/api/health").json()["queue"] == 1
+        gated.inverter.gate.set()
+        assert c.get(f"/api/sessions/{first}", params={"wait": 60}).json()["state"] == "ready"
+        h = c.get("/api/health").json()
+        assert (h["queue"], h["sessions"]) == (0, 1)
