@@ -38,7 +38,8 @@ from realedit.edit.calibrate import calibrate  # noqa: E402
 from realedit.edit.learn import _steps, edited_crops  # noqa: E402
 from realedit.edit.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, to_uint8  # noqa: E402
 
-# The effect +-3 should have, in each measure's units (the issue's "a person sees it" bar).
+# The effect +-3 should have, in each measure's units (the issue's "a person sees it" bar;
+# --margin aims above it).
 TARGETS = {"smile": ("smile", 2.0, "logit"), "age": ("age", 8.0, "years"),
            "pose": ("yaw", 8.0, "degrees")}
 
@@ -142,9 +143,36 @@ def main(argv=None):
     ap.add_argument("--scorer-dir", required=True)
     ap.add_argument("--steps", default="1.5,3,4.5,6,9,12", help="latent steps (unit normals)")
     ap.add_argument("--only", default="", help="labels to measure, e.g. smile,smile|gender")
+    ap.add_argument("--layers", action="append", default=[], metavar="LABEL=SPEC",
+                    help="measure LABEL on other W+ layers (e.g. pose=0-3); --write stores them")
     ap.add_argument("--report", default="runs/calibration.json")
     ap.add_argument("--write", action="store_true", help="store scales and ranges in --bank")
+    ap.add_argument("--margin", type=float, default=0.2,
+                    help="aim this much above each target, for photos the calibration never saw")
+    ap.add_argument("--from-report", nargs="*", default=None, metavar="JSON",
+                    help="use these earlier reports instead of measuring (a direction in several: "
+                         "their tables are merged and calibrated again); --write stores them")
     args = ap.parse_args(argv)
+    if args.from_report is not None:
+        report = {}
+        for path in args.from_report:
+            for label, r in json.loads(Path(path).read_text()).items():
+                if label in report:  # the same direction at more steps: one finer table
+                    r = dict(r, table={**report[label]["table"], **r["table"]})
+                report[label] = r
+        for label, r in report.items():
+            table = {float(k): v for k, v in r["table"].items()}
+            r["target"] = TARGETS[label.partition("|")[0]][1] * (1 + args.margin)
+            r["calibration"] = calibrate(
+                [abs(k) for k in table], {k: t["effect_mean"] for k, t in table.items()},
+                {k: t["same_person"] for k, t in table.items()}, target=r["target"]).as_dict()
+        for label, r in report.items():
+            c = r["calibration"]
+            print(f"{label}: scale {c['scale']:.3g} range {c['amount_range']:.3g} per unit "
+                  f"{c['per_unit']:+.3g} {r['unit']} reached={c['reached']}")
+        if args.write:
+            write(load_bank(args.bank), report, args)
+        return
     torch.set_grad_enabled(False)
     G = models.load(args.model)
     data = as_photo_codes(G, torch.load(args.photo_cache, weights_only=True))
@@ -160,8 +188,11 @@ def main(argv=None):
         keep = set(args.only.split(","))
         wanted = [w for w in wanted if (w[0] + ("|" + ",".join(w[1]) if w[1] else "")) in keep]
     report = {}
+    layer_override = dict(item.split("=", 1) for item in args.layers)
     for name, keep in wanted:
         d = bank.direction(name, keep=keep, model=args.model, space=("wp", "w"))
+        if d.label in layer_override:
+            d = d.with_layers(layer_override[d.label])
         vec = np.broadcast_to(d.vector, (G.num_ws, d.dim))
         layers = d.layers or tuple(range(G.num_ws))
         t0 = time.perf_counter()
@@ -173,9 +204,12 @@ def main(argv=None):
             if flip:
                 rows = {-s: r for s, r in rows.items()}
         table = summarise(rows, key)
+        target *= 1 + args.margin
         cal = calibrate(steps, {s: t["effect_mean"] for s, t in table.items()},
                         {s: t["same_person"] for s, t in table.items()}, target=target)
         report[d.label] = {"table": table, "calibration": cal.as_dict(), "flip": bool(flip),
+                           "photos": args.photos,
+                           "layers": None if d.layers is None else list(d.layers),
                            "unit": unit, "target": target, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"{d.label}: scale {cal.scale:.3g} range {cal.amount_range:.3g} per unit "
               f"{cal.per_unit:+.3g} {unit} reached={cal.reached} flip={flip}", flush=True)
@@ -187,24 +221,37 @@ def main(argv=None):
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=1))
     if args.write:
-        for label, r in report.items():
-            name, _, cond = label.partition("|")
-            conds = tuple(c for c in cond.split(",") if c)
-            try:
-                d = bank.get(name, model=args.model, conditions=conds)
-            except Exception:  # a projection, not a stored entry: the primal carries the scale
+        write(bank, report, args)
+
+
+def write(bank, report, args):
+    """Store each measured calibration on its bank entry. A projection (e.g. smile|gender,
+    computed from the plain smile) has no entry of its own: it calibrates the plain direction,
+    whose scale the projection inherits, unless the plain direction was measured itself."""
+    for label, r in report.items():
+        name, _, cond = label.partition("|")
+        conds = tuple(c for c in cond.split(",") if c)
+        try:
+            d = bank.get(name, model=args.model, conditions=conds)
+        except Exception:  # a projection, not a stored entry
+            if name in report:
                 continue
-            cal = r["calibration"]
-            stats = dict(d.stats, calibration={
-                "per_unit": cal["per_unit"], "unit": r["unit"], "target_at_3": r["target"],
-                "reached": cal["reached"], "photos": args.photos, "cache": str(args.photo_cache),
-                "rule": "scale: latent step where the mean asked-way effect reaches the target, / 3, "
-                        "unless identity (dlib < 0.45 on 95 %) breaks first; range: last safe step"})
-            vec = -d.vector if r["flip"] else d.vector
-            bank.add(replace(d, vector=vec, stats=stats, scale=cal["scale"],
-                             amount_range=cal["amount_range"]))
-        save_bank(bank, args.bank)
-        print(f"wrote {args.bank}")
+            d = bank.get(name, model=args.model)
+        cal = r["calibration"]
+        stats = dict(d.stats, calibration={
+            "per_unit": cal["per_unit"], "unit": r["unit"], "target_at_3": r["target"],
+            "reached": cal["reached"], "measured_as": r.get("measured_as", label), "photos": r.get("photos", args.photos),
+            "cache": str(args.photo_cache),
+            "rule": "scale: latent step where the mean asked-way effect reaches the target, / 3, "
+                    "unless identity (dlib < 0.45 on 95 %) breaks first; range: last safe step"})
+        vec = -d.vector if r["flip"] else d.vector
+        bank.add(replace(d, vector=vec, stats=stats, scale=cal["scale"],
+                         amount_range=cal["amount_range"],
+                         layers=tuple(r["layers"]) if r.get("layers") else d.layers))
+        print(f"{d.label}: scale {cal['scale']:.3g}, range {cal['amount_range']:.3g}"
+              + (" (vector flipped)" if r["flip"] else ""))
+    save_bank(bank, args.bank)
+    print(f"wrote {args.bank}")
 
 
 if __name__ == "__main__":

@@ -131,8 +131,8 @@ def learn_on_photos(G, bank, args):
     names = [a for a in args.learn.split(",") if a]
     if not names or "gender" not in bank:
         return
-    data = as_photo_codes(G, photo_codes(args.model, args.photos, args.photo_count,
-                                         args.photo_steps, args.photo_cache))
+    cached = photo_codes(args.model, args.photos, args.photo_count, args.photo_steps, args.photo_cache)
+    data = as_photo_codes(G, cached)
     # The last --learn-holdout photos stay unseen (scripts/calibrate_bank.py measures on them).
     data = data.subset(range(len(data) - args.learn_holdout))
     n_val = len(data) // 5
@@ -166,7 +166,7 @@ def learn_on_photos(G, bank, args):
         stats = {"rule": f"{attr} +-3 with gender kept, on inverted photos: share of (photo, sign) "
                          "where the score moved the asked way and P(male) moved < 0.1",
                  "photos": str(args.photos), "photos_train": len(train), "photos_val": len(val),
-                 "inversion_steps": args.photo_steps, "init": "conditional SVM direction",
+                 "inversion_steps": int(cached.get("steps", args.photo_steps)), "init": "conditional SVM direction",
                  "init_success": round(r.init_success, 4), "success": round(r.best_success, 4),
                  "best_step": r.best_step, "margin": args.learn_margin,
                  "amount": args.learn_amount,

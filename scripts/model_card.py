@@ -99,11 +99,13 @@ def main(argv=None):
     sefa_rows = [(d.name, f"{d.stats.get('eigenvalue', float('nan')):.3f}") for d in bank if d.source == "sefa"]
     learned_rows = [(d.label.replace("|", r"\|"), format_layers(d.layers), d.stats.get("photos_train", "?"),
                      d.stats.get("photos_val", "?"), d.stats.get("inversion_steps", "?"),
+                     f"±{d.stats.get('amount', 3):g}",
                      f"{d.stats.get('init_success', float('nan')):.3f}",
                      f"{d.stats.get('success', float('nan')):.3f}", d.stats.get("best_step", "?"))
                     for d in bank if d.source == "learned"]
 
-    cal_rows = [(d.label.replace("|", r"\|"), f"{d.scale:.3g}", f"±{d.sensible_range:.3g}",
+    cal_rows = [(d.label.replace("|", r"\|") + ("" if d.stats["calibration"].get("measured_as", d.label) == d.label
+                 else " (measured with gender kept by projection)"), f"{d.scale:.3g}", f"±{d.sensible_range:.3g}",
                  f"{d.stats['calibration']['per_unit']:+.2f} {d.stats['calibration']['unit']}",
                  f"{3 * d.stats['calibration']['per_unit']:+.2f} "
                  + ("(target reached)" if d.stats['calibration']['reached'] else
@@ -180,22 +182,22 @@ Cosine similarity between fitted directions:
 Learned on real photos (`realedit.edit.learn`, run by `scripts/fit_bank.py --learn`): CelebA
 photos aligned at 256 px and inverted with the hybrid inverter; starting from the conditional
 SVM direction, one unit vector per W+ layer of the window is fitted by gradient descent through
-the generator and the age/gender net so that the photo, edited the way realedit pastes an edit,
-changes its score while P(male) stays put. Success is on the held-out photos (both signs of a
-±3 edit; score moved the asked way and P(male) moved < 0.1). These entries serve
+the generator and the age/gender net (and, for smile, the smile classifier) so that the photo, edited the way realedit pastes an edit,
+changes its score while P(male) stays put. Success is on the held-out photos (both signs of an
+edit of the listed size in unit normals; score moved the asked way and P(male) moved < 0.1). These entries serve
 `--keep gender` edits of W+ codes (every photo edit); without `--keep` the SVM direction is used.
 
-{table(("direction", "W+ layers", "photos learned on", "held out", "inversion steps",
+{table(("direction", "W+ layers", "photos learned on", "held out", "inversion steps", "edit size",
         "held-out success: start", "learned", "step kept"), learned_rows)}
 
 ### Calibrated amounts
 `--attr NAME=X` moves the code by X × scale unit normals (`realedit.edit.calibrate`, measured
 by `scripts/calibrate_bank.py` on cached inverted CelebA photos no direction was learned on):
 the scale makes ±3 reach a change a person sees (smile logit ±2, ±8 years, 8° of head yaw from
-landmarks) unless dlib's identity distance reaches 0.45 on more than 5 % of photos first, in
+landmarks; aimed 20 % higher, for photos it was not measured on) unless dlib's identity distance reaches 0.45 on more than 5 % of photos first, in
 which case ±3 is the strongest step that keeps the person; "range" is the largest amount that
-kept identity (realedit warns beyond it). Effects are means over those photos, pasted the way
-realedit pastes an edit; gender-kept entries serve `--keep gender`, the projection of a plain
+kept identity (realedit warns beyond it). Effects are means over those photos (of the weaker
+sign: + and - must both work), pasted the way realedit pastes an edit; gender-kept entries serve `--keep gender`, the projection of a plain
 direction keeps the plain direction's scale. Unlisted directions are uncalibrated (scale 1,
 range ±3).
 
