@@ -75,8 +75,10 @@ class _Bar:
               help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amounts are in each "
                    "direction's calibrated units (a scale stored in the bank); `realedit "
                    "directions list MODEL` shows each one's scale, sensible range and measured "
-                   "effect, and a warning says when an amount is beyond the range. Uncalibrated "
-                   "directions: multiples of the unit normal, range +-3. pose=+X turns the head "
+                   "effect, and a warning says when an amount is beyond the range. Embedded model: "
+                   "sensible range +-3 for smile, age and pose; with --keep gender +3 is about "
+                   "+2.3 smile logit (a wider mouth) or +3 years, pose=+3 about 3 degrees of head "
+                   "turn. Uncalibrated directions: multiples of the unit normal, range +-3. pose=+X turns the head "
                    "towards the image's right, i.e. the subject's own left (head yaw up, as "
                    "realedit eval measures it).")
 @click.option("--keep", multiple=True, metavar="NAME",
