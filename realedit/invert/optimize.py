@@ -167,10 +167,18 @@ class SampleAdam:
             p.grad = None
 
 
+def _upload(values, dtype, device) -> torch.Tensor:
+    """A small host list as a tensor on ``device``. To a GPU through pinned memory and a
+    non-blocking copy: a copy from pageable memory waits for the GPU's queue (a host sync)."""
+    if device.type == "cuda":
+        return torch.tensor(values, dtype=dtype).pin_memory().to(device, non_blocking=True)
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def _mask(n: int, members, device) -> torch.Tensor:
-    """(n,) bool on ``device``, True at ``members``: built on the host, one copy over."""
+    """(n,) bool on ``device``, True at ``members``."""
     on = set(members)
-    return torch.tensor([i in on for i in range(n)], dtype=torch.bool, device=device)
+    return _upload([i in on for i in range(n)], torch.bool, device)
 
 
 def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, loss_fn,
@@ -248,19 +256,19 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
             ramps[s] = max(0.0, 1.0 - t / opts.latent_noise_ramp) ** 2
             res_of.setdefault(max(r for r, st in plan if st <= idx[s]), []).append(s)
         act = _mask(n, active, dev)
-        wp_mask = torch.tensor(in_wp, device=dev)
-        lr_t = torch.tensor(lrs, device=dev)
+        wp_mask = _upload(in_wp, torch.bool, dev)
+        lr_t = _upload(lrs, torch.float32, dev)
         if space == "wp" and warm_steps:
             lat = torch.where(wp_mask[:, None, None], latent, base + w.unsqueeze(1))
         else:
             lat = latent
         if w_scale:
-            r = torch.tensor(ramps, device=dev).view(-1, *([1] * (lat.ndim - 1)))
+            r = _upload(ramps, torch.float32, dev).view(-1, *([1] * (lat.ndim - 1)))
             lat = lat + torch.randn_like(lat) * (w_scale * r)
         ws_all = lat if space == "wp" else latent_to_ws(G, lat, space)
         total, rec = 0.0, torch.zeros(n, device=dev)
         for res, members in sorted(res_of.items()):
-            sub = None if len(members) == n else torch.tensor(members, device=dev)
+            sub = None if len(members) == n else _upload(members, torch.long, dev)
             pick = (lambda x: x) if sub is None else (lambda x: x[sub])
             ws, sub_maps = pick(ws_all), None if maps is None else {k: pick(m) for k, m in maps.items()}
             with use_noise(G, sub_maps), torch.autocast(dev.type, torch.bfloat16, enabled=amp):
@@ -298,7 +306,7 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
         for s in active:
             idx[s] += 1
             ran[s] += 1
-        idx_t = torch.tensor(idx, dtype=torch.float32, device=dev)
+        idx_t = _upload(idx, torch.float32, dev)
         # Per-sample early stop: a new phase restarts the count; an improvement resets it.
         new_phase = []
         for res, members in res_of.items():
@@ -321,14 +329,14 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
                 if jumped:
                     k = _mask(n, jumped, dev)
                     best = torch.where(k, torch.full_like(best, math.inf), best)
-                    best_at = torch.where(k, torch.tensor(idx, dtype=torch.float32, device=dev),
+                    best_at = torch.where(k, _upload(idx, torch.float32, dev),
                                           best_at)
             if callback is not None:
                 callback(min(idx[s] for s in active) if not done else steps, steps,
                          float(rec[active].mean()))
 
     if warm_steps:
-        final = torch.where(torch.tensor(in_wp, device=dev)[:, None, None], latent.detach(),
+        final = torch.where(_upload(in_wp, torch.bool, dev)[:, None, None], latent.detach(),
                             base + w.detach().unsqueeze(1))
     else:
         final = latent.detach()
