@@ -32,8 +32,11 @@ from ..errors import UsageError
 FLOW_SIZE = 256
 # Fractions of the grid side.
 SMOOTH = 0.025       # Gaussian sigma of the normalised-convolution smoothing of the flow
+MIN_SHIFT = 0.0006   # smaller motion (0.15 px of the grid, 0.6 px of a 1024 crop) is dropped
 MAX_SHIFT = 0.06     # largest displacement (a head turn of the embedded model moves ~2-4 %)
 CHANGE_SIGMA = 0.012  # smoothing of |after - before| before thresholding
+FINE_SIGMA = 0.006     # low-pass of the unexplained change where little moved (~0.4 px of a 64 px G)
+COARSE_FROM = 0.008    # flow length (fraction of the side) from which the remainder is coarse
 REMAINDER_SIGMA = 0.03  # low-pass of the unexplained colour change (about 2 px of a 64 px G):
 # shading and colour pass, edges (which would be ghosts of what the flow missed) do not
 GROW = 0.03          # dilation of the region where the edit acts
@@ -117,7 +120,7 @@ def change_weight(before: np.ndarray, after: np.ndarray, sigma: float) -> np.nda
 
 
 def regularise_flow(flow: np.ndarray, confidence: np.ndarray, *, sigma: float, max_shift: float,
-                    max_strain: float = MAX_STRAIN) -> np.ndarray:
+                    max_strain: float = MAX_STRAIN, min_shift: float = 0.0) -> np.ndarray:
     """Smooth, bounded flow from a raw one and a per-pixel confidence (0..1).
 
     Normalised convolution, blur(c * flow) / blur(c), follows the confident pixels and fills
@@ -148,6 +151,11 @@ def regularise_flow(flow: np.ndarray, confidence: np.ndarray, *, sigma: float, m
     if st > max_strain:
         out *= max_strain / st
     out[envelope == 0] = 0.0  # blurring must not leak motion where nothing is confident
+    # Motion below ``min_shift`` is dropped (shrunk, so the field stays continuous): a
+    # sub-pixel resampling would only blur the photo where the generator barely moved.
+    if min_shift > 0:
+        mag = np.hypot(out[:, :, 0], out[:, :, 1])
+        out *= (np.maximum(mag - min_shift, 0.0) / np.maximum(mag, 1e-12))[:, :, None]
     return out.astype(np.float32)
 
 
@@ -177,10 +185,17 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
         return WarpField(np.zeros((size, size, 2), np.float32), np.zeros((size, size, 3), np.float32), z)
     conf = changed if face is None else changed * np.asarray(face, np.float32)
     flow = regularise_flow(estimate_flow(b, a), conf, sigma=SMOOTH * size,
-                           max_shift=max_shift * size, max_strain=max_strain)
-    # What the warp does not explain, in the generator's band and where it changed.
-    rest = _gauss(a - warp_image(b, flow, None), REMAINDER_SIGMA * size) * changed[:, :, None]
-    moved = np.clip(np.hypot(flow[:, :, 0], flow[:, :, 1]) / MOVE_FULL, 0.0, 1.0)
+                           max_shift=max_shift * size, max_strain=max_strain,
+                           min_shift=MIN_SHIFT * size)
+    # What the warp does not explain, where the generator changed: at the generator's own
+    # band where little moved (shading, teeth, colour), coarser where the flow is large and a
+    # remainder is more likely a mis-registered edge (which would paste as a ghost).
+    rest = a - warp_image(b, flow, None)
+    mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
+    coarse = _gauss(np.clip(mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
+    rest = (_gauss(rest, FINE_SIGMA * size) * (1 - coarse)
+            + _gauss(rest, REMAINDER_SIGMA * size) * coarse) * changed[:, :, None]
+    moved = np.clip(mag / MOVE_FULL, 0.0, 1.0)
     act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
     return WarpField(flow, rest.astype(np.float32), act)
 
@@ -270,7 +285,8 @@ def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_ma
                 disp = flow @ lin.T
                 gx, gy = np.meshgrid(np.arange(x0 + bx0, x0 + bx1, dtype=np.float32),
                                      np.arange(y0 + by0, y0 + by1, dtype=np.float32))
-                moved = cv2.remap(rgb, gx + disp[:, :, 0], gy + disp[:, :, 1], cv2.INTER_CUBIC,
+                # Lanczos: the photo's fine detail survives sub-pixel moves better than cubic
+                moved = cv2.remap(rgb, gx + disp[:, :, 0], gy + disp[:, :, 1], cv2.INTER_LANCZOS4,
                                   borderMode=cv2.BORDER_REFLECT)
                 a = alpha[by0:by1, bx0:bx1, None]
                 sl = (slice(y0 + by0, y0 + by1), slice(x0 + bx0, x0 + bx1))
