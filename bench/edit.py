@@ -3,6 +3,7 @@
     python bench/edit.py [--photos 6] [--threads 2] [--skip-1024 | --skip-embedded] [--steps-1024 20]
                          [--device auto] [--batch 1 8 32] [--workers N]
                          [--inverters encoder hybrid optimize pti]
+                         [--skip-transfer | --transfer-only]
 
 (a) the embedded model (realedit-celeba64) with each inverter, on CelebA-HQ photos
     (../shared) and astronaut; (b) the StyleGAN2 config-f architecture at 1024 with RANDOM
@@ -11,6 +12,9 @@
 (c) photos/s end to end per inverter and batch size through ``Editor.invert_many`` (faces of
     several photos in one inversion, read/detect/align in --workers processes), against the
     one-photo-at-a-time ``Editor.edit`` loop on the same device: one table per device.
+(d) the transfer modes (--detail residual / warp / replace) on the embedded model: seconds
+    per face for Editor.apply alone (edit, synthesis, transfer, paste; one inversion reused),
+    pose=+3 and smile=+3, median over the photos.
 Goal (issue): <= 2 s per face on the embedded model, <= 60 s on a 1024 model.
 """
 from __future__ import annotations
@@ -115,6 +119,28 @@ def random_1024_editor(method, steps):
     return Editor(G, bank, model_name="random-1024", inverter=inv, space="wp")
 
 
+def transfer_rows(files):
+    """(detail mode, edit, faces, median s per apply) for each transfer mode; the inversion
+    (encoder, the cheapest) is done once per photo: apply's cost does not depend on it."""
+    from realedit.pipeline import DETAIL_MODES
+
+    editor = Editor.from_pretrained("realedit-celeba64", inverter="encoder")
+    inverted = [editor.invert(f) for f in files]
+    editor.apply(inverted[0], {"pose": 1.0}, detail="warp")  # warm-up (OpenCV first calls)
+    rows = []
+    for detail in DETAIL_MODES:
+        for edit in ({"pose": 3.0}, {"smile": 3.0}):
+            per = []
+            for inv in inverted:
+                t0 = time.perf_counter()
+                editor.apply(inv, edit, detail=detail)
+                per.append(time.perf_counter() - t0)
+            name, amount = next(iter(edit.items()))
+            rows.append((detail, f"{name}={amount:+g}", len(per), f"{statistics.median(per):.3f}"))
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=6)
@@ -128,6 +154,8 @@ def main():
     ap.add_argument("--workers", type=int, default=None, help="default: realedit's for the device")
     ap.add_argument("--inverters", nargs="+", default=["encoder", "hybrid", "optimize", "pti"],
                     choices=["encoder", "hybrid", "optimize", "pti"])
+    ap.add_argument("--skip-transfer", action="store_true", help="no per-detail-mode table")
+    ap.add_argument("--transfer-only", action="store_true", help="only the per-detail-mode table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = photos(args.photos)
@@ -137,7 +165,7 @@ def main():
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for method in () if args.skip_embedded else args.inverters:
+        for method in () if args.skip_embedded or args.transfer_only else args.inverters:
             t0 = time.perf_counter()
             editor = Editor.from_pretrained("realedit-celeba64", inverter=method)
             load = time.perf_counter() - t0
@@ -148,7 +176,7 @@ def main():
                          f"{stages.get('detect', 0):.2f}", f"{stages.get('invert', 0):.2f}",
                          f"{stages.get('edit_paste', 0):.2f}", f"{load:.1f}"))
             print(rows[-1], flush=True)
-        if not args.skip_1024:
+        if not (args.skip_1024 or args.transfer_only):
             for method in args.inverters:
                 editor = random_1024_editor(method, args.steps_1024)
                 per, stages = run(editor, files[-1:], tmp, {"age": 3.0})
@@ -158,8 +186,13 @@ def main():
                 print(rows[-1], flush=True)
     header = ("model", "inverter", "photos", "s/photo (median)", "photos/min", "detect s", "invert s",
               "edit+paste s", "load s")
-    print()
-    print_table(header, rows)
+    if rows:
+        print()
+        print_table(header, rows)
+    if not (args.skip_embedded or args.skip_transfer):
+        trows = transfer_rows(files)
+        print()
+        print_table(("--detail", "edit", "faces", "s/face apply (median)"), trows)
 
 
 if __name__ == "__main__":
