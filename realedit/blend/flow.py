@@ -188,13 +188,18 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
                            max_shift=max_shift * size, max_strain=max_strain,
                            min_shift=MIN_SHIFT * size)
     # What the warp does not explain, where the generator changed: at the generator's own
-    # band where little moved (shading, teeth, colour), coarser where the flow is large and a
-    # remainder is more likely a mis-registered edge (which would paste as a ghost).
+    # band where little moved (shading, teeth, colour), coarser and halved where the flow is
+    # large and a remainder is more likely a mis-registered edge (which would paste as a
+    # ghost), and only well inside the face (face**4: a head turn's remainder at the jaw and
+    # ears pasted as a dark haze over hair and background).
     rest = a - warp_image(b, flow, None)
     mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
     coarse = _gauss(np.clip(mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
     rest = (_gauss(rest, FINE_SIGMA * size) * (1 - coarse)
             + _gauss(rest, REMAINDER_SIGMA * size) * coarse) * changed[:, :, None]
+    rest *= (1 - 0.5 * coarse)
+    if face is not None:
+        rest *= (np.asarray(face, np.float32) ** 4)[:, :, None]
     moved = np.clip(mag / MOVE_FULL, 0.0, 1.0)
     act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
     return WarpField(flow, rest.astype(np.float32), act)
