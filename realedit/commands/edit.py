@@ -103,11 +103,11 @@ class _Bar:
 @click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True,
               help="How the edited face goes back into the photo: alpha (feathered mask) or "
                    "poisson (seamless cloning).")
-@click.option("--detail", type=click.Choice(["residual", "warp", "replace"]), default="residual",
-              show_default=True, help="residual: add the edit's change to the photo's own pixels; "
-                                      "warp: move the photo's own pixels as the generator moved "
-                                      "its face (shape edits: pose, smile), plus the rest of the "
-                                      "change; replace: paste the generator's face.")
+@click.option("--detail", type=click.Choice(["warp", "residual", "replace"]), default="warp",
+              show_default=True, help="warp: move the photo's own pixels as the generator moved "
+                                      "its face (a turn turns the face, no ghost), plus the rest "
+                                      "of the change; residual: add the generator's change to the "
+                                      "photo's pixels; replace: paste the generator's face.")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
               help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N "
                    "or mps.")
