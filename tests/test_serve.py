@@ -148,7 +148,8 @@ def test_preview_is_a_small_jpeg_of_the_same_edit(editor, astronaut_png):
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(r.content)).size == (300, 300)
     b, p, m = (decoded(r.content).astype(float) for r in (before, plus, minus))
-    assert np.abs(p - b).mean() > 0.3 and np.abs(m - b).mean() > 0.3
+    # (means over the whole preview: the default warp paste touches only where the edit acts)
+    assert np.abs(p - b).mean() > 0.15 and np.abs(m - b).mean() > 0.15
     assert np.corrcoef((p - b).ravel(), (m - b).ravel())[0, 1] < -0.3  # opposite moves
     # The preview renders the edit at preview size: it must be the full-size edit shrunk, up
     # to the JPEG coding noise that the unedited preview shows too.
