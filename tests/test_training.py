@@ -102,3 +102,18 @@ def test_train_gan_cli_on_tiny_data(tmp_path):
     assert st.nimg == 8 and cfg.augment == "translation" and cfg.channels == 8
     changes = [e for e in st.log if "change" in e]
     assert changes == [{"it": 1, "kimg": 0.004, "change": {"augment": ["color,translation,cutout", "translation"]}}]
+
+
+def test_checkpoint_restores_the_random_stream(tmp_path):
+    # Resume continues the random stream where it stopped; the GPU's stream is stored too (None
+    # for a run on the CPU). (On CUDA, map_location used to turn the CPU state into a CUDA
+    # tensor that set_rng_state refused; it is now moved back first.)
+    cfg = tiny_cfg()
+    st = new_state(cfg, "cpu")
+    save_checkpoint(st, cfg, tmp_path / "c.pt")
+    expected = torch.rand(5)
+    ck = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert "cuda_rng" in ck and ck["cuda_rng"] is None
+    torch.rand(7)  # move the stream on
+    load_checkpoint(tmp_path / "c.pt", "cpu")
+    assert torch.equal(torch.rand(5), expected)
