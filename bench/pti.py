@@ -1,6 +1,7 @@
 """Does pivotal tuning pay? hybrid vs pti on real photos with the embedded model.
 
     python bench/pti.py [--photos 9] [--threads 1] [--scorer-dir ../shared/models/attributes]
+                        [--detail residual warp replace]
                         [--pti tune_steps=40] [--pti tune_steps=80,locality_weight=0.5] ...
 
 Per inverter (hybrid, then pti with each --pti setting; default: pti's defaults), on the first
@@ -8,7 +9,7 @@ photos of ../shared/data/celebahq plus demo/photos/astronaut.jpg, largest face:
   reconstruction: MSE of G(inverted) vs the aligned photo crop at the generator's resolution
     ([-1, 1] units), and dlib's identity distance between the crop (256 px) and G(inverted)
     upsampled to it (same landmarks; < 0.6 same person);
-  edit smile=+3 --keep gender (residual paste, the default): smile logit change and P(male)
+  edit smile=+3 --keep gender (per --detail mode; residual, the default, unless asked): smile logit change and P(male)
     drift with the CelebA / age-gender scorers (--scorer-dir; research-only files), identity
     distance photo before vs after (as `realedit eval`);
   seconds: invert (detect+align+invert) and the whole photo (plus edit+paste), one thread;
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realedit.align import align_face  # noqa: E402
+from realedit.errors import RealeditError  # noqa: E402
 from realedit.evaluate import CROP, IdentityDescriptor, _crop_tensor  # noqa: E402
 from realedit.invert.pti import TuneOptions  # noqa: E402
 from realedit.pipeline import Editor, crop_to_tensor  # noqa: E402
@@ -58,39 +60,45 @@ def to_uint8(img: torch.Tensor, size: int) -> np.ndarray:
     return ((x[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
 
 
-def measure(editor: Editor, files, scorers, ident):
-    rows = []
+def measure(editor: Editor, files, scorers, ident, details):
+    """{detail mode: [per-photo row]}: one inversion per photo, one edit per detail mode."""
+    out = {d: [] for d in details}
     for f in files:
         t0, c0 = time.perf_counter(), time.process_time()
         inv = editor.invert(f)
         t_inv, c_inv = time.perf_counter() - t0, time.process_time() - c0
         fi = inv.faces[0]
-        G = fi.generator if fi.generator is not None else editor.G
         target = crop_to_tensor(fi.aligned.image, editor.G.resolution)
-        row = {"photo": f.name, "mse": float((fi.reconstruction - target).square().mean()),
-               "invert_s": t_inv, "invert_cpu": c_inv}
+        base = {"photo": f.name, "mse": float((fi.reconstruction - target).square().mean()),
+                "invert_s": t_inv, "invert_cpu": c_inv}
         # identity of the reconstruction: crop and G(inverted), both at 256, crop landmarks
         crop = align_face(inv.photo.rgb, fi.face, CROP)
         lm = crop.to_crop(fi.face.landmarks)
-        row["recon_id"] = float(np.linalg.norm(ident(crop.image, lm) - ident(to_uint8(fi.reconstruction, CROP), lm)))
-        t1, c1 = time.perf_counter(), time.process_time()
-        res = editor.apply(inv, {"smile": 3.0}, keep=["gender"])
-        row["total_s"] = t_inv + time.perf_counter() - t1
-        row["total_cpu"] = c_inv + time.process_time() - c1
-        if scorers:
-            before = align_face(res.source.rgb, fi.face, CROP).image
-            after = align_face(res.photo.rgb, fi.face, CROP).image
-            x = torch.cat([_crop_tensor(before), _crop_tensor(after)])
-            for attr, sc in scorers.items():
-                s = np.asarray(sc(x), dtype=float)
-                row[attr] = float(s[1] - s[0])
-        d0 = ident(res.source.rgb, fi.face.landmarks)
-        d1 = ident(res.photo.rgb, fi.face.landmarks)
-        row["edit_id"] = float(np.linalg.norm(d0 - d1))
-        del G
-        rows.append(row)
-        print("   ", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    return rows
+        base["recon_id"] = float(np.linalg.norm(ident(crop.image, lm) - ident(to_uint8(fi.reconstruction, CROP), lm)))
+        for detail in details:
+            row = dict(base)
+            t1, c1 = time.perf_counter(), time.process_time()
+            try:
+                res = editor.apply(inv, {"smile": 3.0}, keep=["gender"], detail=detail)
+            except RealeditError as exc:  # e.g. the broken-face guard: report, go on
+                print("   ", detail, f.name, "refused:", exc, flush=True)
+                continue
+            row["total_s"] = t_inv + time.perf_counter() - t1
+            row["total_cpu"] = c_inv + time.process_time() - c1
+            if scorers:
+                before = align_face(res.source.rgb, fi.face, CROP).image
+                after = align_face(res.photo.rgb, fi.face, CROP).image
+                x = torch.cat([_crop_tensor(before), _crop_tensor(after)])
+                for attr, sc in scorers.items():
+                    s = np.asarray(sc(x), dtype=float)
+                    row[attr] = float(s[1] - s[0])
+            d0 = ident(res.source.rgb, fi.face.landmarks)
+            d1 = ident(res.photo.rgb, fi.face.landmarks)
+            row["edit_id"] = float(np.linalg.norm(d0 - d1))
+            out[detail].append(row)
+            print("   ", detail, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()},
+                  flush=True)
+    return out
 
 
 def main():
@@ -101,6 +109,8 @@ def main():
     ap.add_argument("--pti", action="append", default=None, metavar="K=V,...",
                     help="a pti setting (TuneOptions fields); repeat to compare several")
     ap.add_argument("--skip-hybrid", action="store_true")
+    ap.add_argument("--detail", nargs="+", default=["residual"], choices=["residual", "warp", "replace"],
+                    help="transfer modes to measure the edit with (one inversion serves all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = photos(args.photos)
@@ -122,18 +132,18 @@ def main():
         label = name if setting is None else "pti " + (",".join(f"{k}={v:g}" for k, v in setting.items()) or "(defaults)")
         print(label, flush=True)
         editor.invert(files[0])  # warm-up: dlib models, first-call overheads
-        rows = measure(editor, files, scorers, ident)
-
-        def col(k, fn=statistics.mean):
-            v = [r[k] for r in rows if k in r]
-            return fn(v) if v else float("nan")
-        smile_up = np.mean([r["smile"] > 0 for r in rows]) if scorers else float("nan")
-        g_ok = np.mean([abs(r["gender"]) < 0.1 for r in rows]) if scorers else float("nan")
-        table.append([label, len(rows), f"{col('mse'):.4f}", f"{col('recon_id'):.3f}",
-                      f"{col('smile'):+.2f}", f"{smile_up:.2f}", f"{col('gender', lambda v: statistics.mean(map(abs, v))):.3f}",
-                      f"{g_ok:.2f}", f"{col('edit_id'):.3f}", f"{col('invert_s', statistics.median):.2f}",
-                      f"{col('total_s', statistics.median):.2f}", f"{col('total_cpu', statistics.median):.2f}"])
-    header = ["inverter", "photos", "recon MSE", "recon id dist", "smile logit +3", "smile up",
+        for detail, rows in measure(editor, files, scorers, ident, args.detail).items():
+            def col(k, fn=statistics.mean):
+                v = [r[k] for r in rows if k in r]
+                return fn(v) if v else float("nan")
+            smile_up = np.mean([r["smile"] > 0 for r in rows]) if scorers else float("nan")
+            g_ok = np.mean([abs(r["gender"]) < 0.1 for r in rows]) if scorers else float("nan")
+            table.append([label, detail, len(rows), f"{col('mse'):.4f}", f"{col('recon_id'):.3f}",
+                          f"{col('smile'):+.2f}", f"{smile_up:.2f}",
+                          f"{col('gender', lambda v: statistics.mean(map(abs, v))):.3f}",
+                          f"{g_ok:.2f}", f"{col('edit_id'):.3f}", f"{col('invert_s', statistics.median):.2f}",
+                          f"{col('total_s', statistics.median):.2f}", f"{col('total_cpu', statistics.median):.2f}"])
+    header = ["inverter", "detail", "photos", "recon MSE", "recon id dist", "smile logit +3", "smile up",
               "|dP(male)|", "dP<0.1", "edit id dist", "invert s (med)", "photo s (med)",
               "photo CPU s (med)"]
     widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
