@@ -48,10 +48,11 @@ MAX_STRAIN = 0.35
 # below CHANGE_FLOOR it counts as unchanged (the generator's own numerical noise).
 CHANGE_FULL = 6.0
 CHANGE_FLOOR = 0.5
-# The remainder is scaled by (1 - COARSE_CUT) where the flow is large, and by face**FACE_POWER
-# (measured on 9 photos: without the cut pose=+3 lost a face to the detector and identity
-# worsened; the power mainly removes haze at the jaw and ears, scores barely move).
-COARSE_CUT = 0.5
+# The remainder is scaled by (1 - COARSE_CUT) where the flow is large, and by face**FACE_POWER.
+# Measured on 9 photos with the calibrated bank: a cut of 0.5 lowered smile=+3 from +2.1 to
+# +1.6 logit (the mouth moves, and its appearance change was halved) for no gain in pose
+# identity; the power keeps a head turn's remainder off the jaw and ears (a dark haze there).
+COARSE_CUT = 0.0
 FACE_POWER = 4
 # Flow (grid px) at which a pixel counts as moved for the paste mask.
 MOVE_FULL = 0.5
@@ -193,9 +194,9 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
                            max_shift=max_shift * size, max_strain=max_strain,
                            min_shift=MIN_SHIFT * size)
     # What the warp does not explain, where the generator changed: at the generator's own
-    # band where little moved (shading, teeth, colour), coarser and halved where the flow is
-    # large and a remainder is more likely a mis-registered edge (which would paste as a
-    # ghost), and only well inside the face (face**4: a head turn's remainder at the jaw and
+    # band where little moved (shading, teeth, colour), coarser (scaled by 1 - COARSE_CUT)
+    # where the flow is large and a remainder is more likely a mis-registered edge (which
+    # would paste as a ghost), and only well inside the face (face**4: a head turn's remainder at the jaw and
     # ears pasted as a dark haze over hair and background).
     rest = a - warp_image(b, flow, None)
     mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
