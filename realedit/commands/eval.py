@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS
-from ..errors import exit_codes_help
-
-from ..errors import RealeditError, UsageError
+from . import HELP_SETTINGS, one_line_errors
+from ..errors import UsageError, exit_codes_help
 
 
 @click.command("eval", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
@@ -41,6 +39,7 @@ from ..errors import RealeditError, UsageError
               help="How the edit reaches the photo (as for edit; default: edit's default).")
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
               help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N or mps.")
+@one_line_errors("interrupted; only the reports listed as written are complete")
 def cli(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir, drift_opts,
         limit, detail, device):
     """Edit PHOTOS (files, folders, globs) and report, per attribute and overall: the size of
@@ -48,12 +47,8 @@ def cli(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sco
     age, degrees of head yaw for pose), the share moved the asked way, kept-attribute drift,
     success rate, identity distance (share under 0.45), face sharpness after/before, change
     in the paste mask outside the face (ghosts), and change outside the paste mask."""
-    try:
-        _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir,
-             drift_opts, limit, detail, device)
-    except RealeditError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, scorer_dir,
+         drift_opts, limit, detail, device)
 
 
 def _attr_pairs(items, option: str, form: str) -> dict[str, str]:
@@ -78,6 +73,38 @@ def parse_run(spec: str) -> tuple[dict[str, float], list[str]]:
     return parse_edits(items), [k.strip() for k in keep_s.split(",") if k.strip()]
 
 
+def check_detail(detail) -> None:
+    """UsageError unless ``detail`` is None (edit's default) or one of the transfer modes."""
+    from ..pipeline import DETAIL_MODES
+
+    if detail is not None and detail not in DETAIL_MODES:
+        raise UsageError(f"unknown --detail {detail!r}: use {' or '.join(DETAIL_MODES)}")
+
+
+def input_photos(photos, limit) -> list[Path]:
+    """The first ``limit`` photos PHOTOS names (as for edit); UsageError when there are none."""
+    from .edit import expand_inputs
+
+    files = expand_inputs(photos)[:limit]
+    if not files:
+        raise UsageError("no photos found in " + ", ".join(photos))
+    return files
+
+
+def load_editor(model, inverter, steps, plan, n_photos: int, device="auto"):
+    """The Editor of eval and grid, with a warning per amount beyond its sensible range in any
+    run of ``plan`` and a line naming what was loaded."""
+    from ..pipeline import Editor
+
+    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps, device=device)
+    for edits, kept in plan:
+        for warning in editor.check_edits(edits, kept) or ():
+            click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"model: {editor.model_name}; inverter: {getattr(editor.inverter, 'name', inverter)}; "
+               f"{n_photos} photos", err=True)
+    return editor
+
+
 def run_folder(edits, keep) -> str:
     """A folder name for one run: smile+3_keep-gender."""
     name = "_".join(f"{a}{x:+g}" for a, x in edits.items())
@@ -88,15 +115,13 @@ def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sc
          drift_opts, limit, detail, device="auto"):
     from ..device import resolve_device
     from ..evaluate import evaluate_runs, format_summary, save_report
-    from ..pipeline import DETAIL_MODES, Editor, parse_edits
-    from .edit import expand_inputs
+    from ..pipeline import parse_edits
 
     if runs and (attrs or keep):
         raise UsageError("use either --attr/--keep or --edit, not both")
     if not runs and not attrs:
         raise UsageError("nothing to measure: pass --attr NAME=X (or --edit EDITS[/KEEP])")
-    if detail is not None and detail not in DETAIL_MODES:
-        raise UsageError(f"unknown --detail {detail!r}: use {' or '.join(DETAIL_MODES)}")
+    check_detail(detail)
     plan = [parse_run(r) for r in runs] if runs else [(parse_edits(attrs), list(keep))]
     device = resolve_device(device)
     scorers = _attr_pairs(scorer_opts, "--scorer", "ATTR=NAME_OR_PATH")
@@ -108,15 +133,8 @@ def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sc
             max_drift[attr] = float("nan")
         if not max_drift[attr] > 0:
             raise UsageError(f"bad --max-drift {attr + '=' + value!r}: write ATTR=NUMBER (> 0)")
-    files = expand_inputs(photos)[:limit]
-    if not files:
-        raise UsageError("no photos found in " + ", ".join(photos))
-    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps, device=device)
-    for edits, kept in plan:
-        for warning in editor.check_edits(edits, kept) or ():
-            click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"model: {editor.model_name}; inverter: {getattr(editor.inverter, 'name', inverter)}; "
-               f"{len(files)} photos", err=True)
+    files = input_photos(photos, limit)
+    editor = load_editor(model, inverter, steps, plan, len(files), device)
     with click.progressbar(length=len(files), label="evaluating", file=sys.stderr) as bar:
         reports = evaluate_runs(editor, files, plan, scorers=scorers, scorer_dir=scorer_dir,
                                 progress=lambda i, n: bar.update(1), max_drift=max_drift,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS
-from ..errors import exit_codes_help
-from ..errors import RealeditError, UsageError
+from . import HELP_SETTINGS, one_line_errors
+from ..errors import UsageError, exit_codes_help
 
 
 @click.command("grid", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
@@ -29,16 +28,13 @@ from ..errors import RealeditError, UsageError
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--detail", default=None, metavar="MODE",
               help="How the edit reaches the photo (as for edit; default: edit's default).")
+@one_line_errors()
 def cli(photos, out, runs, limit, cell, model, inverter, steps, detail):
     """Edit PHOTOS (files, folders, globs; largest face) and write one picture: a row per
     photo, the original face then one column per edit, labelled, each cell the same aligned
     crop of the photo as realedit wrote it. Photos without a usable face are listed and left
     out."""
-    try:
-        _run(photos, out, runs, limit, cell, model, inverter, steps, detail)
-    except RealeditError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    _run(photos, out, runs, limit, cell, model, inverter, steps, detail)
 
 
 def _run(photos, out, runs, limit, cell, model, inverter, steps, detail):
@@ -47,26 +43,16 @@ def _run(photos, out, runs, limit, cell, model, inverter, steps, detail):
     from ..errors import NoFaceError
     from ..grid import DEFAULT_GRID_EDITS, edit_grid
     from ..io import write_image
-    from ..pipeline import DETAIL_MODES, Editor
-    from .edit import expand_inputs
-    from .eval import parse_run
+    from .eval import check_detail, input_photos, load_editor, parse_run
 
     if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         raise UsageError(f"bad --out {str(out)!r}: name a .jpg or .png file")
-    if detail is not None and detail not in DETAIL_MODES:
-        raise UsageError(f"unknown --detail {detail!r}: use {' or '.join(DETAIL_MODES)}")
+    check_detail(detail)
     plan = [parse_run(r) for r in runs] if runs else list(DEFAULT_GRID_EDITS)
-    files = expand_inputs(photos)[:limit]
-    if not files:
-        raise UsageError("no photos found in " + ", ".join(photos))
+    files = input_photos(photos, limit)
     if any(f.resolve() == out.resolve() for f in files if f.exists()):
         raise UsageError(f"--out {str(out)!r} is one of the input photos; it is never overwritten")
-    editor = Editor.from_pretrained(model, inverter=inverter, steps=steps)
-    for edits, kept in plan:
-        for warning in editor.check_edits(edits, kept) or ():
-            click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"model: {editor.model_name}; inverter: {getattr(editor.inverter, 'name', inverter)}; "
-               f"{len(files)} photos", err=True)
+    editor = load_editor(model, inverter, steps, plan, len(files))
     with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
         image, skipped = edit_grid(editor, files, plan, cell=cell,
                                    apply_options={"detail": detail} if detail else None,
