@@ -73,26 +73,28 @@ def edit_grid(editor, photos: Sequence, runs=DEFAULT_GRID_EDITS, *, cell: int = 
     from .align import align_face
     from .errors import RealeditError
 
-    rows, names, skipped = [], [], []
-    for i, photo in enumerate(photos):
-        try:
-            inverted = editor.invert(photo)
-        except RealeditError as exc:
-            skipped.append((str(photo), str(exc)))
-            if progress:
-                progress(i + 1, len(photos))
-            continue
+    def cells(inverted):
         face = inverted.faces[0].face
-        src = inverted.photo.rgb
-        row = [align_face(src, face, cell).image]
+        row = [align_face(inverted.photo.rgb, face, cell).image]
         for edits, keep in runs:
             try:
                 out = editor.apply(inverted, edits, keep, **(apply_options or {})).photo.rgb
                 row.append(align_face(out, face, cell).image)
             except RealeditError:
                 row.append(None)       # e.g. a broken face refused: shown as "failed"
-        rows.append(row)
-        names.append(Path(str(photo)).name)
+        return row
+
+    rows, names, skipped = [], [], []
+    # eval's batched path: faces of several photos inverted together, each photo's own error
+    # handed back with it
+    for i, (photo, inverted) in enumerate(editor.invert_many(photos)):
+        if isinstance(inverted, RealeditError):
+            skipped.append((str(photo), str(inverted)))
+        elif isinstance(inverted, BaseException):
+            raise inverted
+        else:
+            rows.append(cells(inverted))
+            names.append(Path(str(photo)).name)
         if progress:
             progress(i + 1, len(photos))
     if not rows:
