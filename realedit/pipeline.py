@@ -487,10 +487,7 @@ class Editor:
 
         def flush():
             ready = [p for _, p in pending if isinstance(p, PreparedPhoto)]
-            try:
-                done = iter(self.invert_prepared(ready, batch=batch, progress=progress))
-            except Exception:  # noqa: BLE001 - isolate: retry photo by photo, each keeps its error
-                done = iter([self._invert_alone(p, batch, progress) for p in ready])
+            done = iter(self.invert_each(ready, batch=batch, progress=progress))
             for src, p in pending:
                 yield src, (next(done) if isinstance(p, PreparedPhoto) else p)
             pending.clear()
@@ -504,6 +501,16 @@ class Editor:
                 yield from flush()
                 n_faces = 0
         yield from flush()
+
+    def invert_each(self, prepared: Sequence["PreparedPhoto"], *, batch: int | None = None,
+                    progress=None) -> list:
+        """`invert_prepared`, except that a photo whose inversion fails gets its exception in
+        its place, and the others their InvertedPhoto: a failed batch is retried photo by
+        photo to find the one at fault."""
+        try:
+            return self.invert_prepared(prepared, batch=batch, progress=progress)
+        except Exception:  # noqa: BLE001 - isolate: retry photo by photo, each keeps its error
+            return [self._invert_alone(p, batch, progress) for p in prepared]
 
     def _invert_alone(self, prepared, batch, progress):
         try:

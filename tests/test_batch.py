@@ -98,6 +98,22 @@ def test_invert_many_isolates_bad_photos(editor, photos, tmp_path, workers):
         assert results[i].photo.path == alone.photo.path
 
 
+def test_invert_each_isolates_a_photo_whose_inversion_fails(editor, photos):
+    from dataclasses import replace
+
+    good = [editor.prepare(photos[0]), editor.prepare(photos[2])]
+    r = editor.G.resolution
+    broken = replace(good[1], inputs=[np.zeros((r, r, 4), np.uint8)])  # no network takes RGBA
+    with pytest.raises(Exception):
+        editor.invert_prepared([good[0], broken, good[1]])
+    out = editor.invert_each([good[0], broken, good[1]], batch=8)
+    assert len(out) == 3 and isinstance(out[1], Exception)
+    for res, p in zip((out[0], out[2]), good):
+        alone = editor.invert_prepared([p])[0]
+        assert res.photo.path == alone.photo.path
+        assert torch.allclose(res.faces[0].latent, alone.faces[0].latent, atol=1e-4)
+
+
 def test_bad_batch_arguments(editor, photos):
     with pytest.raises(UsageError):
         editor.invert_prepared([editor.prepare(photos[0])], batch=0)

@@ -78,15 +78,7 @@ def process(spec: JobSpec, tasks: Sequence[Task], prepared: Sequence) -> list[Re
             todo.append(i)
     if todo:
         t0 = time.perf_counter()
-        try:
-            inverted = editor.invert_prepared([prepared[i] for i in todo], batch=len(todo))
-        except Exception:  # noqa: BLE001 - find the photo at fault: invert one at a time
-            inverted = []
-            for i in todo:
-                try:
-                    inverted.append(editor.invert_prepared([prepared[i]], batch=1)[0])
-                except Exception as exc:  # noqa: BLE001
-                    inverted.append(exc)
+        inverted = editor.invert_each([prepared[i] for i in todo], batch=len(todo))
         per = (time.perf_counter() - t0) / len(todo)
         for i, inv in zip(todo, inverted):
             t = tasks[i]
