@@ -40,6 +40,9 @@ _EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
 _ICC_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
 _EXT_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".webp": "WEBP",
                ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP", ".gif": "GIF"}
+# Files a folder argument contributes (realedit edit, batch): the usual names of the formats
+# above (not the rare ".jpe").
+IMAGE_SUFFIXES = frozenset(_EXT_FORMAT) - {".jpe"}
 _FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp",
                "GIF": ".gif"}
 

@@ -22,11 +22,11 @@ from typing import Iterable, Sequence
 
 from ..errors import OutputError, UsageError
 from ..fsutil import TMP_SUFFIX
+from ..io import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.jsonl"
 LOCK = ".realedit-batch.lock"
 MANIFEST_SUFFIXES = {".txt", ".csv", ".lst"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import click
 from . import HELP_SETTINGS
 
 from ..errors import ImageError, OutputError, RealeditError, UsageError, exit_codes_help
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+from ..io import IMAGE_SUFFIXES
 
 
 def expand_inputs(items) -> list[Path]:
