@@ -308,15 +308,12 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
 def _outside_change_on_file(result, outside: np.ndarray) -> tuple[int, float]:
     """(max change, share of pixels changed) outside the mask after writing the edited photo
     in its own format (as the CLI does) and decoding it again."""
-    import tempfile
-
-    from .io import extension_for, read_image, write_image
+    from .io import encode_image, extension_for, format_for, read_image
 
     if not outside.any():
         return 0, 0.0
-    with tempfile.TemporaryDirectory(prefix="realedit-eval-") as tmp:
-        path = write_image(Path(tmp) / f"edited{extension_for(result.photo)}", result.photo)
-        decoded = read_image(path).rgb
+    fmt = format_for(f"edited{extension_for(result.photo)}", result.photo)
+    decoded = read_image(encode_image(result.photo, fmt)).rgb
     diff = np.abs(decoded.astype(int) - result.source.rgb.astype(int)).max(axis=2)[outside]
     return int(diff.max()), float((diff > 0).mean())
 

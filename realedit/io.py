@@ -327,21 +327,8 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
     whose RGB equals the original keep their original raw values. The photo's own file is
     never overwritten (OutputError), nor any existing file when ``overwrite`` is False.
     """
-    from PIL import Image
-
     dst = Path(path)
-    if isinstance(image, Photo):
-        like = like or image
-        rgb = image.rgb
-    elif isinstance(image, Image.Image):
-        rgb = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
-    else:
-        rgb = np.asarray(image)
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
-        raise UsageError(f"expected HxWx3 or HxWx4 uint8 pixels, got {rgb.shape} {rgb.dtype}")
-    alpha = None
-    if rgb.shape[2] == 4:
-        rgb, alpha = rgb[:, :, :3], rgb[:, :, 3]
+    rgb, alpha, like = _pixels(image, like)
     if like is not None and like.path is not None and _same_file(dst, like.path):
         raise OutputError(f"{dst}: refusing to overwrite the input photo")
     try:
@@ -354,12 +341,8 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
         raise OutputError(f"{dst}: is a folder")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst.parent}: folder does not exist")
-    fmt = (format or format_for(dst, like)).upper()
-    if fmt == "JPG":
-        fmt = "JPEG"
-    img = _to_pil(rgb, alpha, like, fmt)
-    kwargs = _save_kwargs(img, like, fmt, quality)
-
+    fmt = _format_name(format or format_for(dst, like))
+    img, kwargs = _pil_and_options(rgb, alpha, like, fmt, quality)
     try:
         with atomic_write(dst) as fh:
             img.save(fh, format=fmt, **kwargs)
@@ -367,6 +350,50 @@ def write_image(path: str | os.PathLike, image, *, like: Photo | None = None,
         raise OutputError(f"{dst}: cannot write {fmt} ({getattr(exc, 'strerror', None) or exc})") \
             from exc
     return dst
+
+
+def encode_image(image, format: str, *, like: Photo | None = None, quality: int = 95) -> bytes:
+    """The bytes :func:`write_image` would write for ``image`` in ``format``, made in memory
+    (a download, or a measurement of what the file holds, needs no temporary file)."""
+    rgb, alpha, like = _pixels(image, like)
+    fmt = _format_name(format)
+    img, kwargs = _pil_and_options(rgb, alpha, like, fmt, quality)
+    buf = _io.BytesIO()
+    try:
+        img.save(buf, format=fmt, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"cannot encode {fmt} ({getattr(exc, 'strerror', None) or exc})") from exc
+    return buf.getvalue()
+
+
+def _pixels(image, like: Photo | None):
+    """(rgb, alpha or None, like) of a Photo, PIL image or HxWx3/HxWx4 uint8 array; a Photo
+    is its own ``like`` unless one is given."""
+    from PIL import Image
+
+    if isinstance(image, Photo):
+        like = like or image
+        rgb = image.rgb
+    elif isinstance(image, Image.Image):
+        rgb = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+    else:
+        rgb = np.asarray(image)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise UsageError(f"expected HxWx3 or HxWx4 uint8 pixels, got {rgb.shape} {rgb.dtype}")
+    if rgb.shape[2] == 4:
+        return rgb[:, :, :3], rgb[:, :, 3], like
+    return rgb, None, like
+
+
+def _format_name(fmt: str) -> str:
+    fmt = fmt.upper()
+    return "JPEG" if fmt == "JPG" else fmt
+
+
+def _pil_and_options(rgb, alpha, like: Photo | None, fmt: str, quality: int):
+    """The PIL image to save and Pillow's save options for it."""
+    img = _to_pil(rgb, alpha, like, fmt)
+    return img, _save_kwargs(img, like, fmt, quality)
 
 
 def to_pil(photo: Photo):

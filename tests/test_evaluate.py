@@ -103,3 +103,27 @@ def test_eval_rejects_bad_max_drift(tmp_path):
                                    "--scorer-dir", str(SCORERS), "-o", str(tmp_path / "ev")])
     assert res.exit_code != 0 and "bad --max-drift" in res.output
     assert not (tmp_path / "ev").exists()
+
+
+def test_outside_change_on_file_measures_the_file_the_cli_writes(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from realedit.evaluate import _outside_change_on_file
+    from realedit.io import extension_for, read_image, write_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    outside = np.ones((64, 96), bool)
+    outside[16:48, 32:64] = False
+    for name in ("in.png", "in.jpg"):
+        Image.fromarray(rgb).save(tmp_path / name, quality=90)
+        src = read_image(tmp_path / name)
+        edited = src.rgb.copy()
+        edited[~outside] = 255 - edited[~outside]
+        result = SimpleNamespace(source=src, photo=src.with_rgb(edited))
+        got = _outside_change_on_file(result, outside)
+        path = write_image(tmp_path / f"out{extension_for(src)}", result.photo)
+        diff = np.abs(read_image(path).rgb.astype(int) - src.rgb.astype(int)).max(axis=2)[outside]
+        assert got == (int(diff.max()), float((diff > 0).mean())), name
+        assert got == (0, 0.0) if name.endswith(".png") else got[0] > 0, (name, got)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from realedit.errors import ImageError, OutputError, UsageError
-from realedit.io import Photo, extension_for, format_for, read_image, write_image
+from realedit.io import Photo, encode_image, extension_for, format_for, read_image, write_image
 
 
 def pattern(h: int = 40, w: int = 60) -> np.ndarray:
@@ -265,3 +265,18 @@ def test_format_exif_and_icc_are_kept(tmp_path):
     png = Image.open(write_image(tmp_path / "r.png", photo))
     assert png.format == "PNG" and png.info.get("icc_profile") == icc
     assert format_for("x.webp") == "WEBP" and format_for("x.unknown") == "PNG"
+
+
+def test_encode_image_is_the_bytes_write_image_writes(tmp_path):
+    rgba = np.dstack([pattern(), np.full(pattern().shape[:2], 200, np.uint8)])
+    src = tmp_path / "in.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    Image.fromarray(pattern()).save(tmp_path / "in.jpg", quality=80, subsampling=2)
+    for path in (src, tmp_path / "in.jpg"):
+        photo = read_image(path)
+        edited = photo.with_rgb(255 - photo.rgb)
+        for fmt in ("PNG", "JPEG", "WEBP"):
+            written = write_image(tmp_path / f"out.{fmt.lower()}", edited, like=photo)
+            assert encode_image(edited, fmt, like=photo) == written.read_bytes(), (path, fmt)
+    with pytest.raises(UsageError):
+        encode_image(np.zeros((4, 4), np.uint8), "PNG")

@@ -439,17 +439,12 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         return full_size(s, photo, edited=bool(moves), headers=headers)
 
     def full_size(s: Session, photo, edited: bool, headers: dict) -> Response:
-        """Written by io.write_image (the CLI's path) into the session's folder, then sent."""
-        from ..io import format_for, write_image
+        """Encoded as io.write_image (the CLI's path) writes it, in memory, then sent."""
+        from ..io import encode_image, format_for
 
         name = f"{s.name}_edited{s.ext}" if edited else f"{s.name}{s.ext}"
-        tmp = s.folder / f"{threading.get_ident()}-{time.monotonic_ns()}{s.ext}"
-        try:
-            write_image(tmp, photo, like=s.photo)
-            data = tmp.read_bytes()
-        finally:
-            tmp.unlink(missing_ok=True)
-        fmt = format_for(tmp, s.photo)
+        fmt = format_for(name, s.photo)
+        data = encode_image(photo, fmt, like=s.photo)
         return Response(data, media_type=MEDIA_TYPES.get(fmt, "application/octet-stream"),
                         headers={**headers,
                                  "Content-Disposition": f'attachment; filename="{name}"'})
