@@ -95,8 +95,13 @@ def test_embedded_bank_edits_age_and_smile_on_their_chosen_layers():
         chosen = next(r for r in table if r["eligible"] and r["layers"] != "all"
                       and r["layers"] == format_layers(d.layers))
         assert chosen["success"] >= table[0]["success"]
-        # The default edit (kept gender too) touches exactly those rows of a W+ code.
+        # A plain edit touches exactly those rows of a W+ code; one with gender kept the rows
+        # of the entry that serves it (a learned age|gender / smile|gender has its own window,
+        # e.g. smile's includes the 8 px layers that shape the mouth).
         code = np.zeros((1, num_ws, d.dim), np.float32)
-        moved = apply_edits(code, "wp", {attr: 3.0}, keep=["gender"], bank=bank, model=name)
-        touched = {i for i in range(num_ws) if np.abs(moved[0, i]).max() > 0}
-        assert touched == set(d.layers)
+        for keep in ((), ("gender",)):
+            served = bank.direction(attr, keep=keep, model=name, space=("wp", "w"))
+            moved = apply_edits(code, "wp", {attr: 3.0}, keep=keep, bank=bank, model=name)
+            touched = {i for i in range(num_ws) if np.abs(moved[0, i]).max() > 0}
+            assert touched == set(served.layers)
+        assert bank.direction(attr, model=name, space=("wp", "w")).layers == d.layers
