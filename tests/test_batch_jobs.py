@@ -241,7 +241,7 @@ def ray_cluster(tmp_path_factory):
     subprocess.run([*ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
                     "--disable-usage-stats", "--object-store-memory", str(300 * 2**20),
                     "--temp-dir", str(tmp)],
-                   env=env, check=True, capture_output=True, timeout=180)
+                   env=env, check=True, capture_output=True, timeout=300)
     try:
         yield f"127.0.0.1:{port}", env
     finally:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .job import MANIFEST, JobSpec, Ledger, Record, Task, list_inputs, plan_tasks, read_manifest
+from .job import (MANIFEST, JobSpec, Ledger, Record, Task, list_inputs, plan_tasks, read_manifest,
+                  remove_stale_temporaries)
 
 __all__ = ["JobSpec", "JobSummary", "run_job", "list_inputs", "plan_tasks", "read_manifest",
            "Record", "Task", "MANIFEST"]
@@ -64,6 +65,9 @@ def run_job(sources: Sequence[str], out, spec: JobSpec, *, engine: str = "local"
                 eng = LocalEngine(spec, cpu_workers=cpu_workers)
             try:
                 drive(eng, todo, ledger, batch=batch, on_record=on_record, on_progress=on_progress)
+                # every photo came back, so no writer is live: a worker killed mid-write left
+                # its temporary behind (its photo was redone elsewhere)
+                remove_stale_temporaries(Path(out))
             finally:
                 eng.shutdown()
         return JobSummary(len(tasks), already, skipped, ledger.done_now, ledger.failed_now,

@@ -211,7 +211,7 @@ class Ledger:
         except OSError:
             self._lock_fh.close()
             raise UsageError(f"{self.out}: another batch job is running on this folder") from None
-        _remove_stale_temporaries(self.out)
+        remove_stale_temporaries(self.out)
         header = None
         if self.path.exists():
             for rec in read_manifest(self.path):
@@ -288,7 +288,7 @@ class Ledger:
         os.fsync(self._fh.fileno())
 
 
-def _remove_stale_temporaries(out: Path) -> None:
+def remove_stale_temporaries(out: Path) -> None:
     """Temporaries (realedit.fsutil's hidden ``.NAME.XXXX.tmp``) left in ``out`` by a job
     killed mid-write. Called with the job's lock held, so no live writer of this job owns them."""
     import re
