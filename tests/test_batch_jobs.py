@@ -301,7 +301,7 @@ def test_killed_ray_worker_loses_nothing_and_duplicates_nothing(mixed12, ray_clu
     proc = subprocess.Popen(batch_cmd(src, out, address, "--batch", "2"), env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait_for(lambda: _n_ok(out) >= 2, 300, proc), "job made no progress"
+        assert _wait_for(lambda: _n_ok(out) >= 2, 900, proc), "job made no progress"
         victim = next(r for r in photo_records(out) if r["status"] == "ok")["worker"]
         pid = int(victim.rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
@@ -322,7 +322,7 @@ def test_killed_driver_then_rerun_finishes_the_job(mixed12, ray_cluster, tmp_pat
     proc = subprocess.Popen(batch_cmd(src, out, address, "--batch", "2"), env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: _n_ok(out) >= 3, 300, proc), "job made no progress"
+        assert _wait_for(lambda: _n_ok(out) >= 3, 900, proc), "job made no progress"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
