@@ -524,7 +524,6 @@ class Editor:
         """Edit the faces of an inverted photo and paste them back. Cheap: no inversion."""
         from PIL import Image
 
-        from .blend import paste_back, paste_delta
         from .blend.guard import broken_reason, check_generated, sensible_text
         from .edit import apply_edits
 
@@ -560,26 +559,32 @@ class Editor:
             if broken_reason(after, before):  # e.g. age=+1000: a colour blob, not a face
                 check_generated(after, before, edits,
                                 sensible=sensible_text(edits, self.bank, self.model_name))
+            b, a = before[0].cpu(), after[0].cpu()
             if detail == "warp":
-                rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, before[0].cpu(),
-                                                    after[0].cpu(), blend, mask)
-                face_edits.append(FaceEdit(fi.index, fi.face, fi.latent, new_latent,
-                                           Image.fromarray(fi.aligned.image), Image.fromarray(crop), alpha))
-                continue
-            crop = transfer_detail(fi.aligned.image, before[0].cpu(), after[0].cpu(), detail)
-            if detail == "residual" and blend == "alpha":
-                # Add the change in photo space: the photo's pixels are never resampled.
-                delta = edit_delta(before[0].cpu(), after[0].cpu(), fi.aligned.image.shape[0])
-                rgb, alpha = paste_delta(rgb, fi.aligned, delta, mask=mask, return_mask=True)
+                rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, b, a, blend, mask)
             else:
-                rgb, alpha = paste_back(rgb, fi.aligned, crop, mask=mask, color=(detail == "replace"),
-                                        poisson=(blend == "poisson"), return_mask=True)
+                rgb, alpha, crop = self._paste_detail(rgb, fi.aligned, b, a, detail, blend, mask)
             face_edits.append(FaceEdit(fi.index, fi.face, fi.latent, new_latent,
                                        Image.fromarray(fi.aligned.image), Image.fromarray(crop), alpha))
         t["edit_paste"] = time.perf_counter() - t0
         return EditResult(inverted.photo.with_rgb(rgb), inverted.photo, face_edits, inverted.skipped,
                           self.model_name, inverted.inverter, inverted.space, dict(edits),
                           tuple(keep), t)
+
+    @staticmethod
+    def _paste_detail(rgb, aligned, before, after, detail, blend, mask):
+        """detail="residual"/"replace": (new rgb, alpha, edited crop)."""
+        from .blend import paste_back, paste_delta
+
+        crop = transfer_detail(aligned.image, before, after, detail)
+        if detail == "residual" and blend == "alpha":
+            # Add the change in photo space: the photo's pixels are never resampled.
+            delta = edit_delta(before, after, aligned.image.shape[0])
+            rgb, alpha = paste_delta(rgb, aligned, delta, mask=mask, return_mask=True)
+        else:
+            rgb, alpha = paste_back(rgb, aligned, crop, mask=mask, color=(detail == "replace"),
+                                    poisson=(blend == "poisson"), return_mask=True)
+        return rgb, alpha, crop
 
     @staticmethod
     def _paste_warp(rgb, aligned, before, after, blend, mask):
