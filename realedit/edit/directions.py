@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EditArgumentError, EditError, OutputError, UnsafePickleError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, atomic_write_text
 
 SPACES = ("z", "w", "wp")
 # Without a measured range, amounts up to InterFaceGAN's own editing range (its scripts step
@@ -638,8 +638,8 @@ def save_bank(bank: DirectionBank, path: str | Path) -> tuple[Path, Path]:
     np.savez(buf, **arrays)
     try:
         npz_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(npz_path, buf.getvalue())
-        _atomic_write(json_path, (json.dumps(meta, indent=1, allow_nan=False) + "\n").encode())
+        atomic_write_bytes(npz_path, buf.getvalue())
+        atomic_write_text(json_path, json.dumps(meta, indent=1, allow_nan=False) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write direction bank {json_path}: {exc.strerror or exc}") from None
     return npz_path, json_path
@@ -718,10 +718,6 @@ def _jsonable(x):
     if x is None or isinstance(x, (str, int, bool)):
         return x
     return str(x)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data)
 
 
 def _load_plain_npy(path: Path) -> np.ndarray:
