@@ -35,12 +35,7 @@ sys.path.insert(0, str(ROOT))
 from realedit import invert  # noqa: E402
 from realedit.edit import Direction, DirectionBank  # noqa: E402
 from realedit.pipeline import Editor  # noqa: E402
-
-
-def photos(n):
-    shared = ROOT.parent / "shared" / "data" / "celebahq"
-    files = sorted(shared.glob("*.jpg"))[: max(n - 1, 0)] if shared.is_dir() else []
-    return files + [ROOT / "demo" / "photos" / "astronaut.jpg"]
+from bench.common import photos, print_table  # noqa: E402
 
 
 def run(editor, files, out_dir, edits):
@@ -89,12 +84,6 @@ def batch_table(args, files, tmp):
     print(f"\ndevice: {name}; torch threads {torch.get_num_threads()}; "
           f"embedded model; {len(files)} photos")
     print_table(("inverter", "path", "workers", "photos", "photos/s", "x one-at-a-time"), rows)
-
-
-def print_table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
 def random_1024_editor(method, steps):

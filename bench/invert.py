@@ -38,6 +38,7 @@ from realedit.invert.losses import build_loss  # noqa: E402
 from realedit.invert.lpips import LPIPS  # noqa: E402
 from realedit.invert.optimize import OptimizeOptions, _Synth, optimize_latents  # noqa: E402
 from realedit.models.stylegan2 import StyleGAN2Generator  # noqa: E402
+from bench.common import print_table  # noqa: E402
 
 PLAIN_REFERENCE_S = 6.3  # REFERENCE.md section 5: one VGG-loss step at 1024, loss at 256, 2 threads
 # Coarse-to-fine schedules compared: (resolution, fraction of steps); the rest at full size.
@@ -74,19 +75,6 @@ def step_costs(G, target, loss, opts, regs=(), synth=None, skip=1):
     for i, res in enumerate(r.extra["step_resolution"]):
         per.setdefault(res, []).append(t[i + 1] - t[i])
     return {res: statistics.median(v[skip:] or v) for res, v in per.items()}, r
-
-
-def fmt_row(cells, widths):
-    return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
-
-
-def print_table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    print(fmt_row(header, widths))
-    print(fmt_row(["-" * w for w in widths], widths))
-    for r in rows:
-        print(fmt_row(r, widths))
-    sys.stdout.flush()
 
 
 # ----------------------------------------------------------------------------- cost

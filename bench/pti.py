@@ -37,12 +37,7 @@ from realedit.errors import RealeditError  # noqa: E402
 from realedit.evaluate import CROP, IdentityDescriptor, _crop_tensor  # noqa: E402
 from realedit.invert.pti import TuneOptions  # noqa: E402
 from realedit.pipeline import Editor, crop_to_tensor  # noqa: E402
-
-
-def photos(n):
-    shared = ROOT.parent / "shared" / "data" / "celebahq"
-    files = sorted(shared.glob("*.jpg"))[: max(n - 1, 0)] if shared.is_dir() else []
-    return files + [ROOT / "demo" / "photos" / "astronaut.jpg"]
+from bench.common import photos, print_table  # noqa: E402
 
 
 def parse_setting(text: str) -> dict:
@@ -146,10 +141,8 @@ def main():
     header = ["inverter", "detail", "photos", "recon MSE", "recon id dist", "smile logit +3", "smile up",
               "|dP(male)|", "dP<0.1", "edit id dist", "invert s (med)", "photo s (med)",
               "photo CPU s (med)"]
-    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
     print(f"\nrealedit-celeba64, {len(files)} photos, smile=+3 --keep gender, {args.threads} thread(s)")
-    for r in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print_table(header, table)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from realedit.device import resolve_device  # noqa: E402
 from realedit.training.gan import GanConfig, make_forwards, new_state, train_step  # noqa: E402
+from bench.common import print_table  # noqa: E402
 
 
 def gan_rate(dev, batch: int, iters: int) -> float:
@@ -76,9 +77,7 @@ def main():
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{dev.type}, {args.threads} threads"
     print(f"\ndevice: {name}")
     header = ("what", "batch", "images/s")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(3)]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print_table(header, rows)
 
 
 if __name__ == "__main__":
