@@ -16,8 +16,6 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS
-from ..errors import exit_codes_help
-
 from ..errors import OutputError, RealeditError
 from ..fsutil import atomic_write
 
@@ -68,7 +66,7 @@ def align_photo(path: Path, out_dir: Path, stem: str, *, size: int, faces: str |
     return record
 
 
-@click.command("align", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.command("align", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for crops and JSON files (created if missing).")

@@ -15,13 +15,13 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
-from ..errors import OutputError, RealeditError, exit_codes_help
+from ..errors import OutputError, RealeditError
 
 
 _one_line_errors = one_line_errors()
 
 
-@click.group(name="directions", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.group(name="directions", context_settings=HELP_SETTINGS)
 def cli():
     """Attribute directions: list a model's bank, fit new ones, SeFa, cosine tables.
 

@@ -12,7 +12,7 @@ import click
 
 from . import HELP_SETTINGS
 
-from ..errors import ImageError, OutputError, RealeditError, UsageError, exit_codes_help
+from ..errors import ImageError, OutputError, RealeditError, UsageError
 from ..io import IMAGE_SUFFIXES
 
 
@@ -68,7 +68,7 @@ class _Bar:
             self.bar.__exit__(None, None, None)
 
 
-@click.command("edit", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.command("edit", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
               help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amounts are in each "

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
-from ..errors import UsageError, exit_codes_help
+from ..errors import UsageError
 
 
-@click.command("eval", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.command("eval", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
               help="The edit to measure (repeatable). pose=+X turns the head towards the "

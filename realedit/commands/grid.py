@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
-from ..errors import UsageError, exit_codes_help
+from ..errors import UsageError
 
 
-@click.command("grid", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.command("grid", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("edit_grid.jpg"), show_default=True, help="Image to write (.jpg/.png).")

@@ -7,7 +7,6 @@ import sys
 import click
 
 from . import HELP_SETTINGS, one_line_errors
-from ..errors import exit_codes_help
 from ..errors import UsageError
 
 
@@ -26,7 +25,7 @@ def exposure_warning(host: str) -> str | None:
             "mean it.")
 
 
-@click.command("serve", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.command("serve", context_settings=HELP_SETTINGS)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Anything but loopback exposes the server (warned).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)

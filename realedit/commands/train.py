@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS
-from ..errors import exit_codes_help
 
 from ..errors import RealeditError
 
@@ -18,7 +17,7 @@ def cli():
     """Training commands."""
 
 
-@cli.command("train-encoder", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@cli.command("train-encoder", context_settings=HELP_SETTINGS)
 @click.option("--model", required=True, help="Generator: registry name or model file.")
 @click.option("--data", type=click.Path(exists=True), default=None,
               help="Aligned face photos: a folder of images or an (N, H, W, 3) uint8 .npy.")

@@ -8,12 +8,11 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS
-from ..errors import exit_codes_help
 
 from ..training.gan import AUGMENTATIONS, GanConfig
 
 
-@click.command("train-gan", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.command("train-gan", context_settings=HELP_SETTINGS)
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Aligned crops as an (N, H, W, 3) uint8 .npy (scripts/prepare_celeba.py makes it).")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),

@@ -7,14 +7,13 @@ import click
 
 from .. import weights as W
 from . import HELP_SETTINGS, one_line_errors
-from ..errors import exit_codes_help
 
 
 
 _one_line_errors = one_line_errors("interrupted; run the same command again to resume")
 
 
-@click.group(name="weights", context_settings=HELP_SETTINGS, epilog=exit_codes_help())
+@click.group(name="weights", context_settings=HELP_SETTINGS)
 def cli():
     """Pretrained files: list, download, verify, locate, add.
 
