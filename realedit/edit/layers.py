@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import EditError
+from ..invert.base import model_device
 from .apply import apply_edits
 from .directions import Direction, format_layers
 
@@ -71,9 +72,7 @@ def search_layers(generator, direction: Direction, target: Callable, kept: Mappi
                                                     if len(w) < num_ws]
     g = torch.Generator().manual_seed(seed)
     # drawn on the CPU (the same samples on every device), used on the generator's
-    params = getattr(generator, "parameters", None)
-    first = next(params(), None) if params is not None else None
-    z = torch.randn(samples, generator.z_dim, generator=g).to(first.device if first is not None else "cpu")
+    z = torch.randn(samples, generator.z_dim, generator=g).to(model_device(generator))
 
     def render(ws):
         return torch.cat([generator.synthesis(ws[i:i + batch], noise="const")

@@ -162,8 +162,10 @@ def supports_stop_at(G) -> bool:
     return getattr(G, "kind", "") == "stylegan2"
 
 
-def model_device(m: nn.Module) -> torch.device:
-    for p in m.parameters():
+def model_device(m) -> torch.device:
+    """Where ``m``'s parameters live; the CPU for a module without any, or an object that is
+    not a module (a generator stand-in that only has ``synthesis``)."""
+    for p in getattr(m, "parameters", tuple)():
         return p.device
     return torch.device("cpu")
 
