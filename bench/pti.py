@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from realedit.align import align_face  # noqa: E402
 from realedit.errors import RealeditError  # noqa: E402
-from realedit.evaluate import CROP, IdentityDescriptor, _crop_tensor  # noqa: E402
+from realedit.evaluate import CROP, IdentityDescriptor  # noqa: E402
 from realedit.invert.pti import TuneOptions  # noqa: E402
 from realedit.pipeline import Editor, crop_to_tensor  # noqa: E402
 from bench.common import photos, print_table  # noqa: E402
@@ -83,7 +83,7 @@ def measure(editor: Editor, files, scorers, ident, details):
             if scorers:
                 before = align_face(res.source.rgb, fi.face, CROP).image
                 after = align_face(res.photo.rgb, fi.face, CROP).image
-                x = torch.cat([_crop_tensor(before), _crop_tensor(after)])
+                x = torch.cat([crop_to_tensor(before, CROP), crop_to_tensor(after, CROP)])
                 for attr, sc in scorers.items():
                     s = np.asarray(sc(x), dtype=float)
                     row[attr] = float(s[1] - s[0])

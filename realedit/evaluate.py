@@ -183,10 +183,6 @@ class IdentityDescriptor:
         return np.asarray(self._net.compute_face_descriptor(np.ascontiguousarray(rgb), shape))
 
 
-def _crop_tensor(crop: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(crop, copy=True)).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
 def _central_landmarks(crop: np.ndarray):
     """Landmarks of the face nearest the centre of an aligned crop, or None."""
     from .align import detect_faces
@@ -204,10 +200,11 @@ def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
     """Fill ``row`` with the measurements of one edited face; returns the (before, after)
     aligned crops. ``face``: the detection the edit used (photo coordinates)."""
     from .align import align_face
+    from .pipeline import crop_to_tensor
 
     al_before = align_face(src, face, CROP)
     before, after = al_before.image, align_face(out, face, CROP).image
-    x = torch.cat([_crop_tensor(before), _crop_tensor(after)])
+    x = torch.cat([crop_to_tensor(before, CROP), crop_to_tensor(after, CROP)])
     lm0, lm1 = _central_landmarks(before), _central_landmarks(after)
     yaw = tuple(head_yaw(lm, (CROP, CROP)) if lm is not None else float("nan") for lm in (lm0, lm1))
     row.yaw, row.face_found_after = yaw, lm1 is not None
