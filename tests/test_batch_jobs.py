@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from realedit.batch import JobSpec, read_manifest, run_job
 from realedit.batch.job import Ledger, Record, file_digest, list_inputs, plan_tasks
-from realedit.errors import UsageError
+from realedit.errors import OutputError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "demo" / "photos" / "astronaut.jpg"
@@ -128,10 +128,10 @@ def test_outputs_mirror_folders_and_never_land_on_inputs(tmp_path):
     assert [t.key for t in tasks] == ["a/x.jpg", "b/x.jpg"]
     assert tasks[0].outputs == (str(tmp_path / "out/a/x_edited.jpg"), str(tmp_path / "out/a/x_compare.jpg"))
     assert len({o for t in tasks for o in t.outputs}) == 4
-    gif = plan_tasks([tmp_path / "in" / "y.gif"], tmp_path / "out")[0]
-    assert gif.outputs[0].endswith("y_edited.png")
+    gif = plan_tasks([tmp_path / "in" / "y.gif"], tmp_path / "out", compare=True)[0]
+    assert gif.outputs == (str(tmp_path / "out/y_edited.gif"), str(tmp_path / "out/y_compare.png"))
     clash = tmp_path / "in" / "x_edited.jpg"
-    with pytest.raises(UsageError, match="overwrite an input"):
+    with pytest.raises(OutputError, match="overwrite an input"):
         plan_tasks([tmp_path / "in" / "x.jpg", clash], tmp_path / "in")
 
 
@@ -213,7 +213,7 @@ def test_cli_batch_exit_codes_and_progress(mixed12, tmp_path):
     res = CliRunner().invoke(cli, ["batch", str(src), "--attr", "smiel=+2", "-o", str(tmp_path / "o3"),
                                    "--inverter", "encoder"])
     assert res.exit_code != 0 and "smiel" in res.output and "Traceback" not in res.output
-    assert not list((tmp_path / "o3").rglob("*.png"))
+    assert not (tmp_path / "o3").exists()
 
 
 # ---------------------------------------------------------------------------- Ray
@@ -276,6 +276,16 @@ def test_ray_job_makes_the_same_files_as_the_local_engine(mixed60, ray_cluster, 
         # same code, other processes and thread counts: float sums may round differently
         assert np.abs(a - b).max() <= 2, key
     print(f"\n60 photos: local {t_local:.1f} s, ray (1 worker, incl. start) {t_ray:.1f} s")
+
+
+def test_ray_refuses_workers_that_leave_no_cpu_for_the_cpu_stage(mixed12, ray_cluster, tmp_path):
+    src, _, _ = mixed12
+    address, env = ray_cluster
+    res = subprocess.run(batch_cmd(src, tmp_path / "out", address, "--workers", "2"), env=env,
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and "lower --workers" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists(), "a job that never started leaves no folder"
 
 
 def _wait_for(pred, timeout, proc):

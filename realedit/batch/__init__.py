@@ -40,7 +40,7 @@ def run_job(sources: Sequence[str], out, spec: JobSpec, *, engine: str = "local"
     """Edit every photo of ``sources`` into ``out`` (see `realedit batch --help`)."""
     import time
 
-    from ..errors import UsageError
+    from ..errors import RealeditError, UsageError
     from .engines import LocalEngine, RayEngine, drive
 
     if engine not in ("local", "ray"):
@@ -57,12 +57,16 @@ def run_job(sources: Sequence[str], out, spec: JobSpec, *, engine: str = "local"
         if on_start:
             on_start(len(tasks), already, skipped)
         if todo:
-            if engine == "ray":
-                eng = RayEngine(spec, address=address, workers=workers,
-                                cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                                num_cpus=num_cpus)
-            else:
-                eng = LocalEngine(spec, cpu_workers=cpu_workers)
+            try:
+                if engine == "ray":
+                    eng = RayEngine(spec, address=address, workers=workers,
+                                    cpus_per_worker=cpus_per_worker,
+                                    gpus_per_worker=gpus_per_worker, num_cpus=num_cpus)
+                else:
+                    eng = LocalEngine(spec, cpu_workers=cpu_workers)
+            except RealeditError:
+                ledger.discard()  # nothing ran: leave no job folder behind
+                raise
             try:
                 drive(eng, todo, ledger, batch=batch, on_record=on_record, on_progress=on_progress)
                 # every photo came back, so no writer is live: a worker killed mid-write left

@@ -67,6 +67,10 @@ class RayEngine:
     def __init__(self, spec: JobSpec, *, address: str | None = None, workers: int = 1,
                  cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
                  num_cpus: int | None = None):
+        if not address:
+            # A new one-machine cluster: Ray's single-node switch (read when ray is imported)
+            # keeps its sockets on 127.0.0.1 instead of the machine's network address.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError:
@@ -78,12 +82,8 @@ class RayEngine:
                   "ignore_reinit_error": True}
             if address:
                 kw["address"] = address
-            else:
-                # A new one-machine cluster: Ray's single-node switch keeps its sockets on
-                # 127.0.0.1 instead of the machine's network address.
-                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-                if num_cpus:
-                    kw["num_cpus"] = int(num_cpus)
+            elif num_cpus:
+                kw["num_cpus"] = int(num_cpus)
             try:
                 ray.init(**kw)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -91,6 +91,14 @@ class RayEngine:
                                  f"{exc}".splitlines()[0]) from None
         self.spec = spec
         self.slots = max(int(workers), 1)
+        # The CPU stage needs a CPU the actors have not reserved, or its tasks wait forever.
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if self.slots * cpus_per_worker > cpus - 1:
+            if self._owns:
+                ray.shutdown()
+            raise UsageError(f"{self.slots} workers x {cpus_per_worker:g} CPUs leave none of the "
+                             f"cluster's {cpus:g} CPUs for decoding and detection: lower --workers "
+                             "or --cpus-per-worker")
         self._prepare = ray.remote(num_cpus=1, max_retries=3)(work.prepare)
         actor_cls = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                                max_restarts=-1, max_task_retries=-1)(_EditActor)

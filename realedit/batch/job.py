@@ -148,14 +148,16 @@ def plan_tasks(inputs: Sequence[Path], out: Path, compare: bool = False) -> list
     tasks = []
     for p in inputs:
         rel = p.relative_to(root)
-        ext = p.suffix if p.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+        # as `realedit edit` names them: the edit keeps the photo's format, the comparison is
+        # a JPEG/PNG like the photo, else PNG
+        cmp_ext = p.suffix if p.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
         base = out / rel.parent
-        names = [base / f"{p.stem}_edited{ext}"]
+        names = [base / f"{p.stem}_edited{p.suffix}"]
         if compare:
-            names.append(base / f"{p.stem}_compare{ext}")
+            names.append(base / f"{p.stem}_compare{cmp_ext}")
         for n in names:
             if str(n) in srcs:
-                raise UsageError(f"{n}: an output would overwrite an input photo; use another -o")
+                raise OutputError(f"{n}: an output would overwrite an input photo; use another -o")
         tasks.append(Task(key=rel.as_posix(), src=str(p), outputs=tuple(str(n) for n in names)))
     return tasks
 
@@ -225,9 +227,26 @@ class Ledger:
             raise UsageError(f"{self.out} holds a job with other settings ({_diff(header.get('settings'), settings)}); "
                              "use another output folder")
         self._fh = open(self.path, "a", encoding="utf-8")
+        self.fresh = header is None
         if header is None:
             self._append({"type": "job", "settings": settings, "time": time.time()})
         return self
+
+    def discard(self) -> None:
+        """Undo a fresh job that never started (e.g. no Ray cluster): close, and remove the
+        manifest, the lock and the output folder if this left them empty."""
+        self.close()
+        if not getattr(self, "fresh", False):
+            return
+        for p in (self.path, self.out / LOCK):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        try:
+            self.out.rmdir()
+        except OSError:
+            pass
 
     def close(self) -> None:
         for fh in (self._fh, self._lock_fh):

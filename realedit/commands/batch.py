@@ -53,12 +53,7 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
     """Edit every photo of SOURCES (folders, recursive; globs; or .txt/.csv lists of paths)
     into OUT, resumably: rerunning the same command skips photos already done (outputs checked
     against the manifest's hashes), retries none of the failed ones unless --retry-failed,
-    and never leaves a partial file.
-
-    \b
-    Exit status: 0 every photo edited (now or before); 1 some photos failed (each in
-    manifest.jsonl with its error); 2 bad arguments; 5 model problem; 7 output problem.
-    """
+    and never leaves a partial file. Every photo has a line in OUT/manifest.jsonl."""
     from ..align.select import parse_policy
     from ..batch import JobSpec, run_job
     from ..pipeline import parse_edits
