@@ -87,5 +87,5 @@ def test_grid_command_never_overwrites_an_input(tmp_path):
     before = photo.read_bytes()
     res = CliRunner().invoke(cli, ["grid", str(photo), "--model", str(make_tiny_model(tmp_path)),
                                    "-o", str(photo)])
-    assert res.exit_code != 0 and "never overwritten" in res.output
+    assert res.exit_code == 7 and "never overwritten" in res.output  # the table: output error
     assert photo.read_bytes() == before

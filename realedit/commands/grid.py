@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 
 @click.command("grid", context_settings=HELP_SETTINGS)
@@ -51,7 +51,7 @@ def _run(photos, out, runs, limit, cell, model, inverter, steps, detail):
     plan = [parse_run(r) for r in runs] if runs else list(DEFAULT_GRID_EDITS)
     files = input_photos(photos, limit)
     if any(f.resolve() == out.resolve() for f in files if f.exists()):
-        raise UsageError(f"--out {str(out)!r} is one of the input photos; it is never overwritten")
+        raise OutputError(f"--out {str(out)!r} is one of the input photos; it is never overwritten")
     editor = load_editor(model, inverter, steps, plan, len(files))
     with click.progressbar(length=len(files), label="editing", file=sys.stderr) as bar:
         image, skipped = edit_grid(editor, files, plan, cell=cell,
