@@ -29,3 +29,12 @@ def one_thread():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """The tiny self-made model + bank of tests/bad_inputs/make.py, built once per module
+    (the CLI, exit-code and bad-input suites edit with it; a module may override it)."""
+    from bad_inputs import make
+
+    return make.make_model(tmp_path_factory.mktemp("model"))

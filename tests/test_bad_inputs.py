@@ -38,11 +38,6 @@ TMP_PATTERNS = (re.compile(r"^\..*\.(tmp|part)$"), re.compile(r".*\.tmp$"))
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make.make_model(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("corpus")
     make.write_photos(folder)

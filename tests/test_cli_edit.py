@@ -24,11 +24,6 @@ from realedit.cli import SUBCOMMANDS, cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make.make_model(tmp_path_factory.mktemp("model"))
-
-
 @pytest.fixture
 def photos(tmp_path) -> Path:
     d = tmp_path / "in"

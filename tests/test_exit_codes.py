@@ -27,11 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "demo" / "photos" / "astronaut.jpg"
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return make.make_model(tmp_path_factory.mktemp("model"))
-
-
 @pytest.fixture
 def photo(tmp_path) -> Path:
     d = tmp_path / "in"
