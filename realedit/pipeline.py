@@ -22,6 +22,7 @@ colour correction.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -72,6 +73,24 @@ class FaceInversion:
     # The generator fine-tuned on this face (pivotal tuning), or None: the editor's own. Edits
     # of this face are synthesised with it.
     generator: object = None
+    # G(latent), the image edits are measured against: made by the first `Editor.apply` and
+    # reused by the next (a serve slider or an eval run edits one inversion many times).
+    # (weakref to its generator, device, space, latent, image): stale once any of them differs.
+    before_cache: tuple | None = field(default=None, repr=False, compare=False)
+
+    @torch.no_grad()
+    def before_image(self, G, space: str, device) -> torch.Tensor:
+        """(1, 3, R, R) image of ``latent`` through ``G`` on ``device``, synthesised once."""
+        from .invert import synthesize
+
+        device = torch.device(device)
+        c = self.before_cache
+        if (c is not None and c[0]() is G and c[1] == device and c[2] == space
+                and c[3] is self.latent):
+            return c[4]
+        image = synthesize(G, self.latent.to(device), space)
+        self.before_cache = (weakref.ref(G), device, space, self.latent, image)
+        return image
 
 
 @dataclass
@@ -547,9 +566,10 @@ class Editor:
                 # e.g. age=1e308: the code overflows float32; NaN pixels must not be written
                 raise EditError(f"edit {dict(edits)} is too large: the latent code is no longer "
                                 "finite")
-            # The "before" image is re-synthesised the same way, so the residual is exactly the
-            # edit's effect (the inverter's stored reconstruction may use optimised noise).
-            before = synthesize(G, fi.latent.to(self.device), inverted.space)
+            # The "before" image is synthesised the same way as the edited one (once per face,
+            # then reused), so the residual is exactly the edit's effect (the inverter's stored
+            # reconstruction may use optimised noise).
+            before = fi.before_image(G, inverted.space, self.device)
             if torch.equal(new_latent, fi.latent):
                 # A zero edit: reuse the image rather than synthesise it again, so the residual is
                 # exactly zero and the photo comes back bit for bit whatever kernels the CPU picks.

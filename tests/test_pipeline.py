@@ -76,6 +76,38 @@ def test_apply_reuses_the_inversion(editor, astronaut, monkeypatch):
     assert corr < -0.5, corr
 
 
+def count_synthesis(G) -> list:
+    """A list that grows by one at every forward of G's synthesis network."""
+    calls: list = []
+    G.synthesis.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_apply_synthesises_the_before_image_once(editor, astronaut):
+    import copy
+
+    inverted = editor.invert(astronaut)
+    src = inverted.photo.rgb
+    G = copy.deepcopy(editor.G)  # counted, and the hook leaves the shared editor's G alone
+    inverted.faces[0].generator = G
+    calls = count_synthesis(G)
+    first = editor.apply(inverted, {"age": 1.0})
+    assert len(calls) == 2  # before and after
+    again = editor.apply(inverted, {"age": 1.0})
+    assert len(calls) == 3  # only the edited image: the before image is kept
+    assert np.allclose(np.asarray(first.image, np.float32), np.asarray(again.image, np.float32),
+                       atol=1)
+    zero = editor.apply(inverted, {"age": 0.0})
+    assert len(calls) == 3  # a zero edit synthesises nothing, and changes nothing
+    assert np.array_equal(zero.photo.rgb, src)
+    # another generator for the same face has its own before image
+    other = copy.deepcopy(editor.G)
+    inverted.faces[0].generator = other
+    other_calls = count_synthesis(other)
+    editor.apply(inverted, {"age": 1.0})
+    assert len(other_calls) == 2 and len(calls) == 3
+
+
 def test_unknown_attribute_lists_available(editor, astronaut):
     with pytest.raises(EditError, match="age"):
         editor.edit(astronaut, {"beard": 1.0})
