@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from realedit.errors import EditError
-from realedit.edit import Direction, DirectionBank, apply_edits, load_bank
+from realedit.edit import Direction, DirectionBank, apply_edits, direction_spaces, load_bank
 
 from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 BOUNDARIES = SHARED / "data" / "interfacegan_boundaries"
@@ -142,6 +142,24 @@ def test_direction_objects_as_keys(toy):
     out = apply_edits(w, "w", {d: 2.0}, keep=["gender"], bank=toy)
     assert abs(out[0] @ toy.get("gender", space="w").vector) < 1e-12
     assert abs(np.linalg.norm(out) - 2.0) < 1e-12
+
+
+def test_direction_spaces_say_which_directions_apply_edits_takes():
+    rng = np.random.default_rng(2)
+    dirs = {"z": Direction("a", rng.normal(size=8), "toy", "z"),
+            "w": Direction("a", rng.normal(size=8), "toy", "w"),
+            "wp": Direction("a", rng.normal(size=(5, 8)), "toy", "wp")}
+    codes = {"z": np.zeros((1, 8)), "w": np.zeros((1, 8)), "wp": np.zeros((1, 5, 8))}
+    assert direction_spaces("wp") == ("wp", "w")  # the W+ direction preferred to the W one
+    for space, code in codes.items():
+        for dspace, d in dirs.items():
+            if dspace in direction_spaces(space):
+                assert np.abs(apply_edits(code, space, {d: 1.0}) - code).max() > 0
+            else:
+                with pytest.raises(EditError):
+                    apply_edits(code, space, {d: 1.0})
+    with pytest.raises(EditError, match="unknown latent space"):
+        direction_spaces("s")
 
 
 @pytest.mark.skipif(not BOUNDARIES.is_dir(), reason=f"released boundaries not at {BOUNDARIES}")

@@ -6,7 +6,7 @@
     d = fit_direction(G, get_scorer("male", scorer_dir=...), samples=10000, space="w")
 
 """
-from .apply import MODES, amount_warnings, apply_edits
+from .apply import MODES, amount_warnings, apply_edits, direction_spaces
 from .directions import (DEFAULT_AMOUNT_RANGE, SPACES, Direction, DirectionBank, bank_for_model, condition, cosine_matrix,
                          format_layers, from_idinvert, load_bank, load_idinvert_file,
                          load_interfacegan_dir, load_interfacegan_file, parse_interfacegan_name,
@@ -18,7 +18,7 @@ from .sefa import sefa
 
 __all__ = ["DEFAULT_AMOUNT_RANGE", "MODES", "amount_warnings", "SPACES", "AgeGenderScorer", "BrightnessScorer", "CelebAClassifierScorer",
            "Direction", "DirectionBank", "PoseScorer", "bank_for_model", "Scorer", "apply_edits", "as_scorer",
-           "condition", "cosine_matrix", "fit_boundary", "fit_direction", "format_layers",
+           "condition", "cosine_matrix", "direction_spaces", "fit_boundary", "fit_direction", "format_layers",
            "from_idinvert", "get_scorer", "load_bank", "load_idinvert_file",
            "load_interfacegan_dir", "load_interfacegan_file", "parse_interfacegan_name",
            "parse_layers", "project_out", "sample_and_score", "save_bank", "sefa",

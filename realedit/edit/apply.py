@@ -31,6 +31,15 @@ _DIRECTION_SPACES = {"z": ("z",), "w": ("w",), "wp": ("wp", "w")}
 MODES = ("add", "distance")
 
 
+def direction_spaces(space: str) -> tuple[str, ...]:
+    """The spaces of the directions that can move a code of ``space``, preferred first: a W+
+    code takes W+ and W directions, a W or Z code only its own. EditError for an unknown space."""
+    try:
+        return _DIRECTION_SPACES[space]
+    except (KeyError, TypeError):
+        raise EditError(f"unknown latent space {space!r}: use z, w or wp") from None
+
+
 def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
                 bank: DirectionBank | None = None, mode: str = "add", *,
                 model: str | None = None, layers: Mapping | None = None):
@@ -47,8 +56,7 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
     layers: optional {attribute: W+ layer spec ('0-5', [0, 1])} overriding a direction's
         own layer range (e.g. idinvert's age 0-5 on a W boundary); W+ codes only.
     """
-    if space not in _DIRECTION_SPACES:
-        raise EditError(f"unknown latent space {space!r}: use z, w or wp")
+    direction_spaces(space)  # an unknown space fails here
     if mode not in MODES:
         raise EditError(f"unknown edit mode {mode!r}: use {' or '.join(MODES)}")
     if not isinstance(edits, Mapping):
@@ -127,7 +135,7 @@ def _move(x: np.ndarray, vecs, amounts, primals, mode) -> np.ndarray:
 
 def _resolve(key, keep, space, bank, model) -> tuple[Direction, Direction]:
     """(direction to move along, its primal direction) for one edit key."""
-    spaces = _DIRECTION_SPACES[space]
+    spaces = direction_spaces(space)
     if isinstance(key, Direction):
         if model is not None and key.model != model:
             raise EditError(f"direction {key.describe()} belongs to model {key.model!r}, "

@@ -215,10 +215,9 @@ def preview_inversion(inverted, size: int, resolution: int):
 
 def attribute_list(editor) -> list[dict]:
     """One slider per attribute the editor's bank can move its codes along."""
-    from ..edit.apply import _DIRECTION_SPACES  # which direction spaces a code of a space takes
-    from ..edit.directions import format_layers
+    from ..edit import direction_spaces, format_layers
 
-    spaces = _DIRECTION_SPACES.get(editor.space, (editor.space,))
+    spaces = direction_spaces(editor.space)
     out = []
     for name in editor.bank.names(model=editor.model_name, space=spaces):
         d = editor.bank.get(name, model=editor.model_name, space=spaces)
