@@ -396,9 +396,11 @@ def format_summary(summary: dict) -> list[str]:
 
 
 def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
-    """report.json and grid.png (rows of before | after crops) in out_dir, written atomically."""
+    """report.json and grid.png (rows of before | after crops, labelled columns) in out_dir,
+    written atomically."""
     from PIL import Image
 
+    from .grid import compose_grid
     from .io import write_image
 
     out_dir = Path(out_dir)
@@ -411,10 +413,8 @@ def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
     if grid:
         rows = -(-len(grid) // 4)  # at most 4 pairs a row, and no more columns than pairs
         cols = -(-len(grid) // rows)
-        canvas = np.full((rows * CROP, cols * 2 * CROP, 3), 255, np.uint8)
-        for k, (b, a) in enumerate(grid):
-            r, c = divmod(k, cols)
-            canvas[r * CROP:(r + 1) * CROP, 2 * c * CROP:(2 * c + 1) * CROP] = b
-            canvas[r * CROP:(r + 1) * CROP, (2 * c + 1) * CROP:(2 * c + 2) * CROP] = a
+        cells = [crop for pair in grid for crop in pair]
+        canvas = compose_grid([cells[r * 2 * cols:(r + 1) * 2 * cols] for r in range(rows)],
+                              ["before", "after"] * cols, cell=CROP)
         write_image(png, Image.fromarray(canvas))
     return js, png

@@ -14,6 +14,7 @@ from PIL import Image, JpegImagePlugin
 
 from bad_inputs import make
 from realedit.evaluate import CROP, save_report
+from realedit.grid import BORDER, HEADER
 from realedit.io import read_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,11 @@ def test_eval_grid_has_no_blank_columns(n, shape, tmp_path):
     js, png = save_report({"summary": {}, "_grid": pairs}, tmp_path)
     grid = np.asarray(Image.open(png))
     rows, cols = shape
-    assert grid.shape == (rows * CROP, cols * 2 * CROP, 3)
+    step = CROP + BORDER  # realedit.grid.compose_grid's layout: a label strip, then the cells
+    assert grid.shape == (HEADER + rows * step + BORDER, cols * 2 * step + BORDER, 3)
+    y = HEADER + BORDER
     for c in range(cols * 2):  # every column of crops holds a crop in its first row
-        assert (grid[:CROP, c * CROP:(c + 1) * CROP] != 255).all()
+        x = BORDER + c * step
+        k, side = divmod(c, 2)
+        assert (grid[y:y + CROP, x:x + CROP] == pairs[k][side]).all()
     assert json.loads(js.read_text()) == {"summary": {}}
