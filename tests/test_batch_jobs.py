@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from realedit.batch import JobSpec, read_manifest, run_job
+from realedit.batch import JobSpec, read_ledger, run_job
 from realedit.batch.job import Ledger, Record, file_digest, list_inputs, plan_tasks
 from realedit.errors import OutputError, UsageError
 
@@ -85,7 +85,7 @@ def mixed12(tmp_path_factory):
 
 
 def photo_records(out: Path) -> list[dict]:
-    return [r for r in read_manifest(out / "manifest.jsonl") if r.get("type") == "photo"]
+    return [r for r in read_ledger(out / "manifest.jsonl") if r.get("type") == "photo"]
 
 
 def check_complete(out: Path, good, bad, records=None):
@@ -202,7 +202,7 @@ def test_cli_batch_exit_codes_and_progress(mixed12, tmp_path):
                                    "--inverter", "encoder", "--cpu-workers", "0"])
     assert res.exit_code == 0, res.output
     assert "done:" in res.output and "Traceback" not in res.output
-    prog = [r for r in read_manifest(out / "manifest.jsonl") if r.get("type") == "progress"]
+    prog = [r for r in read_ledger(out / "manifest.jsonl") if r.get("type") == "progress"]
     assert prog[-1]["remaining"] == 0 and prog[-1]["done"] == len([g for g in good if g.startswith("a/")])
     res = CliRunner().invoke(cli, ["batch", str(src), "--attr", "smile=+2", "-o", str(tmp_path / "o2"),
                                    "--inverter", "encoder", "--cpu-workers", "0"])

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .job import (MANIFEST, JobSpec, Ledger, Record, Task, list_inputs, plan_tasks, read_manifest,
+from .job import (MANIFEST, JobSpec, Ledger, Record, Task, list_inputs, plan_tasks, read_ledger,
                   remove_stale_temporaries)
 
-__all__ = ["JobSpec", "JobSummary", "run_job", "list_inputs", "plan_tasks", "read_manifest",
+__all__ = ["JobSpec", "JobSummary", "run_job", "list_inputs", "plan_tasks", "read_ledger",
            "Record", "Task", "MANIFEST"]
 
 

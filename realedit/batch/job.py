@@ -216,7 +216,7 @@ class Ledger:
         remove_stale_temporaries(self.out)
         header = None
         if self.path.exists():
-            for rec in read_manifest(self.path):
+            for rec in read_ledger(self.path):
                 if rec.get("type") == "job" and header is None:
                     header = rec
                 elif rec.get("type") == "photo":
@@ -301,7 +301,7 @@ class Ledger:
 
     def _append(self, obj: dict) -> None:
         # one write per line + fsync: a driver killed mid-job leaves whole lines only (a torn
-        # last line is skipped by read_manifest)
+        # last line is skipped by read_ledger)
         self._fh.write(json.dumps(obj, sort_keys=True) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -321,8 +321,10 @@ def remove_stale_temporaries(out: Path) -> None:
                 pass
 
 
-def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """The manifest's records; a torn last line (a driver killed mid-write) is ignored."""
+def read_ledger(path: str | os.PathLike) -> list[dict]:
+    """The records of a job's ledger (OUT/manifest.jsonl) in file order; a torn last line (a
+    driver killed mid-write) is ignored. Not realedit.manifest.read_manifest: that reads a
+    model's manifest."""
     out = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
