@@ -47,6 +47,25 @@ _FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "
                "GIF": ".gif"}
 
 
+def expand_source(item: str | os.PathLike, *, recursive: bool) -> list[Path] | None:
+    """The files one photo argument names, by the rules every command shares (edit, eval, grid,
+    batch): a folder gives its images (IMAGE_SUFFIXES, any case), sorted, without hidden
+    entries (".name": macOS "._x.jpg" metadata, .git/ ...), from its subfolders too when
+    ``recursive``; a wildcard pattern that is not itself a file gives the files it matches,
+    sorted ("**" spans folders). None for anything else (a file, a list, a missing name): the
+    caller judges those."""
+    import glob
+
+    p = Path(item)
+    if p.is_dir():
+        found = p.rglob("*") if recursive else p.iterdir()
+        return sorted(q for q in found if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()
+                      and not any(part.startswith(".") for part in q.relative_to(p).parts))
+    if any(ch in str(item) for ch in "*?[") and not p.exists():
+        return sorted(Path(m) for m in glob.glob(str(item), recursive=True) if Path(m).is_file())
+    return None
+
+
 @dataclass(frozen=True)
 class Photo:
     """A decoded photo.

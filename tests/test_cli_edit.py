@@ -124,6 +124,28 @@ def test_folder_glob_and_duplicates(photos, model, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a_edited.jpg", "b_edited.png"]
 
 
+def test_edit_and_batch_list_a_folder_by_the_same_rules(tmp_path):
+    from realedit.batch import list_inputs
+    from realedit.commands.edit import expand_inputs
+
+    d = tmp_path / "mixed"
+    for name in ("b.jpg", "A.JPG", "c.Png", ".hidden.jpg", "._b.jpg", "notes.txt", "jpg",
+                 "sub/d.png", "sub/.e.jpg", ".git/f.jpg"):
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_bytes(b"x")
+    (d / "folder.jpg").mkdir()  # a folder with a photo's name is not a photo
+
+    def names(paths):
+        return [p.relative_to(d).as_posix() for p in paths]
+    edit, batch = names(expand_inputs([d])), names(list_inputs([str(d)]))
+    assert edit == ["A.JPG", "b.jpg", "c.Png"]
+    # the same files; batch also enters subfolders (README: "a folder (recursive)")
+    assert batch == ["A.JPG", "b.jpg", "c.Png", "sub/d.png"]
+    for pattern in ("*.jpg", "**/*.png", "*"):
+        assert expand_inputs([str(d / pattern)]) == list_inputs([str(d / pattern)])
+    assert names(expand_inputs([str(d / "**/*.png")])) == ["sub/d.png"]
+
+
 def test_output_file_name_for_one_photo(photos, model, tmp_path):
     target = tmp_path / "result.png"
     res = invoke(photos / "a.jpg", "--attr", "age=+2", "-o", target, "--compare", *fast(model))

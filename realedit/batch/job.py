@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from ..errors import OutputError, UsageError
 from ..fsutil import TMP_SUFFIX
-from ..io import IMAGE_SUFFIXES
+from ..io import expand_source
 
 MANIFEST = "manifest.jsonl"
 LOCK = ".realedit-batch.lock"
@@ -89,19 +89,14 @@ def list_inputs(sources: Sequence[str]) -> list[Path]:
     """Photos named by SRC arguments: folders (recursive, sorted), globs, files, and manifests
     (a .txt/.lst file with one path per line, or a .csv whose first column is a path; relative
     paths are taken from the manifest's folder). Duplicates are dropped, order kept."""
-    import glob as _glob
-
     out: list[Path] = []
     for item in sources:
         p = Path(item)
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES
-                          and q.is_file() and not any(part.startswith(".") for part in
-                                                      q.relative_to(p).parts))
+        found = expand_source(item, recursive=True)  # folders and globs: realedit edit's rules
+        if found is not None:
+            out += found
         elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
             out += _read_path_list(p)
-        elif any(ch in str(item) for ch in "*?[") and not p.exists():
-            out += sorted(Path(m) for m in _glob.glob(str(item), recursive=True) if Path(m).is_file())
         elif p.exists():
             out.append(p)
         else:

@@ -1,7 +1,6 @@
 """`realedit PHOTO... --attr age=+3 --keep gender`: edit faces in photos, one or many."""
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import time
@@ -13,21 +12,18 @@ import click
 from . import HELP_SETTINGS
 
 from ..errors import ImageError, OutputError, RealeditError, UsageError
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, expand_source
 
 
 def expand_inputs(items) -> list[Path]:
-    """Files as given, folders' images (sorted, not recursive), globs expanded here so they work
-    whatever the shell did. A name that matches nothing is kept, to be reported as missing."""
+    """Files as given, folders' images and globs as realedit.io.expand_source lists them (as
+    `realedit batch` does, except that a folder's subfolders are not entered: outputs go to one
+    flat folder), globs expanded here so they work whatever the shell did. A name that matches
+    nothing is kept, to be reported as missing."""
     out: list[Path] = []
     for item in items:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-        elif any(ch in str(item) for ch in "*?[") and not p.exists():
-            out += sorted(Path(m) for m in glob.glob(str(item)) if Path(m).is_file())
-        else:
-            out.append(p)
+        found = expand_source(item, recursive=False)
+        out += [Path(item)] if found is None else found
     seen, unique = set(), []
     for p in out:
         key = os.path.abspath(p)
