@@ -70,10 +70,17 @@ def select_faces(faces: list[Face], policy: str | int = "largest", *,
     return [f for _, f in kept], skipped
 
 
-def no_face_message(skipped: list[Skipped], where: str = "photo") -> str:
-    """One line explaining why nothing is left."""
+def no_face_message(skipped: list[Skipped], where: str = "photo", *, detector=None,
+                    shape: tuple[int, int] | None = None) -> str:
+    """One line explaining why nothing is left; with ``detector`` and the photo's (h, w)
+    ``shape``, a photo without detections also says how small a face the detector finds."""
     if not skipped:
-        return f"no face found in {where}"
+        msg = f"no face found in {where}"
+        if shape is not None and hasattr(detector, "smallest_face"):
+            h, w = shape
+            msg += (f" (faces down to about {detector.smallest_face(h, w):.0f} px across are "
+                    f"found in a {w}x{h} photo)")
+        return msg
     return f"no usable face in {where}: " + "; ".join(s.reason for s in skipped)
 
 
@@ -89,10 +96,5 @@ def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAUL
     faces = detect_faces(rgb, detector=detector, keep_rejected=True)
     kept, skipped = select_faces(faces, policy, min_size=min_size)
     if not kept:
-        msg = no_face_message(skipped, where)
-        if not skipped and hasattr(detector, "smallest_face"):
-            h, w = rgb.shape[:2]
-            msg += (f" (faces down to about {detector.smallest_face(h, w):.0f} px across are "
-                    f"found in a {w}x{h} photo)")
-        raise NoFaceError(msg)
+        raise NoFaceError(no_face_message(skipped, where, detector=detector, shape=rgb.shape[:2]))
     return kept, skipped

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS
+from . import HELP_SETTINGS, min_face_option
+from ..align.detect import DEFAULT_MIN_FACE
 from ..errors import OutputError, RealeditError
 from ..fsutil import atomic_write
 
@@ -62,7 +63,8 @@ def align_photo(path: Path, out_dir: Path, stem: str, *, size: int, faces: str |
         write_image(crop_path, aligned.image, like=meta)
         record["faces"].append({"crop": crop_path.name, **aligned.to_dict()})
     if not kept:
-        record["error"] = no_face_message(skipped, str(path))
+        record["error"] = no_face_message(skipped, str(path), detector=detector,
+                                          shape=(photo.height, photo.width))
     return record
 
 
@@ -78,12 +80,13 @@ def align_photo(path: Path, out_dir: Path, stem: str, *, size: int, faces: str |
               help="Skip faces whose FFHQ quad is smaller than this (photo pixels).")
 @click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
               help="dlib HOG (fast) or MMOD CNN (slower, finds more faces).")
+@min_face_option(DEFAULT_MIN_FACE)
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png",
               show_default=True, help="Crop file format.")
 @click.option("--supersample", default=4, show_default=True, type=click.IntRange(1, 8),
               help="Render the warp at this multiple of --size, then downsample (FFHQ: 4).")
 @click.option("--no-pad", is_flag=True, help="Skip the FFHQ reflect-padding where a face touches the border.")
-def cli(photos, out_dir, size, faces, min_size, detector, fmt, supersample, no_pad):
+def cli(photos, out_dir, size, faces, min_size, detector, min_face, fmt, supersample, no_pad):
     """Detect and FFHQ-align faces in PHOTO...; write crops and a JSON per photo into DIR."""
     from ..align import Detector, parse_policy
     from ..align.detect import default_detector
@@ -99,7 +102,8 @@ def cli(photos, out_dir, size, faces, min_size, detector, fmt, supersample, no_p
         _make_folder(out_dir, made)
     except RealeditError as exc:
         raise click.ClickException(str(exc)) from None
-    det = default_detector() if detector == "hog" else Detector("cnn")
+    det = (default_detector(detector) if min_face == DEFAULT_MIN_FACE
+           else Detector(detector, min_face=min_face))
     inputs = {p.resolve() for p in photos}
     used: set[str] = set()
     first_error: RealeditError | None = None

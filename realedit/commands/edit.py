@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS
+from . import HELP_SETTINGS, min_face_option
 
 from ..errors import ImageError, OutputError, RealeditError, UsageError
 from ..io import IMAGE_SUFFIXES, expand_source
@@ -112,12 +112,13 @@ class _Bar:
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Processes that read, detect and align photos while faces are inverted "
                    "(default: most cores with a GPU, 1 on the CPU; 0: none).")
+@min_face_option(None)
 @click.option("--save-latent", is_flag=True, help="Also write NAME_latent.npz (codes, space, model).")
 @click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail, device,
-        batch, workers, save_latent, compare, debug, quiet):
+        batch, workers, min_face, save_latent, compare, debug, quiet):
     """Edit the faces in PHOTOS (files, folders or globs) and write the whole photos back.
 
     \b
@@ -136,7 +137,8 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
     """
     try:
         code = _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
-                    save_latent, compare, debug, quiet, device=device, batch=batch, workers=workers)
+                    save_latent, compare, debug, quiet, device=device, batch=batch, workers=workers,
+                    min_face=min_face)
     except RealeditError as exc:
         if debug:
             traceback.print_exc()
@@ -146,7 +148,8 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
 
 
 def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
-         save_latent, compare, debug, quiet, *, device="auto", batch=None, workers=None) -> int:
+         save_latent, compare, debug, quiet, *, device="auto", batch=None, workers=None,
+         min_face=None) -> int:
     from ..align.select import parse_policy
     from ..args import check_keep, parse_edits
 
@@ -167,14 +170,16 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     if out_is_folder:
         _check_out_folder(out)  # cheap checks now; the folder is made when a photo is written
 
+    from ..align import Detector
     from ..device import resolve_device  # imports torch: after the checks above
     from ..io import write_image
     from ..pipeline import Editor
 
     device = resolve_device(device)
     t0 = time.perf_counter()
+    detector = None if min_face is None else Detector(min_face=min_face)
     editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps,
-                                    device=device)
+                                    device=device, detector=detector)
     for line in editor.check_edits(edits, keep):  # names the bank lacks: EditArgumentError (2)
         click.echo(f"Warning: {line}", err=True)
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px"
