@@ -4,9 +4,10 @@
 
 Rows: detect (HOG + 68 landmarks + quality check) and FFHQ align for a 1024 px CelebA-HQ
 photo and a composed 12 MP (4000x3000) photo, at 256 and 1024 output; detect with a ~40 px
-face in a corner of 1200x900, 12 MP and 24 MP photos at min_face 80 and 40 (1 and N threads); paste-back per face
-for 256 and 1024 crops (landmark mask + colour correction; and with Poisson). The dlib model
-load is timed separately (once per process). Times are the median of --repeat runs.
+face in a corner of 1200x900, 12 MP and 24 MP photos at min_face 80 and 40 (1 and N threads;
+--small-faces-only: just these); paste-back per face for 256 and 1024 crops (landmark mask +
+colour correction; and with Poisson). The dlib model load is timed separately (once per
+process). Times are the median of --repeat runs.
 """
 from __future__ import annotations
 
@@ -122,8 +123,8 @@ def main() -> None:
     import torch  # only to report the thread count others' benches use
 
     width = max(len(r[0]) for r in rows)
-    print(f"{'stage'.ljust(width)}  seconds   (median of {args.repeat}; "
-          f"{torch.get_num_threads()} torch threads, cv2 {__import__('cv2').getNumThreads()} threads, "
+    print(f"{'stage'.ljust(width)}  seconds   (median of {args.repeat}; {torch.get_num_threads()} "
+          f"torch threads, cv2 {__import__('cv2').getNumThreads()} threads, "
           f"{workers} detector threads; load average {load_start:.1f} -> "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print("-" * (width + 10))

@@ -1,12 +1,13 @@
 """Face detection (dlib HOG by default, MMOD CNN optional) and 68-point landmarks.
 
-Large photos are detected on a downscaled working copy, and faces too small for it (down to
-``min_face``, 40 px by default) on overlapping magnified tiles of the photo; boxes and landmarks
-are mapped back to full-resolution pixel coordinates (pixel centres at integers, the convention
-dlib and OpenCV use). Every face gets a landmark-quality score: the predictor is re-run from jittered
-boxes, and on a real face the landmarks barely move, while on a face-like false positive
-(e.g. the mission patch in scikit-image's ``astronaut()``) they wander. Faces whose quality
-is below ``min_quality`` are dropped (or kept and flagged, with ``keep_rejected=True``).
+Large photos are detected on a downscaled working copy, and faces too small for it (down
+to ``min_face``, 40 px by default) on overlapping magnified tiles of the photo; boxes and
+landmarks are mapped back to full-resolution pixel coordinates (pixel centres at integers,
+the convention dlib and OpenCV use). Every face gets a landmark-quality score: the predictor
+is re-run from jittered boxes, and on a real face the landmarks barely move, while on a
+face-like false positive (e.g. the mission patch in scikit-image's ``astronaut()``) they
+wander. Faces whose quality is below ``min_quality`` are dropped (or kept and flagged, with
+``keep_rejected=True``).
 
 Quality combines the two independent pieces of evidence, because real faces are rarely weak on
 both: a profile or a tiny face gets a low detector score but steady landmarks, glasses make
@@ -155,8 +156,9 @@ class Detector:
     min_face: smallest face (box side, photo pixels) to find, at any photo size ("auto", HOG).
     Where the main pass cannot see faces that small (HOG's window is 80 px of the image it
     scans), a second pass runs on overlapping tiles of the photo magnified by 1.1 * 80 /
-    min_face (2.2x for the default 40), so memory stays bounded at any photo size; its cost grows with the photo's area
-    and with 1 / min_face**2 (`python bench/align.py`); ``smallest_face`` says what is found.
+    min_face (2.2x for the default 40), so memory stays bounded at any photo size; its cost
+    grows with the photo's area and with 1 / min_face**2 (~5x the photo's pixels are scanned
+    at 40 px; `python bench/align.py`); ``smallest_face`` says what is found.
     tile: side of a magnified tile in pixels; bounds the memory of each thread (a 4096 px tile
     is 50 MB of pixels plus dlib's HOG pyramid of it).
     workers: threads for the tiles (dlib releases the GIL); None = the CPUs this process may
@@ -166,9 +168,9 @@ class Detector:
     """
 
     def __init__(self, kind: str = "hog", *, models_dir: str | Path | None = None,
-                 max_side: int = 2048, upsample: int | str = "auto", min_face: float = DEFAULT_MIN_FACE,
-                 tile: int = 4096, workers: int | None = None, min_score: float = 0.0,
-                 min_quality: float = 0.5):
+                 max_side: int = 2048, upsample: int | str = "auto",
+                 min_face: float = DEFAULT_MIN_FACE, tile: int = 4096,
+                 workers: int | None = None, min_score: float = 0.0, min_quality: float = 0.5):
         if kind not in ("hog", "cnn"):
             raise UsageError(f"unknown detector {kind!r}: use 'hog' or 'cnn'")
         if max_side < 64:
@@ -209,7 +211,7 @@ class Detector:
 
     def _hogs(self, n: int) -> list:
         """n HOG detectors for the tile threads: one each, because a dlib object detector keeps
-        the image it scans inside itself (not thread-safe). Built once (~0.3 s each), kept."""
+        the image it scans inside itself (not thread-safe). Built once (~0.5 s each), kept."""
         import dlib
 
         hogs = self.__dict__.setdefault("_tile_hogs", [self._detector])
