@@ -117,3 +117,44 @@ def test_checkpoint_restores_the_random_stream(tmp_path):
     torch.rand(7)  # move the stream on
     load_checkpoint(tmp_path / "c.pt", "cpu")
     assert torch.equal(torch.rand(5), expected)
+
+
+def test_a_new_run_can_continue_a_released_model(tmp_path):
+    """--init-from: the embedded model's own run is not shipped; training continues from the
+    model file (its G as G and G_ema, its D), counting images from the model's total."""
+    from realedit import models
+    from realedit.training.gan import state_from_model
+
+    cfg = tiny_cfg()
+    src = new_state(cfg, "cpu")
+    with torch.no_grad():
+        for p in src.G_ema.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # not what a fresh init would give
+    path = models.save(src.G_ema, tmp_path / "m.pt", discriminator=src.D, meta={"kimg": 0.004, "name": "m"})
+    st, cfg2 = state_from_model(path, GanConfig(), "cpu")
+    assert cfg2.channels == cfg.channels and cfg2.resolution == cfg.resolution
+    for a, b in ((src.G_ema, st.G), (src.G_ema, st.G_ema), (src.D, st.D)):
+        for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            torch.testing.assert_close(x, y, rtol=0, atol=0, msg=k)
+    assert st.nimg == 4 and st.log[0]["init_from"] == "m"
+
+    data = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "d.npy", data)
+    st = train(tmp_path / "d.npy", tmp_path / "run", tiny_cfg(total_kimg=0.008), log=lambda m: None,
+               init_from=path)
+    assert st.nimg == 8  # 4 from the model + 4 trained here
+    # The run is an ordinary run now: it resumes from its own checkpoint, not the model.
+    st = train(tmp_path / "d.npy", tmp_path / "run", tiny_cfg(total_kimg=0.012), log=lambda m: None,
+               init_from=path)
+    assert st.nimg == 12
+
+
+def test_train_gan_init_from_bad_model_is_one_line(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    np.save(tmp_path / "d.npy", data)
+    base = ["train-gan", "--data", str(tmp_path / "d.npy"), "--run", str(tmp_path / "r"), "--kimg", "0.004"]
+    res = CliRunner().invoke(cli, base + ["--init-from", str(tmp_path / "missing.pt")])
+    assert res.exit_code == 5 and "Traceback" not in res.output
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+    res = CliRunner().invoke(cli, base + ["--init-from", "realedit-celeba64", "--channels", "8"])
+    assert res.exit_code == 2 and "--channels" in res.output

@@ -28,10 +28,14 @@ from ..training.gan import AUGMENTATIONS, GanConfig
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
               help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps.")
 @click.option("--fresh", is_flag=True, help="Start over even if the run folder has a checkpoint.")
-def cli(data_path, run_dir, kimg, minutes, channels, batch, augment, compile_, device, fresh):
+@click.option("--init-from", "init_from", default=None, metavar="MODEL",
+              help="A new run starts from this realedit model (name or .pt, e.g. realedit-celeba64): "
+                   "its generator and discriminator, fresh optimisers, its architecture.")
+def cli(data_path, run_dir, kimg, minutes, channels, batch, augment, compile_, device, fresh,
+        init_from):
     """Train a small StyleGAN2 on aligned face crops; resumes from RUN/checkpoint.pt."""
     from ..device import resolve_device
-    from ..errors import UsageError
+    from ..errors import RealeditError, UsageError
     from ..training.gan import load_checkpoint, train
 
     try:
@@ -41,6 +45,9 @@ def cli(data_path, run_dir, kimg, minutes, channels, batch, augment, compile_, d
         sys.exit(exc.exit_code)
 
     ckpt = Path(run_dir) / "checkpoint.pt"
+    if init_from is not None and channels is not None:
+        raise click.BadParameter("a run started from a model has that model's width",
+                                 param_hint="--channels")
     if ckpt.exists() and not fresh:
         _, cfg = load_checkpoint(ckpt, "cpu")
         if channels is not None or batch is not None:
@@ -57,6 +64,10 @@ def cli(data_path, run_dir, kimg, minutes, channels, batch, augment, compile_, d
                "augment": augment}
     cfg = GanConfig(**{f.name: (updates[f.name] if updates.get(f.name) is not None else getattr(cfg, f.name))
                        for f in fields(GanConfig)})
-    train(Path(data_path), Path(run_dir), cfg, resume=not fresh, device=device, max_minutes=minutes,
-          log=lambda m: click.echo(m, err=True))
+    try:
+        train(Path(data_path), Path(run_dir), cfg, resume=not fresh, device=device,
+              max_minutes=minutes, log=lambda m: click.echo(m, err=True), init_from=init_from)
+    except RealeditError as exc:  # e.g. --init-from a missing model or one without a D
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
 

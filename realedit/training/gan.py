@@ -145,6 +145,37 @@ def new_state(cfg: GanConfig, device) -> TrainState:
     return TrainState(G, D, G_ema, opt_G, opt_D)
 
 
+def state_from_model(path_or_name, cfg: GanConfig, device) -> tuple[TrainState, GanConfig]:
+    """A new run that continues a released realedit model (e.g. the embedded one, whose own
+    training run is not shipped): G and G_ema start from its generator (the file holds the EMA
+    weights), D from its discriminator, the optimisers fresh. The architecture is the model's;
+    the image counter starts at the model's recorded total, so ``total_kimg`` stays a total."""
+    from dataclasses import replace
+
+    from ..errors import UsageError
+    from ..models import read_model
+
+    ck, path = read_model(path_or_name)
+    if ck.kind != "stylegan2" or ck.meta.get("source_format") != "realedit-model":
+        raise UsageError(f"{path}: only realedit's own StyleGAN2 files can be trained further "
+                         f"(this is {ck.kind}, {ck.meta.get('source_format')})")
+    if ck.D is None:
+        raise UsageError(f"{path}: the model has no discriminator to continue training with")
+    c = ck.config
+    cfg = replace(cfg, resolution=int(c["resolution"]), z_dim=int(c["z_dim"]), w_dim=int(c["w_dim"]),
+                  mapping_layers=int(c["mapping_layers"]), channel_base=int(c["channel_base"]),
+                  channels=int(c["channel_max"]))
+    state = new_state(cfg, device)
+    state.G.load_state_dict(ck.G)
+    state.G_ema.load_state_dict(ck.G)
+    state.D.load_state_dict(ck.D)
+    kimg = float(ck.meta.get("kimg") or 0.0)
+    state.nimg = int(round(kimg * 1000))
+    state.log.append({"it": 0, "kimg": kimg, "init_from": str(ck.meta.get("name") or path.name),
+                      "note": "fresh optimisers"})
+    return state, cfg
+
+
 def save_checkpoint(state: TrainState, cfg: GanConfig, path: Path) -> None:
     path = Path(path)
     with atomic_write(path) as fh:
@@ -285,7 +316,10 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 
 
 def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: bool = True,
-          device: str | None = None, max_minutes: float | None = None, log=print) -> TrainState:
+          device: str | None = None, max_minutes: float | None = None, log=print,
+          init_from=None) -> TrainState:
+    """Train (or resume) a run. ``init_from``: a realedit model name or file that a *new* run
+    starts from (see :func:`state_from_model`); ignored when the run resumes a checkpoint."""
     from ..device import resolve_device
 
     device = resolve_device(device)
@@ -308,6 +342,9 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
         if changed:
             state.log.append({"it": state.it, "kimg": state.nimg / 1000, "change": changed})
             log(json.dumps(state.log[-1]))
+    elif init_from is not None:
+        state, cfg = state_from_model(init_from, cfg or GanConfig(), device)
+        log(f"started from {init_from} at {state.nimg} images (fresh optimisers)")
     else:
         cfg = cfg or GanConfig()
         state = new_state(cfg, device)
