@@ -204,3 +204,20 @@ def test_cli_align_finds_the_small_face_and_min_face_80_does_not(tmp_path):
                                    "--min-face", "80"])
     assert res.exit_code == NoFaceError.exit_code, res.output
     assert "faces down to about 80 px across are found in a 1200x900 photo" in res.output
+
+
+def test_cli_edit_passes_min_face_to_the_detector(tmp_path, model):
+    from realedit.cli import cli
+
+    photo = tmp_path / "corner.png"
+    cv2.imwrite(str(photo), paste(background(900, 1200), SMALL, 1030, 730)[:, :, ::-1])
+    res = CliRunner().invoke(cli, [str(photo), "--attr", "age=+1", "--model", str(model),
+                                   "--steps", "0", "-q", "-o", str(tmp_path / "out"),
+                                   "--min-face", "80"])
+    assert res.exit_code == NoFaceError.exit_code, res.output
+    assert "faces down to about 80 px across are found in a 1200x900 photo" in res.output
+    assert not (tmp_path / "out").exists()
+    res = CliRunner().invoke(cli, [str(photo), "--attr", "age=+1", "--model", str(model),
+                                   "--steps", "0", "-q", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output  # the default looks for 40 px faces: edited
+    assert (tmp_path / "out" / "corner_edited.png").is_file()
