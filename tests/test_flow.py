@@ -123,12 +123,42 @@ def test_remainder_carries_a_colour_change_the_warp_cannot_explain():
     before = gen_image()
     after = before.clone()
     after[0] += 0.2  # redder everywhere: no motion
-    field = flow.edit_field(before, after)
+    field = flow.edit_field(before, after, cast_sigma=0)  # the generator's tone change kept
     n = field.size
     assert np.abs(field.flow).max() < 0.5
     inner = field.delta[n // 4:3 * n // 4, n // 4:3 * n // 4]
     assert np.median(inner[:, :, 0]) == pytest.approx(0.2 * 127.5, abs=2.0)
     assert np.abs(np.median(inner[:, :, 2])) < 2.0
+
+
+def test_a_tone_cast_over_the_face_is_dropped_and_a_local_change_kept():
+    """By default the remainder loses its face-wide part (the darkening or reddening a weak
+    generator drags along with smile or age) and keeps local changes (teeth, creases)."""
+    before = gen_image()
+    after = before.clone()
+    after -= 0.15                      # the whole face darker by ~19 grey levels: a cast
+    after[:, 40:46, 28:36] += 0.5      # plus a small bright patch (like teeth): the edit
+    kept = flow.edit_field(before, after, cast_sigma=0)
+    default = flow.edit_field(before, after)
+    n = default.size
+    s = n // R
+    inner = (slice(n // 4, 3 * n // 4), slice(n // 4, n // 2))  # away from the patch
+    assert np.median(kept.delta[inner]) == pytest.approx(-0.15 * 127.5, abs=2.5)
+    assert abs(np.median(default.delta[inner])) < 2.0  # the cast is gone
+    patch = default.delta[42 * s:44 * s, 30 * s:34 * s].mean()
+    around = default.delta[30 * s:34 * s, 30 * s:34 * s].mean()
+    assert patch - around > 0.3 * 0.5 * 127.5  # the local change survives, bright vs around
+    assert default.delta.min() > kept.delta.min() - 1  # nothing darker than before appears
+
+
+def test_cast_removal_leaves_no_change_where_nothing_changed():
+    rest = np.zeros((64, 64, 3), np.float32)
+    rest[20:40, 20:40] = 10.0
+    w = np.zeros((64, 64), np.float32)
+    w[20:40, 20:40] = 1.0
+    out = flow.remove_cast(rest, w, 4.0)
+    assert not out[w == 0].any()  # no change leaks where the generator did not act
+    assert np.abs(out[24:36, 24:36]).max() < 1.0  # a uniform shift inside is a cast
 
 
 # ----------------------------------------------------------------------------- the paste
