@@ -138,7 +138,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="realedit-celeba64")
     ap.add_argument("--bank", default="weights/realedit-celeba64.directions.json")
-    ap.add_argument("--photo-cache", required=True)
+    ap.add_argument("--photo-cache", default=None,
+                    help="crops + codes to measure on (not needed with --from-report)")
     ap.add_argument("--photos", type=int, default=48, help="cached photos to measure on (from the end)")
     ap.add_argument("--scorer-dir", required=True)
     ap.add_argument("--steps", default="1.5,3,4.5,6,9,12", help="latent steps (unit normals)")
@@ -173,6 +174,8 @@ def main(argv=None):
         if args.write:
             write(load_bank(args.bank), report, args)
         return
+    if args.photo_cache is None:
+        ap.error("--photo-cache is needed to measure (or give --from-report)")
     torch.set_grad_enabled(False)
     G = models.load(args.model)
     data = as_photo_codes(G, torch.load(args.photo_cache, weights_only=True))
@@ -241,9 +244,10 @@ def write(bank, report, args):
         stats = dict(d.stats, calibration={
             "per_unit": cal["per_unit"], "unit": r["unit"], "target_at_3": r["target"],
             "reached": cal["reached"], "measured_as": r.get("measured_as", label), "photos": r.get("photos", args.photos),
-            "cache": str(args.photo_cache),
             "rule": "scale: latent step where the mean asked-way effect reaches the target, / 3, "
                     "unless identity (dlib < 0.45 on 95 %) breaks first; range: last safe step"})
+        if args.photo_cache:
+            stats["calibration"]["cache"] = str(args.photo_cache)
         vec = -d.vector if r["flip"] else d.vector
         bank.add(replace(d, vector=vec, stats=stats, scale=cal["scale"],
                          amount_range=cal["amount_range"],
