@@ -158,3 +158,7 @@ def test_train_gan_init_from_bad_model_is_one_line(tmp_path):
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
     res = CliRunner().invoke(cli, base + ["--init-from", "realedit-celeba64", "--channels", "8"])
     assert res.exit_code == 2 and "--channels" in res.output
+    # --kimg is a total: asking for less than the model has seen would train nothing
+    res = CliRunner().invoke(cli, base + ["--init-from", "realedit-celeba64"])
+    assert res.exit_code == 2 and "kimg" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()  # no empty run folder left behind

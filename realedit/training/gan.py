@@ -327,7 +327,6 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pt"
     if resume and ckpt.exists():
         state, stored = load_checkpoint(ckpt, device)
@@ -344,12 +343,17 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
             log(json.dumps(state.log[-1]))
     elif init_from is not None:
         state, cfg = state_from_model(init_from, cfg or GanConfig(), device)
+        if cfg.total_kimg * 1000 <= state.nimg:
+            from ..errors import UsageError
+            raise UsageError(f"the model has already seen {state.nimg / 1000:g} kimg and the total "
+                             f"asked for is {cfg.total_kimg:g}: ask for more (--kimg is a total)")
         log(f"started from {init_from} at {state.nimg} images (fresh optimisers)")
     else:
         cfg = cfg or GanConfig()
         state = new_state(cfg, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the run is sure to start
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     data = load_dataset(data_path)
     if data.shape[-1] != cfg.resolution:
