@@ -123,7 +123,7 @@ def test_remainder_carries_a_colour_change_the_warp_cannot_explain():
     before = gen_image()
     after = before.clone()
     after[0] += 0.2  # redder everywhere: no motion
-    field = flow.edit_field(before, after, cast_sigma=0)  # the generator's tone change kept
+    field = flow.edit_field(before, after, cast_sigma=0, chroma_keep=1)  # tone change kept
     n = field.size
     assert np.abs(field.flow).max() < 0.5
     inner = field.delta[n // 4:3 * n // 4, n // 4:3 * n // 4]
@@ -138,8 +138,8 @@ def test_a_tone_cast_over_the_face_is_dropped_and_a_local_change_kept():
     after = before.clone()
     after -= 0.15                      # the whole face darker by ~19 grey levels: a cast
     after[:, 40:46, 28:36] += 0.5      # plus a small bright patch (like teeth): the edit
-    kept = flow.edit_field(before, after, cast_sigma=0)
-    default = flow.edit_field(before, after)
+    kept = flow.edit_field(before, after, cast_sigma=0, chroma_keep=1)
+    default = flow.edit_field(before, after, chroma_keep=1)
     n = default.size
     s = n // R
     inner = (slice(n // 4, 3 * n // 4), slice(n // 4, n // 2))  # away from the patch
@@ -149,6 +149,21 @@ def test_a_tone_cast_over_the_face_is_dropped_and_a_local_change_kept():
     around = default.delta[30 * s:34 * s, 30 * s:34 * s].mean()
     assert patch - around > 0.3 * 0.5 * 127.5  # the local change survives, bright vs around
     assert default.delta.min() > kept.delta.min() - 1  # nothing darker than before appears
+
+
+def test_local_hue_shifts_are_damped_and_luminance_kept():
+    before = gen_image()
+    tint = before.clone()
+    tint[:, 40:46, 28:36] += torch.tensor([-0.2, 0.3, -0.2])[:, None, None]  # a green blotch
+    n = flow.FLOW_SIZE
+    s = n // R
+    full = flow.edit_field(before, tint, chroma_keep=1).delta[42 * s:44 * s, 30 * s:34 * s].mean((0, 1))
+    damp = flow.edit_field(before, tint).delta[42 * s:44 * s, 30 * s:34 * s].mean((0, 1))
+    luma = np.array([0.299, 0.587, 0.114])
+    assert float(full @ luma) == pytest.approx(float(damp @ luma), abs=0.5)  # brightness kept
+    chroma = lambda d: d - d @ luma  # noqa: E731
+    assert np.abs(chroma(full)).max() > 10  # the blotch is there without damping
+    np.testing.assert_allclose(chroma(damp), flow.CHROMA_KEEP * chroma(full), atol=0.5)
 
 
 def test_cast_removal_leaves_no_change_where_nothing_changed():
