@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 # The README grid: smile up and down, age, pose -- the edits the issue asks a reader to see.
-DEFAULT_GRID_EDITS = (({"smile": 3.0}, ("gender",)), ({"smile": -3.0}, ()),
+DEFAULT_GRID_EDITS = (({"smile": 3.0}, ("gender",)), ({"smile": -3.0}, ("gender",)),
                       ({"age": 3.0}, ("gender",)), ({"pose": 3.0}, ()))
 HEADER = 40          # px of label strip above the columns
 BORDER = 4           # px of white between cells

@@ -16,7 +16,7 @@ from ..errors import OutputError, UsageError
               default=Path("edit_grid.jpg"), show_default=True, help="Image to write (.jpg/.png).")
 @click.option("--edit", "runs", multiple=True, metavar="EDITS[/KEEP]",
               help="One column per --edit, e.g. --edit smile=+3/gender --edit pose=+3 (edits and "
-                   "kept names comma-separated). Default: smile=+3/gender, smile=-3, "
+                   "kept names comma-separated). Default: smile=+3/gender, smile=-3/gender, "
                    "age=+3/gender, pose=+3.")
 @click.option("--limit", type=click.IntRange(1), default=8, show_default=True,
               help="At most this many photos (folders are read in sorted order).")
