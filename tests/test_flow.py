@@ -232,3 +232,18 @@ def test_a_wide_generator_is_judged_against_its_own_output():
     assert image_stats(wide)["far"] > 0.05
     assert broken_reason(wide * 1.05, wide) is None
     assert broken_reason(wide) is not None  # without the reference it would be refused
+
+
+def test_remainder_is_dropped_where_the_face_edge_moves_and_kept_inside():
+    n = 128
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    face = np.clip((40 - np.hypot(xx - 64, yy - 64)) / 4 + 1, 0, 1).astype(np.float32)  # disk r~40
+    still, moving = np.zeros((n, n), np.float32), np.ones((n, n), np.float32)
+    inset = 12.0
+    w_still = flow.remainder_weight(face, still, inset)
+    w_move = flow.remainder_weight(face, moving, inset)
+    np.testing.assert_allclose(w_still, face ** flow.FACE_POWER, atol=1e-6)  # nothing moves
+    assert w_move[64, 64] == pytest.approx(1.0, abs=1e-3)   # deep inside: kept
+    assert w_move[64, 64 + 38] < 0.02                        # at the edge, moving: dropped
+    assert w_still[64, 64 + 38] > 0.9                        # at the edge, still: kept
+    assert not w_move[face == 0].any()
