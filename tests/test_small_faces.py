@@ -221,3 +221,28 @@ def test_cli_edit_passes_min_face_to_the_detector(tmp_path, model):
                                    "--steps", "0", "-q", "-o", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output  # the default looks for 40 px faces: edited
     assert (tmp_path / "out" / "corner_edited.png").is_file()
+
+
+def test_batch_passes_min_face_to_its_detector(tmp_path, model):
+    """realedit batch (folders of photos) has --min-face too, and a job without it resumes as
+    one made before the option existed (its settings do not name it)."""
+    import json
+
+    from realedit.batch import JobSpec
+    from realedit.cli import cli
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "corner.png"), paste(background(900, 1200), SMALL, 1030, 730)[:, :, ::-1])
+    base = ["batch", str(src), "--attr", "age=+1", "--model", str(model), "--steps", "0", "-q"]
+    res = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "a"), "--min-face", "80"])
+    assert res.exit_code != 0, res.output  # the one photo failed: no face of 80 px
+    recs = [json.loads(line) for line in (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()]
+    assert any("80 px" in str(r.get("error", "")) for r in recs), recs
+    res = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "corner_edited.png").is_file()
+    res = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "c"), "--min-face", "10"])
+    assert res.exit_code == 2 and "--min-face" in res.output
+    assert "min_face" not in JobSpec(edits={"age": 1.0}).settings()
+    assert JobSpec(edits={"age": 1.0}, min_face=80.0).settings()["min_face"] == 80.0

@@ -45,6 +45,7 @@ class JobSpec:
     compare: bool = False
     device: str = "cpu"
     threads: int | None = None   # torch threads per worker (None: torch's default)
+    min_face: float | None = None  # smallest face the detector looks for (None: its default)
 
     def __hash__(self) -> int:  # edits is a dict: hash the whole spec by value
         return hash(json.dumps(asdict(self), sort_keys=True, default=str))
@@ -54,6 +55,8 @@ class JobSpec:
         d = asdict(self)
         for k in ("device", "threads"):
             d.pop(k)
+        if self.min_face is None:  # jobs started before the option existed resume as before
+            d.pop("min_face")
         d["keep"] = list(self.keep)
         return d
 

@@ -49,18 +49,21 @@ def prepare_options(editor, spec: JobSpec) -> dict:
     """What the CPU stage needs from the model (its input size, the smallest face it takes),
     so CPU workers never load the network."""
     return {"faces": spec.faces, "resolution": int(editor.G.resolution),
-            "min_face": float(editor.min_face)}
+            "min_face": float(editor.min_face), "detect_min_face": spec.min_face}
 
 
 def prepare(opts: dict, task: Task):
     """CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
     failed Record that ends this photo."""
+    from ..align import Detector
     from ..pipeline import prepare_photo
 
     t0 = time.perf_counter()
     try:
+        # a Detector is cheap to make (its dlib models load once per process)
+        det = None if opts.get("detect_min_face") is None else Detector(min_face=opts["detect_min_face"])
         return prepare_photo(task.src, opts["faces"], resolution=opts["resolution"],
-                             min_face=opts["min_face"])
+                             min_face=opts["min_face"], detector=det)
     except Exception as exc:  # noqa: BLE001 - isolated per photo, reported in its record
         return _failure(task, exc, "prepare", {"prepare": time.perf_counter() - t0})
 

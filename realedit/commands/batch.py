@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS, one_line_errors
+from . import HELP_SETTINGS, min_face_option, one_line_errors
 
 
 @click.command("batch", context_settings=HELP_SETTINGS)
@@ -45,11 +45,12 @@ from . import HELP_SETTINGS, one_line_errors
 @click.option("--device", default="cpu", show_default=True, help="Device of the network workers.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="torch threads per network worker (default: torch's).")
+@min_face_option(None)
 @click.option("-q", "--quiet", is_flag=True, help="Only the final summary.")
 @one_line_errors("interrupted; photos finished so far are recorded, rerun to go on")
 def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_per_worker,
         gpus_per_worker, batch_size, retry_failed, model, inverter, steps, faces, detail, compare,
-        device, threads, quiet):
+        device, threads, min_face, quiet):
     """Edit every photo of SOURCES (folders, recursive; globs; or .txt/.csv lists of paths)
     into OUT, resumably: rerunning the same command skips photos already done (outputs checked
     against the manifest's hashes), retries none of the failed ones unless --retry-failed,
@@ -61,7 +62,7 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
     edits = parse_edits(attrs)
     spec = JobSpec(edits=edits, keep=tuple(keep), faces=parse_policy(faces), model=model,
                    inverter=inverter, steps=steps, detail=detail, compare=compare, device=device,
-                   threads=threads)
+                   threads=threads, min_face=min_face)
     t0 = time.perf_counter()
 
     def on_start(total, already, skipped):
