@@ -38,10 +38,16 @@ def test_warp_mode_edits_inside_the_mask_only(editor, inverted):
     assert np.abs(out[res.mask > 0.5].astype(int) - src[res.mask > 0.5]).mean() > 0.5
     face = res.faces[0]
     assert face.crop_after.size == face.crop_before.size
-    # the warp mask never reaches beyond the face mask that residual mode pastes through
-    # (up to resampling of the feathered edge)
+    # beyond the face mask that residual mode pastes through, warp pastes only where its flow
+    # moves pixels (an ear or hair moving with the face), and only close to the face
+    import cv2
+
     residual = editor.apply(inverted, {"age": 3.0}, detail="residual")
-    assert (res.mask <= residual.mask + 0.02).all()
+    extra = res.mask > residual.mask + 0.02
+    assert extra.mean() < 0.1  # a tiny random model here: its flow spreads wider than a face model's
+    if extra.any():
+        gap = cv2.distanceTransform((residual.mask == 0).astype(np.uint8), cv2.DIST_L2, 5)
+        assert gap[extra].max() < 0.3 * face.face.size  # face.size: the crop's side, photo px
 
 
 def test_warp_mode_zero_edit_is_the_same_photo(editor, inverted):

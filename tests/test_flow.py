@@ -247,3 +247,19 @@ def test_remainder_is_dropped_where_the_face_edge_moves_and_kept_inside():
     assert w_move[64, 64 + 38] < 0.02                        # at the edge, moving: dropped
     assert w_still[64, 64 + 38] > 0.9                        # at the edge, still: kept
     assert not w_move[face == 0].any()
+
+
+def test_paste_is_full_wherever_the_warp_moves():
+    """A moved copy blended through a partial alpha shows twice (a second ear outline): where
+    the flow moves pixels, the paste weight is full; where the edit does not act, it is 0."""
+    n = 64
+    flow_field = np.zeros((n, n, 2), np.float32)
+    flow_field[20:44, 20:44, 0] = 3.0           # a patch that moves
+    act = np.zeros((n, n), np.float32)
+    act[10:54, 10:54] = 1.0
+    field = flow.WarpField(flow_field, np.zeros((n, n, 3), np.float32), act)
+    mask_alpha = np.full((n, n), 0.4, np.float32)  # the face mask's soft edge everywhere
+    w = flow.paste_weight(mask_alpha, field)
+    assert w[32, 32] == pytest.approx(1.0, abs=1e-3)   # moving: full
+    assert w[12, 12] == pytest.approx(0.4, abs=1e-3)   # still: the mask's own alpha
+    assert not w[act == 0].any()                         # outside the act mask: untouched

@@ -309,6 +309,16 @@ def apply_field(crop: np.ndarray, field: WarpField) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def paste_weight(mask_alpha: np.ndarray, field: WarpField) -> np.ndarray:
+    """(N, N) paste weight on the field's grid: the face mask's alpha within where the edit
+    acts, but full wherever the warp moves pixels. Blending a moved copy with the unmoved photo
+    through a partial alpha shows both: a turned head's ear at the mask's soft edge got a
+    second outline (000016, 000052 in the grid). Still exactly 0 where the edit does not act."""
+    mag = np.hypot(field.flow[:, :, 0], field.flow[:, :, 1])
+    moving = _gauss(np.clip(mag / MOVE_FULL, 0.0, 1.0), FEATHER * field.size)
+    return np.maximum(mask_alpha * field.act, np.minimum(moving, field.act)).astype(np.float32)
+
+
 def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_mask: bool = False):
     """Apply ``field`` to the photo around ``aligned`` in photo space: the photo's own pixels
     are resampled once (no crop round trip), so the face keeps the photo's sharpness.
@@ -323,7 +333,7 @@ def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_ma
 
     as_photo, rgb = _photo_pixels(photo, aligned)
     n = field.size
-    alpha_grid = _crop_alpha(aligned, n, mask) * field.act
+    alpha_grid = paste_weight(_crop_alpha(aligned, n, mask), field)
     h, w = rgb.shape[:2]
     full_alpha = np.zeros((h, w), np.float32) if return_mask else None
     out = rgb
