@@ -202,21 +202,23 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     face: optional (size, size) weights (e.g. the landmark paste mask on this grid): the
     flow is trusted only there. An edit that changes nothing gives an all-zero field."""
     b, a = generated_to_grid(before, size), generated_to_grid(after, size)
-    if face is not None and np.asarray(face).shape != (size, size):
-        raise UsageError(f"face weights must be {size}x{size}, got {np.asarray(face).shape}")
+    if face is not None:
+        face = np.asarray(face, np.float32)
+        if face.shape != (size, size):
+            raise UsageError(f"face weights must be {size}x{size}, got {face.shape}")
     changed = change_weight(b, a, CHANGE_SIGMA * size)
     if not changed.any():
         z = np.zeros((size, size), np.float32)
         return WarpField(np.zeros((size, size, 2), np.float32), np.zeros((size, size, 3), np.float32), z)
-    conf = changed if face is None else changed * np.asarray(face, np.float32)
+    conf = changed if face is None else changed * face
     flow = regularise_flow(estimate_flow(b, a), conf, sigma=SMOOTH * size,
                            max_shift=max_shift * size, max_strain=max_strain,
                            min_shift=MIN_SHIFT * size)
     # What the warp does not explain, where the generator changed: at the generator's own
     # band where little moved (shading, teeth, colour), coarser (scaled by 1 - COARSE_CUT)
     # where the flow is large and a remainder is more likely a mis-registered edge (which
-    # would paste as a ghost), and only well inside the face (face**4: a head turn's remainder at the jaw and
-    # ears pasted as a dark haze over hair and background).
+    # would paste as a ghost), only inside the face and, near its edge, only where little
+    # moves (remainder_weight), less the face-wide tone cast, with its hue damped.
     rest = a - warp_image(b, flow, None)
     mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
     coarse = _gauss(np.clip(mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
@@ -224,10 +226,9 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
             + _gauss(rest, REMAINDER_SIGMA * size) * coarse) * changed[:, :, None]
     rest *= (1 - COARSE_CUT * coarse)
     if face is not None:
-        rest *= remainder_weight(np.asarray(face, np.float32), coarse[:, :, 0], REST_INSET * size)[:, :, None]
+        rest *= remainder_weight(face, coarse[:, :, 0], REST_INSET * size)[:, :, None]
     if cast_sigma > 0:
-        rest = remove_cast(rest, changed if face is None else changed * np.asarray(face, np.float32),
-                           cast_sigma * size)
+        rest = remove_cast(rest, conf, cast_sigma * size)
     rest = damp_chroma(rest, chroma_keep)
     moved = np.clip(mag / MOVE_FULL, 0.0, 1.0)
     act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
