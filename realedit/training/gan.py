@@ -16,13 +16,14 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..errors import UsageError
 from ..fsutil import atomic_write
 from ..models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from .stopping import stop_requests
@@ -150,9 +151,6 @@ def state_from_model(path_or_name, cfg: GanConfig, device) -> tuple[TrainState, 
     training run is not shipped): G and G_ema start from its generator (the file holds the EMA
     weights), D from its discriminator, the optimisers fresh. The architecture is the model's;
     the image counter starts at the model's recorded total, so ``total_kimg`` stays a total."""
-    from dataclasses import replace
-
-    from ..errors import UsageError
     from ..models import read_model
 
     ck, path = read_model(path_or_name)
@@ -344,7 +342,6 @@ def train(data_path: Path, run_dir: Path, cfg: GanConfig | None = None, resume: 
     elif init_from is not None:
         state, cfg = state_from_model(init_from, cfg or GanConfig(), device)
         if cfg.total_kimg * 1000 <= state.nimg:
-            from ..errors import UsageError
             raise UsageError(f"the model has already seen {state.nimg / 1000:g} kimg and the total "
                              f"asked for is {cfg.total_kimg:g}: ask for more (--kimg is a total)")
         log(f"started from {init_from} at {state.nimg} images (fresh optimisers)")
