@@ -221,6 +221,14 @@ def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
     return before, after
 
 
+def load_scorer(spec, *, scorer_dir=None, device="cpu"):
+    """A judge for an attribute: :data:`HEAD_YAW` (landmark geometry, measured inside
+    measure_face) stays the marker, any other spec is loaded with realedit.edit.get_scorer."""
+    from .edit import get_scorer
+
+    return HEAD_YAW if spec == HEAD_YAW else get_scorer(spec, scorer_dir=scorer_dir, device=device)
+
+
 def evaluate(editor, photos: Sequence, edits: Mapping[str, float], keep: Sequence[str] = (), *,
              scorers: Mapping[str, object] | None = None, scorer_dir=None, progress=None,
              grid_limit: int = 16, max_drift: Mapping[str, float] | None = None,
@@ -239,7 +247,6 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
                   apply_options: Mapping | None = None) -> list[dict]:
     """:func:`evaluate` for several (edits, keep) runs on the same photos, inverting each photo
     once (the inversion is most of the cost). One report per run, in order."""
-    from .edit import get_scorer
     from .errors import RealeditError
 
     wanted = list(dict.fromkeys(a for edits, keep in runs for a in [*edits, *keep]))
@@ -249,8 +256,7 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
         from .errors import UsageError
         raise UsageError(f"no scorer for {', '.join(missing)}: pass --scorer ATTR=NAME_OR_PATH")
     # the scorers run where the editor's networks do (a GPU when it has one)
-    loaded = {a: (HEAD_YAW if s == HEAD_YAW else get_scorer(s, scorer_dir=scorer_dir,
-                                                            device=getattr(editor, "device", "cpu")))
+    loaded = {a: load_scorer(s, scorer_dir=scorer_dir, device=getattr(editor, "device", "cpu"))
               for a, s in specs.items()}
     ident = IdentityDescriptor()
     rows = [[] for _ in runs]

@@ -26,7 +26,7 @@ import numpy as np
 
 from realedit import evaluate as ev
 from realedit.commands.edit import expand_inputs
-from realedit.edit import direction_spaces, get_scorer
+from realedit.edit import direction_spaces
 from realedit.errors import RealeditError
 from realedit.pipeline import Editor
 
@@ -96,8 +96,7 @@ def main(argv=None):
     for label in args.only.split(","):
         name, _, cond = label.partition("|")
         keep = tuple(c for c in cond.split(",") if c)
-        spec = ev.DEFAULT_SCORERS[name]
-        scorer = spec if spec == ev.HEAD_YAW else get_scorer(spec, scorer_dir=args.scorer_dir)
+        scorer = ev.load_scorer(ev.DEFAULT_SCORERS[name], scorer_dir=args.scorer_dir)
         t0 = time.perf_counter()
         d, table = measure(editor, inverted, name, keep, steps, scorer, ident)
         report[d.label] = {"table": {str(k): v for k, v in table.items()}, "flip": False,
