@@ -55,13 +55,14 @@ def prepare_options(editor, spec: JobSpec) -> dict:
 def prepare(opts: dict, task: Task):
     """CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
     failed Record that ends this photo."""
-    from ..align import Detector
+    from ..align.detect import default_detector
     from ..pipeline import prepare_photo
 
     t0 = time.perf_counter()
     try:
-        # a Detector is cheap to make (its dlib models load once per process)
-        det = None if opts.get("detect_min_face") is None else Detector(min_face=opts["detect_min_face"])
+        # cached per process: building a detector's dlib HOG models costs ~0.3 s each
+        min_face = opts.get("detect_min_face")
+        det = None if min_face is None else default_detector(min_face=min_face)
         return prepare_photo(task.src, opts["faces"], resolution=opts["resolution"],
                              min_face=opts["min_face"], detector=det)
     except Exception as exc:  # noqa: BLE001 - isolated per photo, reported in its record

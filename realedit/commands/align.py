@@ -88,7 +88,7 @@ def align_photo(path: Path, out_dir: Path, stem: str, *, size: int, faces: str |
 @click.option("--no-pad", is_flag=True, help="Skip the FFHQ reflect-padding where a face touches the border.")
 def cli(photos, out_dir, size, faces, min_size, detector, min_face, fmt, supersample, no_pad):
     """Detect and FFHQ-align faces in PHOTO...; write crops and a JSON per photo into DIR."""
-    from ..align import Detector, parse_policy
+    from ..align import parse_policy
     from ..align.detect import default_detector
 
     try:
@@ -102,8 +102,7 @@ def cli(photos, out_dir, size, faces, min_size, detector, min_face, fmt, supersa
         _make_folder(out_dir, made)
     except RealeditError as exc:
         raise click.ClickException(str(exc)) from None
-    det = (default_detector(detector) if min_face == DEFAULT_MIN_FACE
-           else Detector(detector, min_face=min_face))
+    det = default_detector(detector, min_face)
     inputs = {p.resolve() for p in photos}
     used: set[str] = set()
     first_error: RealeditError | None = None
