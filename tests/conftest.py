@@ -38,3 +38,23 @@ def model(tmp_path_factory):
     from bad_inputs import make
 
     return make.make_model(tmp_path_factory.mktemp("model"))
+
+
+# The `slow` marker (setup.cfg) means "more than a few seconds on a 2-core CPU"; the portable
+# pass of .ci/run leaves slow tests out. An unmarked test whose call took longer than this is
+# named at the end of the run, so the marker stays true as tests grow (not a failure: timings
+# on a shared machine vary several-fold).
+SLOW_SECONDS = 3.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration > SLOW_SECONDS and "slow" not in report.keywords:
+        _unmarked_slow.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unmarked_slow:
+        terminalreporter.section(f"tests over {SLOW_SECONDS:g} s without the slow marker")
+        for secs, nodeid in sorted(_unmarked_slow, reverse=True):
+            terminalreporter.write_line(f"{secs:6.1f} s  {nodeid}")

@@ -179,6 +179,7 @@ def test_corpus_is_big_enough():
     assert cases >= 40, cases
 
 
+@pytest.mark.slow
 def test_crowd_of_30_faces(corpus, model, tmp_path):
     """30 faces: the default edits the largest only; --faces all edits every one of them."""
     src = corpus / "crowd30.jpg"
@@ -405,6 +406,7 @@ def test_output_folder_without_write_permission(face, model, tmp_path):
         ro.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_outputs_never_replace_photos_of_the_batch(face, model):
     """x.jpg and an earlier run's x_edited.jpg given together: x_edited.jpg is an input now."""
     earlier = face.parent / "face_edited.jpg"
@@ -417,6 +419,7 @@ def test_outputs_never_replace_photos_of_the_batch(face, model):
     assert "1 of 2 photos edited, 1 failed" in res.output
 
 
+@pytest.mark.slow
 def test_two_photos_with_the_same_output_name(model, tmp_path):
     for sub, i in (("a", 0), ("b", 1)):
         (tmp_path / sub).mkdir()
@@ -493,6 +496,7 @@ def test_failed_extra_output_removes_the_photo_s_other_outputs(face, model, tmp_
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_unexpected_bug_is_one_line_and_the_batch_goes_on(face, model, tmp_path, monkeypatch):
     from realedit import pipeline
 

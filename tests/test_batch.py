@@ -80,6 +80,7 @@ def test_batched_inversion_equals_one_at_a_time(editor, photos):
     assert len(set(steps)) > 1, steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 def test_invert_many_isolates_bad_photos(editor, photos, tmp_path, workers):
     bad = tmp_path / "broken.jpg"

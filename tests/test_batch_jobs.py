@@ -193,6 +193,7 @@ def test_local_job_records_every_photo_and_reruns_do_nothing_twice(mixed12, tmp_
     assert len(photo_records(out)) == n_lines + len(bad)
 
 
+@pytest.mark.slow
 def test_cli_batch_exit_codes_and_progress(mixed12, tmp_path):
     from realedit.cli import cli
 
@@ -229,19 +230,32 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """A one-node Ray cluster on 127.0.0.1 with 2 CPUs, started and stopped by the test."""
+    """A one-node Ray cluster on 127.0.0.1 with 2 CPUs, started and stopped by the test.
+
+    Nothing of the machine's own Ray set-up is used: HOME is a fresh folder (no ~/.ray) and the
+    cluster's auth token is made here, in the test's folder, as `ray start` on a new machine
+    would need it (Ray refuses token mode without one)."""
+    import secrets
+
     port = _free_port()
+    tmp = tmp_path_factory.mktemp("ray")
+    home = tmp / "home"
+    home.mkdir()
+    token = tmp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
     # Ray's single-node switch keeps every socket on 127.0.0.1 (otherwise it binds the
     # machine's interface address); token auth as `ray start` sets it up, for the CLI too.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               RAY_AUTH_MODE="token")
-    tmp = tmp_path_factory.mktemp("ray")
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), HOME=str(home))
+    env.pop("RAY_AUTH_TOKEN", None)
     ray_bin = [sys.executable, "-m", "ray.scripts.scripts"]
-    subprocess.run([*ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
-                    "--disable-usage-stats", "--object-store-memory", str(300 * 2**20),
-                    "--temp-dir", str(tmp)],
-                   env=env, check=True, capture_output=True, timeout=300)
+    started = subprocess.run([*ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                              "--include-dashboard", "false", "--disable-usage-stats",
+                              "--object-store-memory", str(300 * 2**20), "--temp-dir", str(tmp)],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, (started.stdout + started.stderr)[-3000:]
     try:
         yield f"127.0.0.1:{port}", env
     finally:
@@ -254,6 +268,7 @@ def batch_cmd(src, out, address, *extra):
             "--address", address, "--threads", "1", *extra]
 
 
+@pytest.mark.slow
 def test_ray_job_makes_the_same_files_as_the_local_engine(mixed60, ray_cluster, tmp_path):
     src, good, bad = mixed60
     address, env = ray_cluster
@@ -278,6 +293,7 @@ def test_ray_job_makes_the_same_files_as_the_local_engine(mixed60, ray_cluster, 
     print(f"\n60 photos: local {t_local:.1f} s, ray (1 worker, incl. start) {t_ray:.1f} s")
 
 
+@pytest.mark.slow
 def test_ray_refuses_workers_that_leave_no_cpu_for_the_cpu_stage(mixed12, ray_cluster, tmp_path):
     src, _, _ = mixed12
     address, env = ray_cluster
@@ -304,6 +320,7 @@ def _n_ok(out):
     return sum(r["status"] == "ok" for r in photo_records(out)) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_killed_ray_worker_loses_nothing_and_duplicates_nothing(mixed12, ray_cluster, tmp_path):
     src, good, bad = mixed12
     address, env = ray_cluster
@@ -325,6 +342,7 @@ def test_killed_ray_worker_loses_nothing_and_duplicates_nothing(mixed12, ray_clu
     assert victim in workers and len(workers) >= 2, "the worker was restarted and went on"
 
 
+@pytest.mark.slow
 def test_killed_driver_then_rerun_finishes_the_job(mixed12, ray_cluster, tmp_path):
     src, good, bad = mixed12
     address, env = ray_cluster
@@ -346,3 +364,23 @@ def test_killed_driver_then_rerun_finishes_the_job(mixed12, ray_cluster, tmp_pat
     second = photo_records(out)[len(first):]
     assert not done_first & {r["key"] for r in second}, "nothing done twice"
     check_complete(out, good, bad, first + second)
+
+
+@pytest.mark.slow
+def test_ray_without_address_starts_its_own_cluster_on_a_machine_that_never_ran_ray(tmp_path):
+    """A new user's `--engine ray` with no --address: no ~/.ray, no token, no RAY_* settings.
+    Ray starts a local cluster (and makes its own token under the fresh HOME)."""
+    src = tmp_path / "in"
+    good, _ = make_photos(src, 2, 0)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "realedit.cli", "batch", str(src), "--attr", "smile=+2",
+           "-o", str(out), "--inverter", "encoder", "--engine", "ray", "--threads", "1"]
+    res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "Traceback" not in res.stderr
+    check_complete(out, good, [])

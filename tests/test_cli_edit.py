@@ -115,6 +115,7 @@ def test_routing_without_the_edit_word(photos, model):
         (photos / "b_edited.png").unlink()
 
 
+@pytest.mark.slow
 def test_folder_glob_and_duplicates(photos, model, tmp_path):
     out = tmp_path / "nested" / "out"
     res = invoke(photos, str(photos / "*.png"), photos / "a.jpg", "--attr", "smile=-1",
@@ -223,6 +224,7 @@ def _run(*args, env_extra=None):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_process_success_and_batch_failure(photos, model, tmp_path):
     """Messages go to stderr (stdout stays clean for pipes); a batch with one bad file edits
     the rest and exits 1."""
@@ -285,6 +287,7 @@ def torch_cuda() -> bool:
 
 @pytest.mark.parametrize("extra", [["--batch", "1", "--workers", "0"], ["--batch", "3", "--workers", "1"]],
                          ids=["one-at-a-time", "batched-with-a-worker"])
+@pytest.mark.slow
 def test_folder_batches_match_one_photo_runs(extra, photos, model, tmp_path):
     make.face_photo(2).save(photos / "c.jpg", quality=92)
     (photos / "d.jpg").write_bytes(b"broken")

@@ -98,6 +98,7 @@ def photo(tmp_path_factory):
     return p
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inverter", ["optimize", "hybrid", "pti"])
 def test_inversion_and_edit_create_every_tensor_on_the_model_device(inverter, photo, tmp_path):
     from realedit.invert.encoder import Encoder, EncoderConfig

@@ -182,6 +182,7 @@ def test_summary_carries_spreads_identity_sharpness_and_ghosts():
     assert s2["pose_moved_as_asked"] == 0.5 and s2["face_found_after"] == 0.5
 
 
+@pytest.mark.slow
 def test_eval_cli_two_runs_on_one_inversion_without_shared(tmp_path):
     # Brightness stands in for the research-only scorers, so this runs anywhere.
     import json

@@ -23,6 +23,7 @@ needs_identities = pytest.mark.skipif(
     reason=f"needs CelebA photos with identity labels in {SHARED / 'data/celeba'}")
 
 
+@pytest.mark.slow
 @needs_scorers
 def test_eval_reports_moves_drift_identity_and_outside(tmp_path):
     model = make_tiny_model(tmp_path)

@@ -67,6 +67,7 @@ def test_exit_0_edited(photo, model, tmp_path):
     assert (tmp_path / "out" / "astronaut_edited.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_exit_1_batch_with_a_failed_photo(photo, model, tmp_path):
     (photo.parent / "notes.jpg").write_text("not a photo")
     res = realedit(photo.parent, "--attr", "age=+1", "-o", tmp_path / "out", model=model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -47,6 +48,7 @@ def test_compose_grid_places_cells_labels_and_failures():
     assert head.min() < 100 and np.median(head) == 255
 
 
+@pytest.mark.slow
 def test_grid_command_writes_a_labelled_grid_and_lists_skipped(tmp_path):
     model = make_tiny_model(tmp_path)
     noface = tmp_path / "wall.png"

@@ -42,6 +42,7 @@ def mse(a, b):
     return (a - b).square().flatten(1).mean(1)
 
 
+@pytest.mark.slow
 def test_optimize_wp_recovers_generated_images(G, targets):
     calls = []
     inv = invert.get("optimize", G, loss="mse", steps=300)
@@ -61,6 +62,7 @@ def test_optimize_wp_recovers_generated_images(G, targets):
     assert all(p.requires_grad for p in G.parameters())  # G left as found
 
 
+@pytest.mark.slow
 def test_w_and_z_spaces(G, targets):
     rw = invert.get("optimize", G, loss="mse", steps=150).invert(targets[:2], "w")
     assert rw.latent.shape == (2, 32)
@@ -187,6 +189,7 @@ def test_stylegan1_wp_with_noise_maps():
     assert torch.allclose(synthesize(S, r.latent, "wp", noise=r.noise), r.reconstruction, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_with_per_sample_early_stop_equals_one_at_a_time(G, targets):
     # One face converges at once (a code next to the start), the others do not: each must stop
     # on its own loss, not the batch mean, and get the result it would get alone.

@@ -94,6 +94,7 @@ def test_tuning_stays_local(G, run):
                 assert at_far < 0.5 * at_pivot, (i, at_far, at_pivot)
 
 
+@pytest.mark.slow
 def test_locality_term_is_what_keeps_it_local(G, targets):
     with torch.no_grad():
         rand = G.mapping(torch.randn(16, 32, generator=torch.Generator().manual_seed(9)))
@@ -145,6 +146,7 @@ def photo(tmp_path_factory):
     return p
 
 
+@pytest.mark.slow
 @needs_celeba
 def test_editor_edits_with_the_tuned_generator(model, photo):
     from realedit.pipeline import Editor
@@ -164,6 +166,7 @@ def test_editor_edits_with_the_tuned_generator(model, photo):
     assert all(torch.equal(v, editor.G.state_dict()[k]) for k, v in G0.items())
 
 
+@pytest.mark.slow
 @needs_celeba
 def test_cli_edit_with_pti(model, photo, tmp_path):
     from realedit.cli import cli

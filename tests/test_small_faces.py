@@ -54,6 +54,7 @@ def photo_12mp() -> tuple[np.ndarray, tuple[int, int]]:
     return paste(background(3000, 4000), SMALL, x, y), (x, y)
 
 
+@pytest.mark.slow
 def test_a_40px_face_in_the_corner_of_a_12mp_photo_is_found_with_its_landmarks(
         photo_12mp, reference_landmarks):
     img, (x, y) = photo_12mp
@@ -70,6 +71,7 @@ def test_a_40px_face_in_the_corner_of_a_12mp_photo_is_found_with_its_landmarks(
     assert np.abs(faces[0].landmarks[36:48].mean(0) - eyes.mean(0)).max() < 1.0
 
 
+@pytest.mark.slow
 def test_min_face_80_does_not_find_it_and_says_so(photo_12mp):
     img, _ = photo_12mp
     corner = img[-1800:, -2400:]  # still over 2048 px (a 1.1x tile pass), a fifth of the cost
@@ -104,6 +106,7 @@ def seam_photo():
                       "across": (SMALL, *across)}
 
 
+@pytest.mark.slow
 def test_faces_on_tile_seams_and_in_both_passes_are_found_once(seam_photo, reference_landmarks):
     det, img, placed = seam_photo
     faces = det(img)
@@ -223,6 +226,7 @@ def test_cli_edit_passes_min_face_to_the_detector(tmp_path, model):
     assert (tmp_path / "out" / "corner_edited.png").is_file()
 
 
+@pytest.mark.slow
 def test_batch_passes_min_face_to_its_detector(tmp_path, model):
     """realedit batch (folders of photos) has --min-face too, and a job without it resumes as
     one made before the option existed (its settings do not name it)."""
