@@ -508,3 +508,103 @@ def export_genforce_pggan(G) -> dict:
             out[f"output{k}.conv.weight"] = torch.randn(3, c, 1, 1, generator=g)
             out[f"output{k}.wscale.bias"] = torch.randn(3, generator=g)
     return out
+
+
+# ----------------------------------------------------------------------------- pSp / e4e checkpoints
+
+# The layout of the released pSp / e4e encoders (pixel2style2pixel GradualStyleEncoder and
+# encoder4editing Encoder4Editing, both over an IR-SE-50 backbone), written out from their
+# published structure: units per stage, per-unit tensors, one head per W+ layer.
+PSP_FULL_WIDTHS = (64, 128, 256, 512)
+PSP_STAGE_UNITS = (3, 4, 14, 3)
+
+
+def _bn(prefix: str, c: int) -> dict:
+    return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
+            f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}
+
+
+def psp_encoder_shapes(n_styles: int, widths=PSP_FULL_WIDTHS, stem: int = 64,
+                       se: bool = True) -> dict[str, tuple]:
+    """Name -> shape of every tensor of a pSp / e4e ``encoder.*`` state dict (prefix stripped).
+
+    ``widths`` (64, 128, 256, 512) and stem 64 are the released sizes; the tests also use
+    narrower ones in the same layout. The last width is the style (w) dimension.
+    """
+    shapes = {"input_layer.0.weight": (stem, 3, 3, 3), **_bn("input_layer.1", stem),
+              "input_layer.2.weight": (stem,)}
+    u, cin = 0, stem
+    for n, w in zip(PSP_STAGE_UNITS, widths):
+        for i in range(n):
+            p = f"body.{u}"
+            if cin != w:  # a 1x1 projection shortcut; otherwise plain strided subsampling
+                shapes[f"{p}.shortcut_layer.0.weight"] = (w, cin, 1, 1)
+                shapes.update(_bn(f"{p}.shortcut_layer.1", w))
+            shapes.update(_bn(f"{p}.res_layer.0", cin))
+            shapes[f"{p}.res_layer.1.weight"] = (w, cin, 3, 3)
+            shapes[f"{p}.res_layer.2.weight"] = (w,)  # PReLU
+            shapes[f"{p}.res_layer.3.weight"] = (w, w, 3, 3)
+            shapes.update(_bn(f"{p}.res_layer.4", w))
+            if se:
+                shapes[f"{p}.res_layer.5.fc1.weight"] = (w // 16, w, 1, 1)
+                shapes[f"{p}.res_layer.5.fc2.weight"] = (w, w // 16, 1, 1)
+            cin, u = w, u + 1
+    d = widths[-1]
+    for i in range(n_styles):
+        convs = 4 if i < 3 else 5 if i < 7 else 6  # heads on the 16, 32 and 64 px maps
+        for j in range(convs):
+            shapes[f"styles.{i}.convs.{2 * j}.weight"] = (d, d, 3, 3)
+            shapes[f"styles.{i}.convs.{2 * j}.bias"] = (d,)
+        shapes[f"styles.{i}.linear.weight"] = (d, d)
+        shapes[f"styles.{i}.linear.bias"] = (d,)
+    shapes.update({"latlayer1.weight": (d, widths[2], 1, 1), "latlayer1.bias": (d,),
+                   "latlayer2.weight": (d, widths[1], 1, 1), "latlayer2.bias": (d,)})
+    return shapes
+
+
+def random_psp_encoder_state(shapes: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random values that keep activations of order one through the 24 units (conv
+    weights scaled by 1/sqrt(fan-in), BN statistics around identity, PReLU slopes near 0.25)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, shape in shapes.items():
+        r = torch.randn(shape, generator=g) if shape else torch.zeros(())
+        if name.endswith("num_batches_tracked"):
+            t = torch.tensor(1000, dtype=torch.long)
+        elif name.endswith("running_var"):
+            t = torch.rand(shape, generator=g) + 0.5
+        elif name.endswith("running_mean") or name.endswith(".bias"):
+            t = 0.1 * r
+        elif len(shape) == 1:  # BN scale or PReLU slope
+            t = (0.25 if name.endswith(".2.weight") else 1.0) + 0.05 * r
+        elif name.endswith("linear.weight"):
+            t = r  # EqualLinear scales by 1/sqrt(in) itself
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            gain = 0.5 if ".res_layer.3." in name else 1.0  # residual branches add up
+            t = r * gain / math.sqrt(fan_in)
+        out[name] = t.contiguous()
+    return out
+
+
+def export_psp(encoder_state: dict, G, encoder_type="Encoder4Editing", latent_avg=None,
+               opts_as_namespace=False, extra=None) -> dict:
+    """The dict pSp / e4e training saves: {'state_dict': {'encoder.*', 'decoder.*'},
+    'latent_avg', 'opts': vars(options)}, the decoder in rosinality's layout."""
+    import argparse
+
+    n_styles = G.num_ws
+    dec = export_rosinality(G, with_latent_avg=False)["g_ema"]
+    sd = collections.OrderedDict((f"encoder.{k}", v) for k, v in encoder_state.items())
+    sd.update((f"decoder.{k}", v) for k, v in dec.items())
+    opts = {"exp_dir": "/experiments/run", "dataset_type": "ffhq_encode",
+            "encoder_type": encoder_type, "batch_size": 8, "learning_rate": 0.0001,
+            "start_from_latent_avg": latent_avg is not None, "lpips_lambda": 0.8,
+            "stylegan_size": G.resolution, "output_size": G.resolution, "n_styles": n_styles,
+            "checkpoint_path": None, "progressive_steps": [0, 20000] if encoder_type ==
+            "Encoder4Editing" else None, "device": "cuda:0", "input_nc": 3, "label_nc": 0}
+    out = {"state_dict": sd, "opts": argparse.Namespace(**opts) if opts_as_namespace else opts}
+    if latent_avg is not None:
+        out["latent_avg"] = latent_avg
+    out.update(extra or {})
+    return out

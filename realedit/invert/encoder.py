@@ -117,7 +117,7 @@ class Encoder(nn.Module):
         return self.w_avg + self.w_std * x.view(-1, self.config.num_ws, self.config.w_dim)
 
 
-def check_compatible(E: Encoder, G) -> None:
+def check_compatible(E, G) -> None:
     c = E.config
     ok = (c.output == "wp" and "wp" in G.spaces and c.num_ws == G.num_ws and c.w_dim == G.w_dim) or \
          (c.output == "z" and "wp" not in G.spaces and c.w_dim == G.z_dim)
@@ -146,21 +146,33 @@ def save_encoder(E: Encoder, path, *, step: int = 0, optimizer: dict | None = No
     return path
 
 
-def read_encoder_file(path_or_name) -> dict:
+def read_encoder_file(path_or_name, obj=None) -> dict:
     path = _resolve(path_or_name)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
-        raise FormatError(f"{path}: not a readable encoder file ({exc.__class__.__name__})") from None
+    if obj is None:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
+            raise FormatError(f"{path}: not a readable encoder file ({exc.__class__.__name__})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise FormatError(f"{path}: not a realedit encoder file")
+        raise FormatError(f"{path}: not a realedit encoder file, nor a pSp / e4e checkpoint")
     if obj.get("version") != VERSION:
         raise FormatError(f"{path}: encoder file version {obj.get('version')} is not supported")
     return obj
 
 
-def load_encoder(path_or_name, device=None) -> Encoder:
-    obj = read_encoder_file(path_or_name)
+def load_encoder(path_or_name, device=None):
+    """An encoder from a file or registry name: realedit's own (:class:`Encoder`) or a pSp / e4e
+    checkpoint (:class:`realedit.invert.psp.PSPEncoder`, whose output includes latent_avg).
+    Either maps (N, 3, H, W) images in [-1, 1] to codes of its generator."""
+    from ..models import psp_format
+    from ..models.legacy import read_torch_object
+
+    path = _resolve(path_or_name)
+    loaded = read_torch_object(path, what="encoder")
+    if psp_format.is_psp_object(loaded):
+        from .psp import encoder_from_checkpoint
+        return encoder_from_checkpoint(psp_format.parse_psp(loaded, path), device)
+    obj = read_encoder_file(path, loaded)
     try:
         E = Encoder(EncoderConfig(**obj["config"]))
         E.load_state_dict(obj["state_dict"])
@@ -399,9 +411,12 @@ class EncoderInverter:
                              "train one with `realedit train-encoder`")
         self.G = generator
         self.device = model_device(generator)
-        self.E = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+        self.E = encoder if isinstance(encoder, nn.Module) else load_encoder(encoder)
         self.E = self.E.to(self.device).eval()
         check_compatible(self.E, generator)
+        if getattr(self.E, "w_std_set", True) is False:  # a pSp / e4e file: measure w's spread
+            self.E.set_generator_stats(generator)
+        self.name = getattr(self.E, "name", "encoder")  # "e4e" / "psp" for those files
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, space: str) -> torch.Tensor:

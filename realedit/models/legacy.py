@@ -11,6 +11,8 @@ family, the constructor config and a state dict named like realedit's modules. F
 - stylegan2-ada-pytorch pickles (``{"G", "D", "G_ema", ...}`` of persistent objects): only
   the stored parameter/buffer tensors and ``init_kwargs`` are used;
 - rosinality ``.pt`` (``{"g_ema": state_dict, "latent_avg": w, ...}``);
+- pSp / e4e checkpoints (their ``decoder.*`` is a rosinality generator; the encoder is read by
+  ``realedit.invert.psp``; the file layout is in :mod:`realedit.models.psp_format`);
 - genforce/interfacegan converted ``.pth`` state dicts (PGGAN and StyleGAN ports);
 - a bare state dict already in realedit's StyleGAN2 layout (= ada-pytorch names).
 
@@ -87,7 +89,8 @@ def read_checkpoint(path, kind: str | None = None) -> Checkpoint:
     if not head:
         raise FormatError(f"{path}: empty file, not a model")
     if head.startswith(ZIP_MAGIC) or head.startswith(LEGACY_TORCH_MAGIC):
-        ckpt = _from_torch_object(_torch_load(path), path)
+        # A zip file is mapped, not read: of a 1.2 GB e4e file only the decoder is copied.
+        ckpt = _from_torch_object(_torch_load(path, mmap=head.startswith(ZIP_MAGIC)), path)
     elif head[:1] == b"\x80" or head[:1] in (b"(", b"c", b"}", b"]"):
         ckpt = _from_pickle_object(_pickle_load(path), path)
     else:
@@ -102,13 +105,14 @@ def _first_line(exc: BaseException) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
-def _torch_load(path: Path):
+def _torch_load(path: Path, mmap: bool = False):
+    """torch.load with the weights-only unpickler; ``mmap`` maps a zip file instead of reading it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            # rosinality training checkpoints also hold their argparse options (inert data).
+            # rosinality and pSp/e4e checkpoints also hold their argparse options (inert data).
             with torch.serialization.safe_globals([argparse.Namespace]):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
             m = re.search(r"GLOBAL ([\w.]+)", str(exc))
             if m:
@@ -119,6 +123,22 @@ def _torch_load(path: Path):
         except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
                 IndexError, TypeError, AttributeError) as exc:
             raise FormatError(f"{path}: truncated or corrupt torch file ({_first_line(exc)})") from None
+
+
+def read_torch_object(path, what: str = "model") -> object:
+    """The object in a torch file (weights-only unpickler; a zip file is memory-mapped).
+    FormatError for anything that is not a readable torch file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        raise WeightsNotFound(f"{path}: no such file") from None
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not (head.startswith(ZIP_MAGIC) or head.startswith(LEGACY_TORCH_MAGIC)):
+        raise FormatError(f"{path}: not a readable {what} file (not a torch file)")
+    return _torch_load(path, mmap=head.startswith(ZIP_MAGIC))
 
 
 def _pickle_load(path: Path):
@@ -137,6 +157,9 @@ def _from_torch_object(obj, path: Path) -> Checkpoint:
         raise FormatError(f"{path}: a torch file holding {type(obj).__name__}, not a generator")
     if obj.get("format") == OWN_FORMAT:
         return _from_own(obj, path)
+    from . import psp_format
+    if psp_format.is_psp_object(obj):
+        return psp_format.decoder_checkpoint(psp_format.parse_psp(obj, path))
     if "g_ema" in obj:
         return from_rosinality(obj, path)
     keys = set(obj)
