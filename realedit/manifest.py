@@ -148,3 +148,99 @@ def write_manifest(path: str | os.PathLike, *, generator: str, encoder: str | No
             "discriminator": discriminator, "encoder": encoder, "bank": bank, "licence": licence,
             "default_space": default_space, "card": card}
     return atomic_write_text(Path(path), json.dumps(data, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- registered parts
+
+@dataclass(frozen=True)
+class RegisteredParts:
+    """The registry entries a registered model uses: what `realedit weights download NAME --all`
+    fetches and `realedit weights list` counts."""
+
+    model: object                 # the model's own WeightEntry
+    encoder: object | None        # its encoder's entry (the model itself for a pSp / e4e file)
+    directions: tuple = ()        # direction files of its set (entries whose bank is its set)
+
+    @property
+    def entries(self) -> list:
+        out = [self.model]
+        if self.encoder is not None and self.encoder is not self.model:
+            out.append(self.encoder)
+        return out + list(self.directions)
+
+
+def direction_entries(bank: str) -> list:
+    """Registered direction files of the set ``bank`` (e.g. "stylegan_ffhq", "e4e_ffhq")."""
+    from . import weights
+
+    if not bank:
+        return []
+    return [e for e in weights.iter_entries() if e.role == "directions" and e.bank == bank]
+
+
+def registered_parts(name: str) -> RegisteredParts:
+    """The parts of a registered model; WeightsNotFound for an unknown name."""
+    from . import weights
+    from .models.psp_format import REGISTRY_FORMATS
+
+    e = weights.entry(name)
+    # Files that name this model as their partner (realedit's own encoder and bank files).
+    partners = [p for p in weights.iter_entries() if p.pairs_with == name and p.name != name]
+    if e.format in REGISTRY_FORMATS:
+        encoder = e
+    elif e.encoder:
+        encoder = weights.entry(e.encoder)
+    else:
+        encoder = next((p for p in partners if p.role == "encoder"), None)
+    dirs = direction_entries(e.boundaries) + [p for p in partners if p.role == "directions"]
+    return RegisteredParts(e, encoder, tuple(dirs))
+
+
+def default_encoder(name_or_path, files: ModelFiles, source_format: str = "",
+                    download: bool = True) -> tuple[Path | None, bool]:
+    """(encoder file, whether it is a pSp / e4e encoder) for a model: the model file itself when
+    it is a pSp / e4e checkpoint; a registered model's ``encoder`` entry (fetched on first use
+    unless ``download=False``); else the manifest's / sidecar's realedit encoder, or None."""
+    from . import weights
+    from .models.psp_format import ENCODER_TYPES, REGISTRY_FORMATS
+
+    if source_format in ENCODER_TYPES.values():
+        return (files.generator or Path(weights.resolve(str(name_or_path), download=download)), True)
+    if not Path(os.fspath(name_or_path)).exists():
+        e = weights.entry(os.fspath(name_or_path))
+        if e.encoder:
+            enc = weights.entry(e.encoder)
+            return Path(weights.resolve(enc, download=download)), enc.format in REGISTRY_FORMATS
+    return files.encoder, False
+
+
+def official_bank_set(source_format: str, opts: dict | None) -> str:
+    """The registered direction set a pSp / e4e file given as a path uses: e4e's FFHQ set for
+    an FFHQ encoder of a 1024 px generator (what the released files are), else ''."""
+    opts = opts or {}
+    if source_format in ("e4e", "psp") and opts.get("dataset_type") == "ffhq_encode" \
+            and int(opts.get("stylegan_size") or opts.get("output_size") or 0) == 1024:
+        return "e4e_ffhq"
+    return ""
+
+
+def default_inverter(name_or_path) -> str:
+    """The inverter a model is used with when none is asked for: "encoder" when its encoder is
+    a pSp / e4e file (the official StyleGAN2 FFHQ models), else "hybrid". Reads no weights
+    (a model file is only opened to see whether it is a pSp / e4e checkpoint)."""
+    from . import weights
+    from .models.psp_format import REGISTRY_FORMATS, is_psp_object
+
+    if name_or_path is None:
+        from .pipeline import default_model_name
+        name_or_path = default_model_name()
+    p = Path(os.fspath(name_or_path))
+    if p.is_file():
+        from .models.legacy import read_torch_object
+        try:
+            return "encoder" if is_psp_object(read_torch_object(p)) else "hybrid"
+        except WeightsError:
+            return "hybrid"  # not a torch file: the model loader reports what it is
+    e = weights.entry(os.fspath(name_or_path))
+    enc = weights.entry(e.encoder) if e.encoder else e
+    return "encoder" if enc.format in REGISTRY_FORMATS else "hybrid"

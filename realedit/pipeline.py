@@ -35,9 +35,10 @@ from .args import parse_edits  # noqa: F401  (re-exported: realedit.pipeline.par
 from .errors import EditArgumentError, EditError, UsageError, WeightsError
 
 # Models tried, in order, when no model is named: official generators that come with a
-# direction bank, if their files are in the cache, then the embedded model shipped in weights/.
-DEFAULT_MODELS = ("stylegan-ffhq-1024", "stylegan-celebahq-1024", "pggan-celebahq-1024",
-                  "realedit-celeba64")
+# direction bank, if their files (generator, and encoder where they have one) are in the
+# cache, then the embedded model shipped in weights/.
+DEFAULT_MODELS = ("stylegan2-ffhq-1024", "stylegan-ffhq-1024", "stylegan-celebahq-1024",
+                  "pggan-celebahq-1024", "realedit-celeba64")
 DETAIL_MODES = ("residual", "warp", "replace")
 # "warp" won against "residual" on the measurements (README, `realedit eval --detail`): head
 # yaw moves more under pose=+3, identity is better kept, and the turn leaves no ghost.
@@ -48,10 +49,12 @@ BLEND_MODES = ("alpha", "poisson")
 def default_model_name() -> str:
     """The first model of DEFAULT_MODELS whose file is available without a download."""
     from . import weights
+    from .manifest import registered_parts
 
     for name in DEFAULT_MODELS:
         try:
-            if weights.where_found(weights.entry(name)):
+            parts = registered_parts(name)
+            if all(weights.where_found(e) for e in (parts.model, parts.encoder) if e is not None):
                 return name
         except WeightsError:
             continue
@@ -332,7 +335,7 @@ class Editor:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str | None = None, *, inverter: str = "hybrid",
+    def from_pretrained(cls, name_or_path: str | None = None, *, inverter: str | None = None,
                         space: str | None = "wp", device="auto", steps: int | None = None,
                         loss: str | None = None, encoder=None, bank=None, detector=None,
                         min_face: float = 32, progress=None) -> "Editor":
@@ -341,7 +344,9 @@ class Editor:
         inverter: "hybrid" (encoder + short refinement; falls back to "optimize" when the model
         has no encoder), "encoder", "optimize", or "pti" (hybrid, then a copy of the generator
         fine-tuned on each face: closer to the photo, slower). steps: refinement/optimisation
-        steps (for pti: of its pivot).
+        steps (for pti: of its pivot). None: "encoder" for a model whose encoder is a pSp / e4e
+        file (the official StyleGAN2 FFHQ models: e4e alone, as its authors edit), else
+        "hybrid"; hybrid and pti start from that encoder's code too.
         bank: a DirectionBank or path to override the model's own. space=None: the model's
         richest latent space (wp, or z for PGGAN). device: "auto" (a GPU when there is one),
         "cpu", "cuda[:N]", "mps" or a torch.device.
@@ -350,7 +355,7 @@ class Editor:
         from .device import resolve_device
         from . import models
         from .edit import bank_for_model, load_bank
-        from .manifest import manifest_path, resolve_model
+        from .manifest import default_encoder, manifest_path, official_bank_set, resolve_model
 
         device = resolve_device(device)
         if device.type == "cuda":  # TF32 matmuls (cuDNN convs use it already): fp32 range, faster
@@ -372,8 +377,12 @@ class Editor:
         if bank is not None and not hasattr(bank, "direction"):
             bank = load_bank(bank, model=str(name))
         if bank is None:
+            official = official_bank_set(ckpt.meta.get("source_format", ""), ckpt.meta.get("psp_opts"))
             if registered:
                 bank = bank_for_model(name)
+            elif files.bank is None and official:  # an e4e / pSp FFHQ file given by path
+                from .edit.directions import bank_for_set
+                bank = bank_for_set(str(name), official)
             else:
                 if files.bank is None:
                     side = Path(name).with_suffix("").as_posix() + ".directions.json"
@@ -383,8 +392,11 @@ class Editor:
                 for m in bank.models():
                     bank = bank.relabel(m, str(name))
 
-        if encoder is None and inverter in ("hybrid", "encoder", "pti"):
-            encoder = files.encoder
+        psp_encoder = False
+        if encoder is None and inverter in (None, "hybrid", "encoder", "pti"):
+            encoder, psp_encoder = default_encoder(name, files, ckpt.meta.get("source_format", ""))
+        if inverter is None:
+            inverter = "encoder" if psp_encoder else "hybrid"
         asked = inverter
         if encoder is None and inverter == "hybrid":
             inverter = "optimize"

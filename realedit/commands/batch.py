@@ -35,8 +35,8 @@ from . import HELP_SETTINGS, min_face_option, one_line_errors
               help="Faces of several photos inverted together.")
 @click.option("--retry-failed", is_flag=True, help="Retry photos that failed in an earlier run.")
 @click.option("--model", default=None, help="Registry name or model file.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default="hybrid",
-              show_default=True)
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default=None,
+              help="Default: encoder for pSp / e4e models, else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--faces", default="largest", show_default=True, help="largest, all, or an index.")
 @click.option("--detail", type=click.Choice(["residual", "warp", "replace"]), default=None,
@@ -60,6 +60,9 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
     from ..pipeline import parse_edits
 
     edits = parse_edits(attrs)
+    if inverter is None:  # the model's own default, written into the job's settings
+        from ..manifest import default_inverter
+        inverter = default_inverter(model)
     spec = JobSpec(edits=edits, keep=tuple(keep), faces=parse_policy(faces), model=model,
                    inverter=inverter, steps=steps, detail=detail, compare=compare, device=device,
                    threads=threads, min_face=min_face)

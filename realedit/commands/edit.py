@@ -85,9 +85,11 @@ class _Bar:
               help="Registry name or model file. Default: an official model if cached, else the "
                    "embedded realedit-celeba64.")
 @click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
-              default="hybrid", show_default=True,
-              help="How photos are turned into latent codes (pti: hybrid, then a copy of the "
-                   "generator fine-tuned on each face; closer to the photo, slower).")
+              default=None,
+              help="How photos are turned into latent codes. Default: encoder for models whose "
+                   "encoder is a pSp / e4e file (the official StyleGAN2 FFHQ models: e4e), "
+                   "hybrid otherwise. hybrid and pti start from the encoder's code (pti: then a "
+                   "copy of the generator fine-tuned on each face; closer to the photo, slower).")
 @click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None,
               help="Latent space to invert into (default: wp, or z for PGGAN).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,

@@ -24,7 +24,7 @@ from ..errors import UsageError
               help="Folder for report.json and grid.png.")
 @click.option("--model", default=None, help="Registry name or model file (default: as for edit).")
 @click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
-              default="hybrid", show_default=True)
+              default=None, help="Default: encoder for pSp / e4e models, else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--scorer", "scorer_opts", multiple=True, metavar="ATTR=NAME_OR_PATH",
               help="Scorer for an attribute (default: age/gender net for age and gender, CelebA "

@@ -23,8 +23,8 @@ from ..errors import OutputError, UsageError
 @click.option("--cell", type=click.IntRange(64, 1024), default=256, show_default=True,
               help="Side of each face crop in pixels.")
 @click.option("--model", default=None, help="Registry name or model file (default: as for edit).")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]), default="hybrid",
-              show_default=True)
+@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]), default=None,
+              help="Default: encoder for pSp / e4e models, else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--detail", default=None, metavar="MODE",
               help="How the edit reaches the photo (as for edit; default: edit's default).")

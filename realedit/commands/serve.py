@@ -34,8 +34,9 @@ def exposure_warning(host: str) -> str | None:
               help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N "
                    "or mps.")
 @click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
-              default="hybrid", show_default=True,
-              help="How uploaded photos are inverted (once per photo).")
+              default=None,
+              help="How uploaded photos are inverted (once per photo). Default: encoder for "
+                   "pSp / e4e models (e4e for the official StyleGAN2 FFHQ ones), else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
               help="Refinement / optimisation steps (default: the inverter's).")
 @click.option("--max-upload-mb", type=click.FloatRange(0.1, 1024), default=30, show_default=True,

@@ -22,35 +22,85 @@ def cli():
     """
 
 
+def _model_status(e) -> str:
+    """For a model (generator, or a pSp / e4e file holding one): 'complete' when the generator,
+    its encoder and every direction file it uses are here, else how many of them are."""
+    from ..manifest import registered_parts
+
+    if e.role not in ("generator", "encoder") or (e.role == "encoder" and not e.boundaries):
+        return "-"
+    parts = registered_parts(e.name).entries
+    here = sum(bool(W.where_found(p)) for p in parts)
+    return "complete" if here == len(parts) else f"{here}/{len(parts)} files"
+
+
 @cli.command("list")
 @click.option("--long", "long_", is_flag=True,
-              help="Also show file name, checksum source and boundary bank.")
+              help="Also show file name, checksum source and direction set.")
+@click.option("--all", "all_", is_flag=True, help="Also list every direction file.")
 @_one_line_errors
-def list_cmd(long_: bool):
-    """Registered files: name, kind, resolution, licence, and whether present."""
-    rows = []
+def list_cmd(long_: bool, all_: bool):
+    """Registered files: name, kind, resolution, licence, whether present, and for each model
+    whether it is complete (generator, encoder and direction files all here; `realedit weights
+    download NAME --all` fetches what is missing)."""
+    rows, sets = [], {}
     for e in W.iter_entries():
-        res = str(e.resolution) if e.resolution else "-"
         present = W.where_found(e) or "no"
-        row = [e.name, e.kind, res, e.licence or "?", present]
+        if e.role == "directions":
+            key = e.bank or e.pairs_with or e.name
+            n, have = sets.get(key, (0, 0))
+            sets[key] = (n + 1, have + (present != "no"))
+            if not all_:
+                continue
+        res = str(e.resolution) if e.resolution else "-"
+        row = [e.name, e.kind, res, e.licence or "?", present, _model_status(e)]
         if long_:
-            row += [e.file, e.checksum_source, e.boundaries or "-"]
+            row += [e.file, e.checksum_source, e.boundaries or e.bank or "-"]
         rows.append(row)
-    head = ["NAME", "KIND", "RES", "LICENCE", "CACHED"]
+    head = ["NAME", "KIND", "RES", "LICENCE", "CACHED", "MODEL"]
     if long_:
-        head += ["FILE", "CHECKSUM", "BOUNDARIES"]
+        head += ["FILE", "CHECKSUM", "DIRECTIONS"]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if sets and not all_:
+        summary = ", ".join(f"{b} {have}/{n}" for b, (n, have) in sorted(sets.items()))
+        click.echo(f"direction files here, per set: {summary} (--all lists them)")
 
 
 @cli.command("download")
 @click.argument("name")
+@click.option("--all", "all_", is_flag=True,
+              help="Everything the model uses: its generator, its encoder and its direction files.")
 @click.option("--force", is_flag=True, help="Fetch again even if a copy is present.")
 @_one_line_errors
-def download_cmd(name: str, force: bool):
-    """Download NAME into the cache (resumes partial downloads) and print its path."""
-    click.echo(str(W.download(name, force=force)))
+def download_cmd(name: str, all_: bool, force: bool):
+    """Download NAME into the cache (resumes partial downloads, checks sizes and checksums,
+    shows each file's licence) and print its path. With --all, every file the model NAME uses;
+    a file that fails is reported and the others are still fetched (exit 5 if any failed)."""
+    if not all_:
+        click.echo(str(W.download(name, force=force)))
+        return
+    from ..errors import WeightsError
+    from ..manifest import registered_parts
+
+    entries = registered_parts(name).entries
+    failed = []
+    for e in entries:
+        had = bool(W.where_found(e)) and not force
+        try:
+            path = W.download(e.name, force=force)
+        except WeightsError as exc:
+            failed.append((e.name, exc))
+            click.echo(f"failed    {e.name}: {exc}", err=True)
+            continue
+        click.echo(f"{'here' if had else 'fetched':9} {e.name}  {path}")
+    if failed:
+        first = failed[0][1]
+        raise type(first)(f"{len(failed)} of {len(entries)} files of {name} failed "
+                          f"({', '.join(n for n, _ in failed)}); run the same command again "
+                          f"to retry and resume")
+    click.echo(f"{name}: complete ({len(entries)} files)", err=True)
 
 
 @cli.command("verify")

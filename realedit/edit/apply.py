@@ -7,6 +7,10 @@ Meaning of an amount (``age=+3``), the one convention used everywhere in realedi
   the direction (then +-1 is meant as a just-visible change and +-3 a clear one, measured on
   photos; ``realedit directions list`` shows it). For a W+ code the same step is added to every
   layer of the direction's layer range.
+- A named GANSpace edit (``realedit.edit.formats``, e.g. e4e's ``lipstick``) sets a PCA
+  coordinate instead: ``amount`` is the fraction of the published edit (+1: the coordinate,
+  measured on W+ layer 0, is moved to the published strength, on the published layers), so
+  its step depends on the code; ``mode="distance"`` does not apply to it.
 - ``mode="distance"`` (InterFaceGAN's Z-style edit): ``amount`` is the signed distance to the
   attribute's hyperplane the code should end up at, ``n . x + offset`` with ``n`` the primal
   unit normal and ``offset`` the fitted SVM offset (``stats["offset"]``; 0 for released
@@ -25,6 +29,7 @@ import numpy as np
 
 from ..errors import EditArgumentError, EditError
 from .directions import Direction, DirectionBank, _dedupe, condition, format_layers, space_label
+from .formats import ganspace_step, is_ganspace
 
 # Acceptable direction spaces for a code of each space, in order of preference.
 _DIRECTION_SPACES = {"z": ("z",), "w": ("w",), "wp": ("wp", "w")}
@@ -81,7 +86,14 @@ def apply_edits(latent, space: str, edits: Mapping, keep: Sequence[str] = (),
                 raise EditError(f"a layer range for {name!r} needs a W+ code (space 'wp')")
             d = d.with_layers(layers[name])
         _check_fits(d, space, n_layers, dim)
-        resolved.append((d, primal, amount * d.scale if mode == "add" else amount))
+        if is_ganspace(primal):
+            if mode != "add":
+                raise EditError(f"{primal.label} is a GANSpace edit (it sets a coordinate "
+                                f"already): use mode 'add'")
+            amount = ganspace_step(primal, x, amount)  # (N,): depends on each code
+        elif mode == "add":
+            amount = amount * d.scale
+        resolved.append((d, primal, amount))
     if not resolved:
         return restore(x)
 
@@ -120,8 +132,9 @@ def amount_warnings(edits: Mapping, keep: Sequence[str] = (), bank: DirectionBan
 def _move(x: np.ndarray, vecs, amounts, primals, mode) -> np.ndarray:
     """x: (N, d). vecs: [(move direction, primal normal)], amounts: per direction."""
     D = np.stack([v for v, _ in vecs])                    # (k, d)
-    if mode == "add":
-        return x + np.asarray(amounts) @ D
+    if mode == "add":  # an amount is a number, or one per code (GANSpace)
+        A = np.stack([np.broadcast_to(np.asarray(a, np.float64), x.shape[:1]) for a in amounts], 1)
+        return x + A @ D
     Nrm = np.stack([n for _, n in vecs])                  # (k, d)
     offsets = np.array([float(p.stats.get("offset", 0.0) or 0.0) for p in primals])
     dist = x @ Nrm.T + offsets                            # (N, k) current signed distances

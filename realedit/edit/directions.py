@@ -572,13 +572,17 @@ def boundaries_dirs() -> list[Path]:
     return out
 
 
-def bank_for_model(name: str) -> DirectionBank:
+def bank_for_model(name: str, download: bool = True) -> DirectionBank:
     """Every direction known for the registered model ``name``, labelled with that name.
 
-    Sources: the InterFaceGAN files whose prefix the registry entry names (``boundaries =
-    "stylegan_ffhq"``, found in :func:`boundaries_dirs`) and the model's own realedit bank as
-    :func:`realedit.manifest.resolve_model` finds it (its manifest's ``bank``, else the entry's
-    ``directions`` key or ``weights/<name>.directions.json``). EditError if none is found.
+    Sources: the model's direction set (``boundaries = "stylegan_ffhq"`` in its entry): a folder
+    of released InterFaceGAN files named with that prefix in :func:`boundaries_dirs` if there is
+    one, else the registered direction files of the set (``bank = "stylegan_ffhq"``), fetched
+    on first use and verified (``download=False``: only files already here); and the model's
+    own realedit bank as :func:`realedit.manifest.resolve_model` finds it (its manifest's
+    ``bank``, else the entry's ``directions`` key or ``weights/<name>.directions.json``).
+    EditError if none is found; WeightsNotFound (naming the file, where it goes and the command
+    that fetches it) when a registered direction file cannot be had.
     """
     from .. import weights
 
@@ -590,6 +594,8 @@ def bank_for_model(name: str) -> DirectionBank:
             if folder.is_dir() and any(folder.glob(f"{prefix}_*_boundary.npy")):
                 bank = bank.merge(load_interfacegan_dir(folder, model=prefix).relabel(prefix, name))
                 break
+        else:
+            bank = bank.merge(_registered_set(name, prefix, download))
     from ..manifest import resolve_model
 
     own_ref = resolve_model(name).bank  # the manifest's bank, or the registry's `directions`
@@ -607,6 +613,37 @@ def bank_for_model(name: str) -> DirectionBank:
                         + (f"InterFaceGAN files {prefix}_* not found in {where}" if prefix else
                            f"fit one with `realedit directions fit --model {name} ...` and save it "
                            f"as weights/{name}.directions.npz/.json"))
+    return bank
+
+
+def bank_for_set(model: str, prefix: str, download: bool = True) -> DirectionBank:
+    """The registered direction files of the set ``prefix`` (e.g. "e4e_ffhq") for ``model`` (an
+    id or path), fetched on first use; EditError when the set has no files."""
+    bank = _registered_set(model, prefix, download, registered=False)
+    if not len(bank):
+        raise EditError(f"no registered direction files of the set {prefix!r}")
+    return bank
+
+
+def _registered_set(model: str, prefix: str, download: bool,
+                    registered: bool = True) -> DirectionBank:
+    """The registered direction files of set ``prefix``, read into one bank for ``model``
+    (``registered``: ``model`` is a registry name, which `weights download --all` takes)."""
+    from .. import weights
+    from ..errors import WeightsError
+    from ..manifest import direction_entries
+    from .formats import read_direction_file
+
+    bank = DirectionBank()
+    for d in direction_entries(prefix):
+        try:
+            path = weights.resolve(d, download=download)
+        except WeightsError as exc:
+            if not registered:
+                raise
+            raise type(exc)(f"{exc}; `realedit weights download {model} --all` fetches every "
+                            f"file {model} uses") from None
+        bank = bank.merge(read_direction_file(path, d.format, model, d.extra.get("direction")))
     return bank
 
 

@@ -68,6 +68,9 @@ def _registry_kind(path_or_name):
         return None
     kind = getattr(e, "kind", None)
     role = getattr(e, "role", "") or ""
+    from .psp_format import REGISTRY_FORMATS
+    if getattr(e, "format", "") in REGISTRY_FORMATS:  # a pSp / e4e file holds its generator
+        return "stylegan2"
     if role and role != "generator" and kind not in KINDS + ("realedit",):
         raise FormatError(f"weights '{path_or_name}' are a {kind} {role}, not a generator")
     return kind if kind in KINDS else None

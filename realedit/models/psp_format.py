@@ -149,5 +149,7 @@ def decoder_checkpoint(pc: PSPCheckpoint):
         # e4e/pSp's latent_avg is the decoder's mean w (rosinality mean_latent), one row per layer
         obj["latent_avg"] = la.detach().reshape(-1, la.shape[-1])[0]
     ckpt = from_rosinality(obj, pc.path)
-    ckpt.meta.update(source_format=pc.family, encoder_type=pc.encoder_type)
+    ckpt.meta.update(source_format=pc.family, encoder_type=pc.encoder_type,
+                     psp_opts={k: pc.opts[k] for k in ("dataset_type", "stylegan_size",
+                                                        "output_size") if k in pc.opts})
     return ckpt
