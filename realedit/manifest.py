@@ -160,13 +160,21 @@ class RegisteredParts:
     model: object                 # the model's own WeightEntry
     encoder: object | None        # its encoder's entry (the model itself for a pSp / e4e file)
     directions: tuple = ()        # direction files of its set (entries whose bank is its set)
+    loss: tuple = ()              # what its default inversion's loss needs (LPIPS VGG), if any
 
     @property
     def entries(self) -> list:
         out = [self.model]
         if self.encoder is not None and self.encoder is not self.model:
             out.append(self.encoder)
-        return out + list(self.directions)
+        return out + list(self.directions) + list(self.loss)
+
+
+# Generator files whose discriminator realedit reads: their inversions' default loss uses its
+# features; other models optimise with LPIPS (VGG16 backbone + linear heads).
+_WITH_DISCRIMINATOR = {("stylegan2", "stylegan2-ada-pickle"), ("stylegan2", "nvidia-tf1-pickle"),
+                       ("stylegan2", "realedit-model")}
+LPIPS_PARTS = ("lpips-vgg-head", "vgg16-backbone")
 
 
 def direction_entries(bank: str) -> list:
@@ -193,7 +201,12 @@ def registered_parts(name: str) -> RegisteredParts:
     else:
         encoder = next((p for p in partners if p.role == "encoder"), None)
     dirs = direction_entries(e.boundaries) + [p for p in partners if p.role == "directions"]
-    return RegisteredParts(e, encoder, tuple(dirs))
+    # The default inversion refines with a loss unless the encoder is a pSp / e4e one.
+    refines = encoder is None or encoder.format not in REGISTRY_FORMATS
+    loss = ()
+    if refines and (e.kind, e.format) not in _WITH_DISCRIMINATOR:
+        loss = tuple(weights.entry(n) for n in LPIPS_PARTS)
+    return RegisteredParts(e, encoder, tuple(dirs), loss)
 
 
 def default_encoder(name_or_path, files: ModelFiles, source_format: str = "",
