@@ -567,9 +567,16 @@ def _resolve_entry(e: WeightEntry, download: bool) -> Path:
     return _download_entry(e, force=False, progress=True)
 
 
+def _fetch_command(e: WeightEntry) -> str:
+    """The command that fetches ``e``; for a model, the one that fetches everything it uses."""
+    if e.role == "generator" or e.format in ("e4e-pt", "psp-pt"):
+        return f"`realedit weights download {e.name} --all` fetches it (with all the model uses)"
+    return f"`realedit weights download {e.name}` fetches it"
+
+
 def _fetch_hint(e: WeightEntry) -> str:
     """The command that fetches ``e`` (for one-line "missing file" messages)."""
-    return f"`realedit weights download {e.name}` fetches it" if e.urls else "it has no download URL"
+    return _fetch_command(e) if e.urls else "it has no download URL"
 
 
 def download(name: str, force: bool = False, progress: bool = True) -> Path:
@@ -590,8 +597,8 @@ def _download_entry(e: WeightEntry, force: bool, progress: bool) -> Path:
     if offline():
         raise WeightsNotFound(
             f"weights '{e.name}' ({e.file}) are not in the cache and {ENV_OFFLINE}=1 forbids "
-            f"downloading; `realedit weights download {e.name}` fetches it where the network "
-            f"is allowed, or {_how_to_get(e)} and place it at {target}")
+            f"downloading; {_fetch_command(e)} where the network is allowed, or "
+            f"{_how_to_get(e)} and place it at {target}")
     if not e.urls:
         raise WeightsNotFound(
             f"weights '{e.name}' have no download URL; get {e.file} from "

@@ -58,8 +58,9 @@ def train_encoder(model, data, steps, output, resume, loss, batch, lr, real_frac
     try:
         _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,
                        checkpoint_every, seed, register_name, device)
-    except RealeditError as exc:
-        raise click.ClickException(str(exc)) from None
+    except RealeditError as exc:  # one line, with the error's own exit code (5: weights)
+        from . import CliError
+        raise CliError(exc) from None
 
 
 def _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fraction,

@@ -110,7 +110,11 @@ def verify_cmd(name: str | None):
     """Check sizes and checksums of NAME, or of every present file. Exit 1 on any mismatch."""
     results = W.verify(name)
     if name is not None and results[0].status == "missing":
-        raise click.ClickException(f"'{name}' is not present; place it at {results[0].path}")
+        e = W.entry(name)
+        how = (f"`realedit weights download {name}` fetches it" if e.urls
+               else f"get {e.file} from {e.page or 'its publisher'}")
+        raise W.WeightsNotFound(f"'{name}' ({e.file}) is not present: {how}, or place it at "
+                                f"{results[0].path}")
     shown = results if name else [r for r in results if r.status != "missing"]
     for r in shown:
         click.echo(f"{r.status:8}  {r.name}  {r.path}  {r.detail}".rstrip())
