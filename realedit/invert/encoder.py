@@ -404,6 +404,9 @@ class EncoderInverter:
     """
 
     name = "encoder"
+    # Its reconstruction is exactly realedit.invert.synthesize(G, latent, space) (constant
+    # noise, no override): Editor reuses it as the edits' "before" image.
+    reconstruction_is_synthesis = True
 
     def __init__(self, generator, encoder=None, **_ignored):
         if encoder is None:
