@@ -40,6 +40,9 @@ def _stats_summary(d) -> str:
                 f"{st['success']:.3f}  photos={st.get('photos_train', '?')}+{st.get('photos_val', '?')}")
     if "eigenvalue" in st:
         return f"eigenvalue {st['eigenvalue']:.4g} ({100 * st.get('explained', 0):.1f}%)"
+    if d.source == "ganspace":  # e4e's named GANSpace edit: +1 = its published strength
+        return (f"PCA component {st['component']}: +1 moves its coordinate to "
+                f"{st['strength']:+g} std ({st.get('file', '')})")
     return st.get("file", "")
 
 
@@ -62,7 +65,8 @@ def list_cmd(source, model, space):
 
     scale: unit normals moved per +1 of --attr (1 = uncalibrated); range: the largest |amount|
     measured to keep the face (default 3 where not measured; realedit warns beyond it); +1: the
-    mean effect of --attr NAME=+1 on photos, where the bank was calibrated.
+    mean effect of --attr NAME=+1 on photos, where the bank was calibrated. Source ganspace (e4e's
+    named GANSpace edits): the amount is the fraction of e4e's published edit (+1: exactly it).
     """
     from ..edit.directions import format_layers, load_bank, space_label
 
