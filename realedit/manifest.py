@@ -204,7 +204,7 @@ def registered_parts(name: str) -> RegisteredParts:
     # The default inversion refines with a loss unless the encoder is a pSp / e4e one.
     refines = encoder is None or encoder.format not in REGISTRY_FORMATS
     loss = ()
-    if refines and (e.kind, e.format) not in _WITH_DISCRIMINATOR:
+    if e.role == "generator" and refines and (e.kind, e.format) not in _WITH_DISCRIMINATOR:
         loss = tuple(weights.entry(n) for n in LPIPS_PARTS)
     return RegisteredParts(e, encoder, tuple(dirs), loss)
 

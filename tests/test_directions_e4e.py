@@ -2,9 +2,6 @@
 e4e's named edits; e4e's own formulas reproduced, the set fetched through the registry."""
 from __future__ import annotations
 
-import shutil
-
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner

@@ -617,3 +617,21 @@ def test_cli_add(tmp_path, home):
     e = W.entry("mine")
     assert (e.kind, e.resolution) == ("pggan", 128)
     assert W.resolve("mine") == home / "weights" / "user" / "mine" / "mine.pt"
+
+
+def test_model_parts_are_what_download_all_fetches():
+    from realedit.manifest import default_inverter, registered_parts
+
+    names = lambda n: [e.name for e in registered_parts(n).entries]  # noqa: E731
+    e4e_files = ["e4e-ffhq-age", "e4e-ffhq-ganspace-pca", "e4e-ffhq-pose", "e4e-ffhq-smile"]
+    for model in ("stylegan2-ffhq-1024", "stylegan2-ffhq-1024-tf", "stylegan2-ffhq-1024-rosinality"):
+        # e4e inverts (no refinement loss needed); its file is the encoder
+        assert names(model) == [model, "e4e-ffhq-encoder", *e4e_files]
+        assert default_inverter(model) == "encoder"
+    assert names("e4e-ffhq-encoder") == ["e4e-ffhq-encoder", *e4e_files]  # encoder + decoder in one
+    sg = names("stylegan-ffhq-1024")  # no encoder, no discriminator: optimised with LPIPS
+    assert sg[0] == "stylegan-ffhq-1024" and sg[-2:] == ["lpips-vgg-head", "vgg16-backbone"]
+    assert len([n for n in sg if n.startswith("interfacegan-stylegan_ffhq_")]) == 14
+    assert default_inverter("stylegan-ffhq-1024") == "hybrid"
+    assert names("dlib-shape-predictor-68") == ["dlib-shape-predictor-68"]
+    assert names("realedit-celeba64")[:2] == ["realedit-celeba64", "realedit-celeba64-encoder"]
