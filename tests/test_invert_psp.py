@@ -169,6 +169,7 @@ def test_the_decoder_is_the_generator(tmp_path, G, enc_state):
                               atol=1e-5)
 
 
+@pytest.mark.slow
 def test_encoder_and_hybrid_inverters_take_the_file(tmp_path, G, enc_state):
     path = write(tmp_path, G, enc_state, latent_avg=latent_avg_for(G))
     x = faces(1, G.resolution)
@@ -180,6 +181,10 @@ def test_encoder_and_hybrid_inverters_take_the_file(tmp_path, G, enc_state):
     # hybrid's refinement starts from the e4e code: zero steps of it is the code itself
     h = invert.get("hybrid", G, encoder=str(path), loss="mse", steps=1, lr=0.0, wp_lr=0.0)
     assert torch.allclose(h.invert(x, "wp").latent, r.latent, atol=1e-6)
+    # pti's pivot is that code (steps=0: e4e's alone), then a copy of G is tuned on the face
+    p = invert.get("pti", G, encoder=str(path), loss="mse", steps=0, tune_steps=2)
+    rp = p.invert(x, "wp")
+    assert torch.equal(rp.latent, r.latent) and rp.generators and rp.generators[0] is not G
 
 
 def test_refused_files(tmp_path, G, enc_state):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import pathlib
 import pickle
 import re
 import warnings
@@ -110,8 +111,10 @@ def _torch_load(path: Path, mmap: bool = False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            # rosinality and pSp/e4e checkpoints also hold their argparse options (inert data).
-            with torch.serialization.safe_globals([argparse.Namespace]):
+            # rosinality and pSp/e4e checkpoints also hold their argparse options (inert data;
+            # a training script may have stored a path as a path object).
+            with torch.serialization.safe_globals([argparse.Namespace, pathlib.PosixPath,
+                                                   pathlib.PurePosixPath]):
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
             m = re.search(r"GLOBAL ([\w.]+)", str(exc))
