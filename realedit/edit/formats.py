@@ -36,9 +36,6 @@ E4E_GANSPACE_EDITS = {
     "white_hair": (57, 7, 10, -24),
     "lipstick": (34, 10, 11, 20),
 }
-# Sensible range of a named GANSpace amount (a multiple of e4e's edit): beyond twice e4e's own
-# strength a warning is printed.
-GANSPACE_RANGE = 2.0
 GANSPACE = "ganspace"   # Direction.source of a named GANSpace edit
 
 
@@ -104,8 +101,8 @@ def ganspace_directions(pca: dict, edits: dict = E4E_GANSPACE_EDITS, *,
                  "end_layer": int(end), "strength": float(strength),
                  "std": float(pca["std"][idx]), "comp_norm": float(np.linalg.norm(comp)),
                  "mean_dot": float(pca["mean"] @ comp)}
-        bank.add(Direction(name, comp, model, "wp", tuple(range(first, end)), (), GANSPACE,
-                           stats, 1.0, GANSPACE_RANGE))
+        # No measured range: the default one (a warning beyond 3 x e4e's edit) applies.
+        bank.add(Direction(name, comp, model, "wp", tuple(range(first, end)), (), GANSPACE, stats))
     return bank
 
 
