@@ -3,9 +3,15 @@ or loading anything, so a typo fails in a fraction of a second, not after the mo
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence
 
 from .errors import EditArgumentError as EditError  # a bad --attr/--keep is a bad argument (2)
+from .errors import UsageError
+
+# A face index is a few ASCII digits: str.isdigit() also says yes to '²' and other Unicode
+# digits, and int() of a 5000-digit string raises ValueError past Python's 4300-digit guard.
+_FACE_INDEX = re.compile(r"[0-9]{1,6}")
 
 
 def parse_edits(items: Sequence[str]) -> dict[str, float]:
@@ -25,6 +31,24 @@ def parse_edits(items: Sequence[str]) -> dict[str, float]:
             raise EditError(f"bad amount in {item!r}: must be finite")
         out[name] = out.get(name, 0.0) + amount
     return out
+
+
+def parse_policy(value) -> str | int:
+    """Face selection: 'largest' | 'all' | a face index (an int, or ASCII digits in a string,
+    as the CLI and forms send it); UsageError (exit 2, HTTP 400) for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        policy = value
+    elif isinstance(value, str) and value.strip().lower() in ("largest", "all"):
+        return value.strip().lower()
+    elif isinstance(value, str) and _FACE_INDEX.fullmatch(value.strip()):
+        policy = int(value.strip())
+    else:
+        shown = repr(value) if len(str(value)) <= 40 else repr(str(value)[:20]) + "..."
+        raise UsageError(f"face selection must be 'largest', 'all' or an index (0 = the "
+                         f"largest face), got {shown}")
+    if policy < 0:
+        raise UsageError(f"face index must be >= 0, got {policy}")
+    return policy
 
 
 def check_keep(edits, keep: Sequence[str]) -> None:

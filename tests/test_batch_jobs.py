@@ -98,8 +98,9 @@ def check_complete(out: Path, good, bad, records=None):
     for r in records:
         if r["status"] == "ok":
             for o in r["outputs"]:
-                assert file_digest(o["path"])["sha256"] == o["sha256"]
-                assert Image.open(o["path"]).size == Image.open(r["src"]).size
+                path = out / o["path"]  # relative to the job folder (absolute in old ledgers)
+                assert file_digest(path)["sha256"] == o["sha256"]
+                assert Image.open(path).size == Image.open(r["src"]).size
     assert not list(out.rglob(".*.tmp")), "no partial file left"
 
 
@@ -182,7 +183,7 @@ def test_local_job_records_every_photo_and_reruns_do_nothing_twice(mixed12, tmp_
     # the edit changed the face and nothing far from it
     rec = next(r for r in photo_records(out) if r["status"] == "ok")
     before = np.asarray(Image.open(rec["src"]).convert("RGB"), np.int16)
-    after = np.asarray(Image.open(rec["outputs"][0]["path"]).convert("RGB"), np.int16)
+    after = np.asarray(Image.open(out / rec["outputs"][0]["path"]).convert("RGB"), np.int16)
     diff = np.abs(after - before).max(axis=2)
     assert diff.max() > 10 and diff[:10].max() == 0 and diff[:, :10].max() == 0
     n_lines = len(photo_records(out))
@@ -215,6 +216,204 @@ def test_cli_batch_exit_codes_and_progress(mixed12, tmp_path):
                                    "--inverter", "encoder"])
     assert res.exit_code != 0 and "smiel" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o3").exists()
+
+
+# ---------------------------------------------------------------------------- abuse and kills
+
+def _proc_stat(pid: int) -> tuple[str, int, str] | None:
+    """(state, parent pid, start time) of a live process from /proc, else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            rest = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return rest[0], int(rest[1]), rest[19]
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Every process below ``root``: pid -> start time (so a reused pid is not mistaken)."""
+    parents: dict[int, list[int]] = {}
+    starts = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _proc_stat(int(name))) is not None:
+            parents.setdefault(st[1], []).append(int(name))
+            starts[int(name)] = st[2]
+    out, todo = {}, [root]
+    while todo:
+        for kid in parents.get(todo.pop(), []):
+            out[kid] = starts[kid]
+            todo.append(kid)
+    return out
+
+
+def _alive(procs: dict[int, str]) -> list[int]:
+    """Which of ``procs`` still run (a zombie nobody reaps has ended)."""
+    alive = []
+    for pid, start in procs.items():
+        st = _proc_stat(pid)
+        if st is not None and st[2] == start and st[0] not in "ZX":
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree in /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_local_driver_takes_its_workers_along(mixed12, tmp_path, sig):
+    """The CPU-stage worker (and multiprocessing's resource_tracker) outlived a killed driver
+    by 15 minutes and more, ~430 MB each time. Within 10 s of the kill none may be left."""
+    src, good, _ = mixed12
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "realedit.cli", "batch", str(src), "--attr",
+                             "smile=+2", "-o", str(out), "--inverter", "encoder", "--batch", "2",
+                             "--cpu-workers", "1", "--threads", "1"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # mid-job: a photo is recorded, the worker and the resource tracker are running
+        def started():
+            kids = _descendants(proc.pid)
+            return _n_ok(out) >= 1 and len(kids) >= 2 and kids
+        assert _wait_for(started, 300, proc), "the job made no progress"
+        kids = _descendants(proc.pid)
+        assert len(_alive(kids)) >= 2, kids
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _alive(kids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _alive(kids)
+    finally:
+        proc.kill()
+        proc.wait()
+    for pid in left:  # clean up after a failure: never leave them running
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"still running 10 s after {sig.name} of the driver: {left}"
+    assert _n_ok(out) < len(good), "the job had finished before the kill; nothing was tested"
+
+
+def _tiny_job(folder: Path, good: int, bad: int) -> tuple[Path, list[str], list[str]]:
+    keys = make_photos(folder, good, bad)
+    return folder, *keys
+
+
+def test_a_torn_last_ledger_line_is_repaired_and_said(tmp_path):
+    """A crash cut the last line in half; the rerun's next line was glued to the fragment and
+    lost (a failed photo had no line at all, and nothing was said)."""
+    src, good, bad = _tiny_job(tmp_path / "in", 2, 2)
+    out = tmp_path / "out"
+    run_job([str(src)], out, SPEC, batch=4, cpu_workers=0)
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_bytes().splitlines(keepends=True)
+    last_photo = max(i for i, ln in enumerate(lines) if b'"type": "photo"' in ln)
+    torn_key = json.loads(lines[last_photo])["key"]
+    # the crash: that photo's line half written, nothing after it
+    manifest.write_bytes(b"".join(lines[:last_photo]) + lines[last_photo][:40])
+    said = []
+    s = run_job([str(src)], out, SPEC, batch=4, cpu_workers=0, on_warning=said.append)
+    assert (s.done, s.failed, s.already_done, s.skipped_failed) == (1, 0, 1, len(bad))
+    assert len(said) == 1 and "torn" in said[0] and "manifest.jsonl" in said[0], said
+    recs = photo_records(out)
+    assert sorted({r["key"] for r in recs}) == sorted(good + bad), "every photo has a line"
+    assert [r["key"] for r in recs].count(torn_key) == 1
+    check_complete(out, good, bad, recs)
+    raw = manifest.read_bytes()
+    assert raw.endswith(b"\n") and all(json.loads(ln) for ln in raw.splitlines())
+    # a line whole but for its newline is kept (and the newline added), not dropped
+    manifest.write_bytes(raw[:-1])
+    said.clear()
+    s = run_job([str(src)], out, SPEC, batch=4, cpu_workers=0, on_warning=said.append)
+    assert (s.done, s.failed) == (0, 0) and len(said) == 1
+    assert manifest.read_bytes().endswith(b"\n") and all(
+        json.loads(ln) for ln in manifest.read_bytes().splitlines())
+
+
+def test_a_copied_job_folder_checks_its_own_outputs(tmp_path):
+    """`cp -a k1 k7; rm k7/x_edited.jpg`: the rerun on k7 checked k1's files by their absolute
+    paths, said everything was done, and never made the missing output."""
+    src, good, _ = _tiny_job(tmp_path / "in", 3, 0)
+    k1, k7 = tmp_path / "k1", tmp_path / "k7"
+    run_job([str(src)], k1, SPEC, batch=4, cpu_workers=0)
+    for r in photo_records(k1):
+        for o in r["outputs"]:
+            assert not Path(o["path"]).is_absolute(), o  # relative to the job folder
+    shutil.copytree(k1, k7)
+    gone = k7 / Path(good[1]).with_suffix("").as_posix()
+    gone = gone.parent / f"{gone.name}_edited.png"
+    kept = (k1 / gone.relative_to(k7)).read_bytes()
+    gone.unlink()
+    s = run_job([str(src)], k7, SPEC, batch=4, cpu_workers=0)
+    assert (s.done, s.already_done) == (1, 2)
+    assert gone.read_bytes() == kept  # the same edit again
+    check_complete(k7, good, [])
+    # an old ledger (absolute paths, into k1) copied to k8 is still read, and k8's files judged
+    k8 = tmp_path / "k8"
+    shutil.copytree(k1, k8)
+    old = []
+    for ln in (k8 / "manifest.jsonl").read_text().splitlines():
+        r = json.loads(ln)
+        for o in r.get("outputs", ()):
+            o["path"] = str(k1 / o["path"])
+        old.append(json.dumps(r))
+    (k8 / "manifest.jsonl").write_text("\n".join(old) + "\n")
+    (k8 / gone.relative_to(k7)).unlink()
+    s = run_job([str(src)], k8, SPEC, batch=4, cpu_workers=0)
+    assert (s.done, s.already_done) == (1, 2)
+    s = run_job([str(src)], k1, SPEC, batch=4, cpu_workers=0)  # the original: all still there
+    assert (s.done, s.already_done) == (0, 3)
+
+
+@pytest.mark.parametrize("how", ["file_in_the_way", "read_only"])
+def test_an_unwritable_output_stops_the_job_and_a_plain_rerun_redoes_it(tmp_path, how):
+    """A folder that cannot be written fails every photo that goes there: the job stops at the
+    first (no more photos inverted for nothing), and once the folder is fixed a plain rerun
+    redoes those photos (but not the broken inputs)."""
+    if how == "read_only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    src, good, bad = _tiny_job(tmp_path / "in", 6, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    blocked = out / "a"  # the first photos (keys sorted) go to out/a
+    if how == "file_in_the_way":
+        blocked.write_text("not a folder")
+    else:
+        blocked.mkdir()
+        blocked.chmod(0o555)
+    with pytest.raises(OutputError, match="stopped") as err:
+        run_job([str(src)], out, SPEC, batch=2, cpu_workers=0)
+    assert str(blocked) in str(err.value)
+    recs = photo_records(out)
+    assert 1 <= len(recs) <= 2, recs  # the first batch only
+    assert all(r["status"] == "failed" and r["exit_code"] == 7 for r in recs)
+    if how == "file_in_the_way":
+        blocked.unlink()
+    else:
+        blocked.chmod(0o755)
+    s = run_job([str(src)], out, SPEC, batch=2, cpu_workers=0)
+    assert s.done == len(good) and s.failed == len(bad) and s.skipped_failed == 0
+    check_complete(out, good, bad, [r for r in photo_records(out)[len(recs):]])
+    s = run_job([str(src)], out, SPEC, batch=2, cpu_workers=0)
+    assert (s.done, s.failed, s.already_done, s.skipped_failed) == (0, 0, len(good), len(bad))
+
+
+@pytest.mark.parametrize("value", ["²", "9" * 5000, "-1", "1.5", "٣"])
+def test_bad_face_selection_is_a_usage_error(tmp_path, value):
+    from realedit.align.select import parse_policy
+    from realedit.cli import cli
+
+    with pytest.raises(UsageError):
+        parse_policy(value)
+    for cmd in (["batch", str(tmp_path), "--attr", "smile=1", "-o", str(tmp_path / "x")],
+                ["edit", str(ASTRONAUT), "--attr", "smile=1", "-o", str(tmp_path / "y")]):
+        res = CliRunner().invoke(cli, [*cmd, "--faces", value])
+        assert res.exit_code == 2, (res.output, res.exception)
+        assert "Traceback" not in res.output and "face" in res.output
+        assert len(res.output.strip().splitlines()) == 1 and len(res.output) < 300, res.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert parse_policy("12") == 12 and parse_policy(" all ") == "all"
 
 
 # ---------------------------------------------------------------------------- Ray

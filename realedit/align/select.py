@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import NoFaceError, UsageError
+from ..args import parse_policy  # noqa: F401 - the one parser; re-exported from here
+from ..errors import NoFaceError
 from .detect import Face
 
 # Smallest FFHQ quad side (photo pixels) worth aligning: below it a 256 crop is mostly
@@ -18,21 +19,6 @@ class Skipped:
     face: Face
     index: int
     reason: str
-
-
-def parse_policy(value) -> str | int:
-    """'largest' | 'all' | a non-negative integer (also as a string, for the CLI)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        policy = value
-    elif isinstance(value, str) and value.strip().lower() in ("largest", "all"):
-        return value.strip().lower()
-    elif isinstance(value, str) and value.strip().isdigit():
-        policy = int(value.strip())
-    else:
-        raise UsageError(f"face selection must be 'largest', 'all' or an index, got {value!r}")
-    if policy < 0:
-        raise UsageError(f"face index must be >= 0, got {policy}")
-    return policy
 
 
 def select_faces(faces: list[Face], policy: str | int = "largest", *,

@@ -93,9 +93,8 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
                          max_pixels=int(max_megapixels * 1e6), session_ttl=session_minutes * 60,
                          max_sessions=max_sessions, max_waiting=max_queue)
     # On loopback only this machine's own names are answered (DNS rebinding: a page on
-    # another site whose name resolves to 127.0.0.1 must not drive the server). Starlette's
-    # host check cuts "[::1]:8000" at the first colon, so IPv6 loopback goes unchecked.
-    hosts = None if warning or ":" in host else sorted({host, "127.0.0.1", "localhost"})
+    # another site whose name resolves to 127.0.0.1 must not drive the server).
+    hosts = None if warning else sorted({host, "127.0.0.1", "localhost", "::1"})
     app = create_app(editor, config, warn=warning, allowed_hosts=hosts)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"realedit serve: open http://{shown}:{port}/ (API docs at /docs); Ctrl-C stops",

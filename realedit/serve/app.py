@@ -4,28 +4,35 @@
                                           once when the form also names ``faces``)
     POST   /api/sessions/{id}/invert      {"faces": "largest" | "all" | N} -> queue position
     GET    /api/sessions/{id}             state, queue position, progress, faces, error
+                                          (?wait=S: waits, without holding a thread, until
+                                          the inversion ends)
     GET    /api/sessions/{id}/image       ?edit=smile=2&keep=gender&size=preview|full -> image
     DELETE /api/sessions/{id}             forget the photo now (else it expires)
     GET    /api/attributes                the sliders: attribute names and amount ranges
     GET    /api/health                    model, queue length, sessions
     GET    /docs, /openapi.json           OpenAPI (docs assets served locally, no CDN)
 
-Every error is a JSON body {"error": one line, "kind": ...} with a 4xx status (5xx only for a
-bug), and the server keeps serving.
+Every error is a JSON body {"error": one line, "kind": ...} with a 4xx status (503 when the
+server is full, with Retry-After; 5xx otherwise only for a bug), and the server keeps serving.
+Writes (POST, DELETE) sent by another site's web page are refused (403), whatever the Host.
 """
 from __future__ import annotations
 
+import copy
 import io
+import ipaddress
 import logging
+import math
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import anyio
 import numpy as np
-from fastapi import FastAPI, File, Form, Query, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -33,7 +40,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import EditError, ImageError, NoFaceError, RealeditError, UsageError
-from .jobs import Busy, Conflict, InversionQueue, Session, SessionStore
+from .jobs import Busy, Conflict, InversionQueue, Session, SessionStore, TooManyPolls
 
 log = logging.getLogger("realedit.serve")
 STATIC = Path(__file__).with_name("static")
@@ -47,13 +54,22 @@ MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Limits of one server. Pixels: 40 MP takes ~120 MB decoded, per session."""
+    """Limits of one server. Pixels: 40 MP takes ~120 MB decoded, per session.
+
+    max_per_client: photos one remote client address may hold (None: half of max_sessions,
+    rounded up); clients on this machine (loopback) share the whole store.
+    max_long_polls: clients waiting at once on GET /api/sessions/{id}?wait= (more get 429).
+    big_photo_pixels: photos larger than this are searched for faces in a lane of their own,
+    so a small upload never waits for a big photo's detection (tens of seconds at 40 MP)."""
 
     max_upload_bytes: int = 30 * 1024 * 1024
     max_pixels: int = 40_000_000
     session_ttl: float = 1800.0
     max_sessions: int = 16
+    max_per_client: int | None = None
     max_waiting: int = 8
+    max_long_polls: int = 100
+    big_photo_pixels: int = 4_000_000
     preview_size: int = 768
     sweep_every: float = 30.0
 
@@ -61,6 +77,8 @@ class ServeConfig:
 # ------------------------------------------------------------------------------ errors
 
 def _status(exc: RealeditError) -> int:
+    if isinstance(exc, TooManyPolls):
+        return 429
     if isinstance(exc, Busy):
         return 503
     if isinstance(exc, Conflict):
@@ -119,6 +137,99 @@ class BodyLimit:
                 raise
         if over and not answered:
             await error_response(413, message, "too_large")(scope, receive, send)
+
+
+# Methods that change nothing on the server: any page may send them (as <img> or a link can).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _host_port(netloc: str | None, default_port: int | None = None):
+    """(host, port) of a Host header or an origin's netloc, host lower-case without IPv6
+    brackets; None when malformed (a port that is not a number, user info, a path)."""
+    from urllib.parse import urlsplit
+
+    if not netloc or any(c in netloc for c in "/?#@\\ "):
+        return None
+    try:
+        u = urlsplit("//" + netloc)
+        host, port = u.hostname, u.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host, port if port is not None else default_port
+
+
+def _cross_origin(headers, host) -> str | None:
+    """Why a write comes from another site's web page, or None when it does not: a browser
+    says who sent it (Sec-Fetch-Site, Origin); clients that are not browsers (curl, scripts)
+    send neither and are let through, as the API's users."""
+    from urllib.parse import urlsplit
+
+    site = headers.get("sec-fetch-site")
+    if site in ("cross-site", "same-site"):
+        return f"the request came from a page of another site (Sec-Fetch-Site: {site})"
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    u = urlsplit(origin)
+    if origin == "null" or u.scheme not in ("http", "https"):
+        return f"the request came from a page without an origin of its own ({origin[:60]})"
+    ports = {"http": 80, "https": 443}
+    theirs = _host_port(u.netloc, ports[u.scheme])
+    # a Host without a port is the port the page's scheme implies (e.g. behind a proxy)
+    ours = None if host is None else (host[0], host[1] if host[1] else ports[u.scheme])
+    if theirs is None or theirs != ours:
+        return f"the request came from the page {origin[:80]}, not from this server's own page"
+    return None
+
+
+class RequestGuard:
+    """ASGI middleware: answers only requests addressed to ``allowed_hosts`` (None: any name),
+    and refuses writes (POST, DELETE, ...) sent by another site's web page, whose "simple"
+    form posts a browser sends without asking (they filled every photo slot).
+
+    Starlette's TrustedHostMiddleware answers in plain text and knows nothing of origins, and
+    its CORS middleware only tells browsers what they may read, not what they may send; this is
+    both checks, answering with the API's JSON errors."""
+
+    def __init__(self, app, allowed_hosts=None):
+        self.app = app
+        self.allowed = (None if allowed_hosts is None
+                        else sorted({h.strip("[]").lower() for h in allowed_hosts}))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.datastructures import Headers
+
+        headers = Headers(scope=scope)
+        host = _host_port(headers.get("host"))
+        if self.allowed is not None and (host is None or host[0] not in self.allowed):
+            shown = (headers.get("host") or "")[:80]
+            return await error_response(
+                400, f"refused: this server answers requests addressed to "
+                     f"{', '.join(self.allowed)}, not to the host {shown!r}",
+                "host")(scope, receive, send)
+        if scope["method"] not in SAFE_METHODS:
+            why = _cross_origin(headers, host)
+            if why is not None:
+                return await error_response(
+                    403, f"refused: {why}; only the server's own page, or a client that is not "
+                         "a browser page, may upload, invert or delete", "cross_origin",
+                )(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def client_address(request) -> str | None:
+    """The remote client's IP address, or None for this machine's clients (loopback) and for
+    peers without one: what the per-client share of photo slots counts by."""
+    host = request.client.host if request.client else None
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return None if ip.is_loopback else str(ip)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -233,6 +344,19 @@ class InvertRequest(BaseModel):
     faces: str | int = "largest"
 
 
+@dataclass
+class DetectLane:
+    """One face detector and the lock that lets one photo at a time use it (a dlib detector
+    keeps the image it scans inside itself)."""
+
+    detector: object
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# States in which an inversion is still to end: what a long poll waits through.
+WORKING = ("queued", "inverting")
+
+
 # ------------------------------------------------------------------------------ the app
 
 def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = None,
@@ -249,11 +373,23 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
     from ..align.select import no_face_message, parse_policy, select_faces
 
     cfg = config or ServeConfig()
-    store = SessionStore(ttl=cfg.session_ttl, max_sessions=cfg.max_sessions)
+    per_client = (cfg.max_per_client if cfg.max_per_client is not None
+                  else math.ceil(cfg.max_sessions / 2))
+    store = SessionStore(ttl=cfg.session_ttl, max_sessions=cfg.max_sessions,
+                         max_per_owner=per_client)
     queue = InversionQueue(editor, max_waiting=cfg.max_waiting)
     store.on_close = queue.drop
     attributes = attribute_list(editor)
-    detect_lock = threading.Lock()  # dlib's models are shared; detection is CPU-bound anyway
+    # Face search is CPU-bound, one photo at a time per detector. A big photo takes long (a
+    # 40 MP one ~37 s on one core: the small-face pass scans ~5x its pixels), so photos over
+    # big_photo_pixels queue in a lane of their own, with a copy of the detector (its own dlib
+    # HOG scanners; the read-only landmark model is shared): a small upload waits at most for
+    # the small photos ahead of it.
+    from ..align.detect import default_detector
+
+    detector = editor.detector if editor.detector is not None else default_detector()
+    lanes = {"small": DetectLane(detector), "big": DetectLane(copy.copy(detector))}
+    long_polls = [0]  # clients waiting in GET /api/sessions/{id}?wait= (event loop only)
     stop = threading.Event()
 
     def janitor():
@@ -279,13 +415,16 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
                     "(queued, one at a time), then render any number of edits cheaply.")
     app.state.store, app.state.queue, app.state.editor, app.state.config = store, queue, editor, cfg
     app.add_middleware(BodyLimit, max_bytes=cfg.max_upload_bytes)
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    # outermost: a request for another host or another site's write is refused before its
+    # body is read
+    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
 
     @app.exception_handler(RealeditError)
     async def _realedit_error(request, exc: RealeditError):
-        return error_response(_status(exc), str(exc), type(exc).__name__)
+        r = error_response(_status(exc), str(exc), type(exc).__name__)
+        if isinstance(exc, Busy):
+            r.headers["Retry-After"] = str(exc.retry_after)
+        return r
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request, exc: RequestValidationError):
@@ -336,40 +475,51 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         queue.submit(s, policy)
 
     # -------------------------------------------------------------------- API
+    # Cheap endpoints are coroutines: they answer on the event loop even when every worker
+    # thread renders or detects.
     @app.get("/api/health", tags=["server"])
-    def health():
-        """Liveness, the model served, and how busy the server is."""
+    async def health():
+        """Liveness, the model served, and how busy the server is: photos inverting or waiting
+        (queue), sessions held, uploads being searched for faces, clients long-polling."""
         return {"status": "ok", "model": editor.model_name, "space": editor.space,
                 "inverter": getattr(editor.inverter, "name", "?"), "queue": len(queue),
-                "sessions": len(store)}
+                "sessions": len(store), "uploads": store.uploads, "long_polls": long_polls[0]}
 
     @app.get("/api/attributes", tags=["edit"])
-    def list_attributes():
+    async def list_attributes():
         """The attributes the model's direction bank can edit, with slider ranges (the
         calibrated sensible range when the bank has one, else -3..3 unit normals)."""
         return {"model": editor.model_name, "attributes": attributes}
 
     @app.post("/api/sessions", status_code=201, tags=["session"])
-    def create_session(file: UploadFile = File(..., description="The photo (any name; its "
+    def create_session(request: Request,
+                       file: UploadFile = File(..., description="The photo (any name; its "
                                                                  "content decides the format)"),
                        faces: str | None = Form(None, description="largest | all | N: start "
                                                 "the inversion at once")):
         """Upload a photo: it is decoded, its faces found, and a session made for it. With
-        ``faces`` the inversion is queued at once; else pick with POST .../invert."""
-        data = file.file.read(cfg.max_upload_bytes + 1)
-        if len(data) > cfg.max_upload_bytes:  # behind BodyLimit; belt and braces
-            return error_response(413, "upload refused: too large", "too_large")
+        ``faces`` the inversion is queued at once; else pick with POST .../invert. A full
+        server answers 503 (with Retry-After) before decoding the photo."""
         policy = parse_policy(faces) if faces is not None else None
-        photo = decode_upload(data, cfg.max_pixels)
-        name = safe_stem(file.filename)
-        with detect_lock:
-            found = detect_faces(photo.rgb, detector=editor.detector, keep_rejected=True)
-        usable, skipped = select_faces(found, "all", min_size=editor.min_face)
-        if not usable:
-            where = f"this photo ({photo.width}x{photo.height})"
-            raise NoFaceError(no_face_message(skipped, where))
-        s = store.create(name=name, ext=download_ext(file.filename, photo), photo=photo,
-                         faces=found, usable=usable, skipped=skipped)
+        # the slot is held from here: uploads in flight count against the limit
+        with store.reserve(client_address(request)) as slot:
+            if policy is not None:
+                queue.check_room()
+            data = file.file.read(cfg.max_upload_bytes + 1)
+            if len(data) > cfg.max_upload_bytes:  # behind BodyLimit; belt and braces
+                return error_response(413, "upload refused: too large", "too_large")
+            photo = decode_upload(data, cfg.max_pixels)
+            del data
+            name = safe_stem(file.filename)
+            lane = lanes["big" if photo.width * photo.height > cfg.big_photo_pixels else "small"]
+            with lane.lock:
+                found = detect_faces(photo.rgb, detector=lane.detector, keep_rejected=True)
+            usable, skipped = select_faces(found, "all", min_size=editor.min_face)
+            if not usable:
+                where = f"this photo ({photo.width}x{photo.height})"
+                raise NoFaceError(no_face_message(skipped, where))
+            s = store.create(slot, name=name, ext=download_ext(file.filename, photo),
+                             photo=photo, faces=found, usable=usable, skipped=skipped)
         if policy is not None:
             try:
                 start(s, policy)
@@ -386,15 +536,34 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         return describe(s)
 
     @app.get("/api/sessions/{sid}", tags=["session"])
-    def session_state(sid: str, wait: float = Query(0, ge=0, le=300, description=
-                      "seconds to wait for a queued or running inversion to end")):
+    async def session_state(request: Request, sid: str,
+                            wait: float = Query(0, ge=0, le=300, description=
+                            "seconds to wait for a queued or running inversion to end")):
         """State of a session: detected | queued (with position: 1 = next, and how many
         photos are ahead of it) | inverting (position 0, with progress) | ready | failed
-        (with error)."""
+        (with error). A client that waits holds no worker thread; over the server's limit of
+        clients waiting at once it gets 429. A session that expires or is deleted meanwhile
+        answers 404."""
         s = session_or_404(sid)
-        end = time.monotonic() + wait
-        while s.state in ("queued", "inverting") and time.monotonic() < end:
-            time.sleep(0.05)
+        if wait > 0 and s.state in WORKING:
+            if long_polls[0] >= cfg.max_long_polls:
+                raise TooManyPolls(f"{long_polls[0]} clients are already waiting on this "
+                                   "server; ask again without wait, or in a second", 1)
+            long_polls[0] += 1
+            try:
+                # The inversion thread knows nothing of the event loop; a tenth of a second's
+                # look at the state is cheap for any number of waiting coroutines.
+                end = time.monotonic() + wait
+                while s.state in WORKING and not s.closed and time.monotonic() < end:
+                    s.touch()  # a client waiting on the photo is using it
+                    if await request.is_disconnected():
+                        break
+                    await anyio.sleep(0.1)
+            finally:
+                long_polls[0] -= 1
+        if s.closed:
+            raise StarletteHTTPException(404, "no such session (it expired or was deleted while "
+                                              "waiting; upload the photo again)")
         s.touch()
         return describe(s)
 
@@ -461,7 +630,7 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/page-config", include_in_schema=False)
-    def page_config():
+    async def page_config():
         return {"max_upload_bytes": cfg.max_upload_bytes, "max_pixels": cfg.max_pixels,
                 "warning": warn, "model": editor.model_name}
 

@@ -12,6 +12,7 @@ session object it took from the queue, so two users can never swap results.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import shutil
 import tempfile
@@ -30,9 +31,18 @@ STATES = ("detected", "queued", "inverting", "ready", "failed")
 
 
 class Busy(RealeditError):
-    """The server holds as many sessions (or waiting inversions) as it is configured for."""
+    """The server holds as many sessions (or waiting inversions) as it is configured for.
+    ``retry_after``: seconds after which a retry may succeed (the HTTP Retry-After header)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, retry_after: float = 30.0):
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class TooManyPolls(Busy):
+    """As many clients wait on the server (long polls) as it lets wait at once."""
 
 
 class Conflict(RealeditError):
@@ -58,6 +68,8 @@ class Session:
     error: str | None = None
     inverted: object = None     # realedit.pipeline.InvertedPhoto once ready
     preview: object = None      # the same at preview size (realedit.serve.app.preview_inversion)
+    owner: str | None = None    # the remote client address that uploaded it (None: this
+                                # machine's, or unknown), for the per-client share of slots
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
@@ -66,34 +78,94 @@ class Session:
         self.last_used = time.monotonic()
 
 
+class Reservation:
+    """A slot of the store held for an upload being decoded and searched for faces, so a full
+    server refuses before that work, and uploads in flight count against the limit."""
+
+    def __init__(self, store: "SessionStore", owner: str | None):
+        self.store, self.owner, self.held = store, owner, True
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.store._release(self)
+
+
 class SessionStore:
-    """Sessions by id, with a scratch folder each; expired after ``ttl`` seconds unused."""
+    """Sessions by id, with a scratch folder each; expired after ``ttl`` seconds unused.
+
+    ``max_per_owner``: slots one remote client address may hold (sessions and uploads in
+    flight); sessions without an owner (this machine's clients) are not counted."""
 
     def __init__(self, *, ttl: float = 1800.0, max_sessions: int = 16,
-                 root: str | Path | None = None):
+                 max_per_owner: int | None = None, root: str | Path | None = None):
         self.ttl = float(ttl)
         self.max_sessions = int(max_sessions)
+        self.max_per_owner = max_per_owner
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="realedit-serve-") if root is None else root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._sessions: dict[str, Session] = {}
+        self._reserved: list[Reservation] = []
         self._lock = threading.Lock()
         self.on_close = None    # callback(session): lets the queue drop a closed session
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, **fields) -> Session:
-        """A new session with a fresh id and folder; Busy when the store is full."""
+    @property
+    def uploads(self) -> int:
+        """Uploads holding a slot while they are decoded and searched for faces."""
+        return len(self._reserved)
+
+    def reserve(self, owner: str | None = None) -> Reservation:
+        """Hold a slot for an upload (a context manager; ``create`` turns it into the session,
+        leaving the block gives it back); Busy, with a retry hint, when none is free."""
         self.sweep()
         with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                raise Busy(f"the server already holds {self.max_sessions} photos; "
-                           "try again when a session has expired or was closed")
+            if len(self._sessions) + len(self._reserved) >= self.max_sessions:
+                raise Busy(f"the server already holds {self.max_sessions} photos; try again "
+                           "when a session has expired or was closed", self._retry_after())
+            if owner is not None and self.max_per_owner is not None:
+                mine = (sum(s.owner == owner for s in self._sessions.values())
+                        + sum(r.owner == owner for r in self._reserved))
+                if mine >= self.max_per_owner:
+                    raise Busy(f"this address already holds {mine} of the server's "
+                               f"{self.max_sessions} photos; close one (DELETE) or try again "
+                               "when one has expired", self._retry_after(owner))
+            r = Reservation(self, owner)
+            self._reserved.append(r)
+        return r
+
+    def _release(self, r: Reservation) -> None:
+        with self._lock:
+            if r.held:
+                r.held = False
+                self._reserved.remove(r)
+
+    def _retry_after(self, owner: str | None = None) -> float:
+        """Seconds until the first idle session (of ``owner``, when given) expires."""
+        now = time.monotonic()
+        left = [self.ttl - (now - s.last_used) for s in self._sessions.values()
+                if s.state != "inverting" and (owner is None or s.owner == owner)]
+        return max(min(left, default=60.0), 1.0)
+
+    def create(self, reservation: Reservation | None = None, **fields) -> Session:
+        """A new session with a fresh id and folder, in the slot ``reservation`` holds (else in
+        a free one: Busy when there is none)."""
+        if reservation is None:
+            with self.reserve(fields.get("owner")) as r:
+                return self.create(r, **fields)
+        with self._lock:
+            if not reservation.held:
+                raise RuntimeError("the reservation was already used or given back")
             sid = secrets.token_urlsafe(16)
             folder = self.root / sid
             folder.mkdir()
-            s = Session(id=sid, folder=folder, **fields)
+            s = Session(id=sid, folder=folder, owner=reservation.owner, **fields)
+            reservation.held = False  # the session holds the slot now
+            self._reserved.remove(reservation)
             self._sessions[sid] = s
         return s
 
@@ -154,6 +226,7 @@ class InversionQueue:
     def __init__(self, editor, *, max_waiting: int = 8):
         self.editor = editor
         self.max_waiting = int(max_waiting)
+        self._seconds: deque[float] = deque(maxlen=20)  # recent inversion times, for hints
         self._waiting: deque[Session] = deque()
         self._running: Session | None = None
         self._cond = threading.Condition()
@@ -169,15 +242,25 @@ class InversionQueue:
             if session.state == "ready":
                 raise Conflict("this photo is already inverted; start a new session to pick "
                                "other faces")
-            if len(self._waiting) >= self.max_waiting:
-                raise Busy(f"{len(self._waiting)} photos are already waiting to be inverted; "
-                           "try again in a minute")
+            self._check_room()
             session.selection, session.error = selection, None
             session.step = session.total = 0
             session.state = "queued"
             self._waiting.append(session)
             self._cond.notify()
             return self._position(session)
+
+    def check_room(self) -> None:
+        """Busy (with a retry hint) when no more photos may wait: an upload that asks for an
+        inversion is refused before its photo is decoded."""
+        with self._cond:
+            self._check_room()
+
+    def _check_room(self) -> None:
+        if len(self._waiting) >= self.max_waiting:
+            typical = sorted(self._seconds)[len(self._seconds) // 2] if self._seconds else 10.0
+            raise Busy(f"{len(self._waiting)} photos are already waiting to be inverted; "
+                       f"try again in about {math.ceil(typical)} s", typical)
 
     def position(self, session: Session) -> int | None:
         """0 while inverting, n >= 1 while n - 1 others are ahead of it, None otherwise."""
@@ -258,9 +341,12 @@ class InversionQueue:
             s.error = f"internal error while inverting: {type(exc).__name__}: {exc}"
             s.state = "failed"
             return
+        seconds = time.perf_counter() - t0
+        with self._cond:
+            self._seconds.append(seconds)
         if s.closed:  # expired or deleted while it ran: drop the result
             return
         s.inverted, s.state = inverted, "ready"
         s.touch()
         log.info("session %s inverted %d face(s) in %.1f s", s.id[:6], len(inverted.faces),
-                 time.perf_counter() - t0)
+                 seconds)
