@@ -137,7 +137,7 @@ def test_outputs_mirror_folders_and_never_land_on_inputs(tmp_path):
 
 
 def _ok(tmp_path, key, content=b"abc"):
-    p = tmp_path / "out" / f"{key}_edited.png"
+    p = tmp_path / "out" / f"{Path(key).stem}_edited.png"  # where plan_tasks puts it
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(content)
     return Record(key, f"/src/{key}", "ok", outputs=[file_digest(p)])
@@ -152,7 +152,7 @@ def test_ledger_resume_rules(tmp_path):
         led.record(_ok(tmp_path, "b.png"))
         led.record(Record("c.png", "/src/c.png", "failed", error="no face", exit_code=4))
     # tamper with b's output: it must be redone
-    (out / "b.png_edited.png").write_bytes(b"abX")
+    (out / "b_edited.png").write_bytes(b"abX")
     with open(out / "manifest.jsonl", "a") as fh:
         fh.write('{"type": "photo", "key": "d.p')           # a torn last line is ignored
     with Ledger(out, SPEC, 4) as led:
@@ -331,6 +331,7 @@ def test_a_torn_last_ledger_line_is_repaired_and_said(tmp_path):
         json.loads(ln) for ln in manifest.read_bytes().splitlines())
 
 
+@pytest.mark.slow
 def test_a_copied_job_folder_checks_its_own_outputs(tmp_path):
     """`cp -a k1 k7; rm k7/x_edited.jpg`: the rerun on k7 checked k1's files by their absolute
     paths, said everything was done, and never made the missing output."""
@@ -343,12 +344,13 @@ def test_a_copied_job_folder_checks_its_own_outputs(tmp_path):
     shutil.copytree(k1, k7)
     gone = k7 / Path(good[1]).with_suffix("").as_posix()
     gone = gone.parent / f"{gone.name}_edited.png"
-    kept = (k1 / gone.relative_to(k7)).read_bytes()
+    kept = np.asarray(Image.open(k1 / gone.relative_to(k7)), np.int16)
     gone.unlink()
     s = run_job([str(src)], k7, SPEC, batch=4, cpu_workers=0)
     assert (s.done, s.already_done) == (1, 2)
-    assert gone.read_bytes() == kept  # the same edit again
-    check_complete(k7, good, [])
+    # the same edit again (inverted alone now, not in a batch of 3: float rounding may differ)
+    assert np.abs(np.asarray(Image.open(gone), np.int16) - kept).max() <= 2
+    check_complete(k7, good, [], list({r["key"]: r for r in photo_records(k7)}.values()))
     # an old ledger (absolute paths, into k1) copied to k8 is still read, and k8's files judged
     k8 = tmp_path / "k8"
     shutil.copytree(k1, k8)
@@ -366,6 +368,7 @@ def test_a_copied_job_folder_checks_its_own_outputs(tmp_path):
     assert (s.done, s.already_done) == (0, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["file_in_the_way", "read_only"])
 def test_an_unwritable_output_stops_the_job_and_a_plain_rerun_redoes_it(tmp_path, how):
     """A folder that cannot be written fails every photo that goes there: the job stops at the

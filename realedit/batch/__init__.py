@@ -36,8 +36,14 @@ def run_job(sources: Sequence[str], out, spec: JobSpec, *, engine: str = "local"
             gpus_per_worker: float = 0.0, num_cpus: int | None = None,
             on_start: Callable[[int, int, int], None] | None = None,
             on_record: Callable[[Record], None] | None = None,
-            on_progress: Callable[[dict], None] | None = None) -> JobSummary:
-    """Edit every photo of ``sources`` into ``out`` (see `realedit batch --help`)."""
+            on_progress: Callable[[dict], None] | None = None,
+            on_warning: Callable[[str], None] | None = None) -> JobSummary:
+    """Edit every photo of ``sources`` into ``out`` (see `realedit batch --help`).
+
+    on_warning: told what opening the ledger found and repaired (a torn last line); logged
+    by default. Raises OutputError when the output folder refuses a write (the job stops
+    there; a plain rerun redoes the photos that failed so)."""
+    import logging
     import time
 
     from ..errors import RealeditError, UsageError
@@ -53,6 +59,8 @@ def run_job(sources: Sequence[str], out, spec: JobSpec, *, engine: str = "local"
     tasks = plan_tasks(inputs, Path(out), compare=spec.compare)
     t0 = time.perf_counter()
     with Ledger(Path(out), spec, len(tasks)) as ledger:
+        for note in ledger.warnings:
+            (on_warning or logging.getLogger("realedit.batch").warning)(note)
         todo, already, skipped = ledger.pending(tasks, retry_failed=retry_failed)
         if on_start:
             on_start(len(tasks), already, skipped)

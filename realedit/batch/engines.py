@@ -15,9 +15,48 @@ import multiprocessing
 import os
 from typing import Callable, Sequence
 
-from ..errors import RealeditError, UsageError
+from ..errors import OutputError, RealeditError, UsageError
 from . import work
 from .job import JobSpec, Ledger, Record, Task
+
+
+def die_with_parent(parent: int) -> None:
+    """Initializer of the local engine's worker processes: end when the driver ends, however
+    it ends. A pool worker whose driver was killed (SIGKILL, or SIGTERM, which ends Python
+    without cleanup) blocked forever on its task pipe, whose write end it holds itself, and
+    with it multiprocessing's resource_tracker (it ends when the last holder of its pipe
+    does): ~430 MB per kill, for good.
+
+    On Linux the kernel sends the worker SIGKILL the moment the driver dies
+    (prctl PR_SET_PDEATHSIG): no code of the driver needs to run (SIGKILL allows none) and it
+    works while the worker is deep in dlib's C code holding the GIL, tens of seconds on a big
+    photo. The signal follows the thread that started the worker; the pool starts its workers
+    from the thread that submits tasks, the driver's own, which lives as long as the job.
+    Elsewhere (and should prctl be unavailable) a daemon thread checks every second that the
+    parent is still the driver. A process group killed by the driver would need the driver
+    to be alive to do it."""
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="realedit-watch-driver", daemon=True).start()
 
 
 class LocalEngine:
@@ -31,7 +70,9 @@ class LocalEngine:
         self.slots = 1
         if cpu_workers > 0:
             # spawn: a forked child would inherit torch's thread pools and the driver's locks
-            self._cpu = cf.ProcessPoolExecutor(cpu_workers, mp_context=multiprocessing.get_context("spawn"))
+            self._cpu = cf.ProcessPoolExecutor(
+                cpu_workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent, initargs=(os.getpid(),))
         else:
             self._cpu = cf.ThreadPoolExecutor(1)
         self._net = cf.ThreadPoolExecutor(1)
@@ -194,12 +235,22 @@ def drive(engine, tasks: Sequence[Task], ledger: Ledger, *, batch: int = 8, wind
                 ready.append((preparing.pop(h), h))
             else:
                 processing.pop(h)
+                stop = None
                 for rec in engine.result(h):
                     ledger.record(rec)
                     in_flight -= 1
                     remaining -= 1
                     if on_record:
                         on_record(rec)
+                    if rec.cause == "output" and stop is None:
+                        stop = rec
+                if stop is not None:
+                    # the output folder refused a write: every further photo would be inverted
+                    # for nothing and fail the same way
+                    ledger.write_progress(remaining)
+                    raise OutputError(f"{stop.error}; the job stopped there (every photo would "
+                                      "fail the same way): fix the output folder and rerun the "
+                                      "same command, which redoes the photos that failed so")
         now = time.monotonic()
         if now - last_progress >= progress_every:
             last_progress = now

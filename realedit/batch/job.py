@@ -2,9 +2,12 @@
 
 The ledger is a JSON-lines manifest in the output folder. Only the driver appends to it, one
 line per finished photo (after the photo's outputs were renamed into place), so a line means
-"these outputs are complete". A rerun of the same command reads it back and skips every photo
-whose last line says ``ok`` and whose outputs still match the sizes and hashes recorded there;
-photos that failed are skipped too unless ``retry_failed`` (their error stays in the ledger).
+"these outputs are complete". Output paths in it are relative to the output folder, so a copied
+or moved job folder is judged by its own files. A rerun of the same command reads it back and
+skips every photo whose last line says ``ok`` and whose outputs (where this job puts them) still
+match the sizes and hashes recorded there; photos that failed are skipped too unless
+``retry_failed`` (their error stays in the ledger), except those that failed because the output
+folder refused the write (cause "output"): once the folder is fixed, a plain rerun redoes them.
 A first ``job`` line records the settings: resuming with other edits would mix two jobs' outputs
 in one folder, so it is refused.
 """
@@ -85,6 +88,8 @@ class Record:
     worker: str = ""
     time: float = 0.0
     type: str = "photo"
+    cause: str = ""             # "output": the output folder refused the write (the job stops;
+                                # a plain rerun redoes the photo); "": the photo's own failure
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -169,18 +174,28 @@ def file_digest(path: str | os.PathLike) -> dict:
     return {"path": str(path), "bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
-def outputs_valid(rec: dict) -> bool:
-    """Every output the record names is there with the recorded size and hash."""
+def outputs_valid(rec: dict, paths: Sequence[str]) -> bool:
+    """The job's outputs of a photo, at ``paths`` (where this job puts them: Task.outputs),
+    have the sizes and hashes the record gives, in order. The paths written in the record are
+    not used: in an old ledger they are absolute, and may name another copy of the folder."""
     outs = rec.get("outputs") or []
-    if not outs:
+    if not outs or len(outs) != len(paths):
         return False
-    for o in outs:
+    for o, path in zip(outs, paths):
         try:
-            if os.path.getsize(o["path"]) != o["bytes"] or file_digest(o["path"])["sha256"] != o["sha256"]:
+            if os.path.getsize(path) != o["bytes"] or file_digest(path)["sha256"] != o["sha256"]:
                 return False
         except (OSError, KeyError, TypeError):
             return False
     return True
+
+
+def redo_on_rerun(rec: dict) -> bool:
+    """A failure that a plain rerun retries: the output folder refused the write (exit 7 in
+    ledgers written before the cause was recorded)."""
+    if "cause" in rec:
+        return rec["cause"] == "output"
+    return rec.get("exit_code") == OutputError.exit_code
 
 
 class Ledger:
@@ -195,6 +210,7 @@ class Ledger:
         self._lock_fh = None
         self._fh = None
         self.last: dict[str, dict] = {}     # key -> its latest photo record
+        self.warnings: list[str] = []       # what opening found and repaired, to be said
         self.started = time.time()
         self.done_now = 0
         self.failed_now = 0
@@ -214,7 +230,15 @@ class Ledger:
         remove_stale_temporaries(self.out)
         header = None
         if self.path.exists():
-            for rec in read_ledger(self.path):
+            note = repair_torn_tail(self.path)
+            if note:
+                self.warnings.append(note)
+            records, unreadable = _read_lines(self.path)
+            if unreadable:
+                self.warnings.append(f"{self.path}: {unreadable} unreadable line(s) skipped (cut "
+                                     "by a crash); their photos are redone if their outputs "
+                                     "are not recorded elsewhere")
+            for rec in records:
                 if rec.get("type") == "job" and header is None:
                     header = rec
                 elif rec.get("type") == "photo":
@@ -264,9 +288,10 @@ class Ledger:
         todo, done, skipped = [], 0, 0
         for t in tasks:
             rec = self.last.get(t.key)
-            if rec is not None and rec.get("status") == "ok" and outputs_valid(rec):
+            if rec is not None and rec.get("status") == "ok" and outputs_valid(rec, t.outputs):
                 done += 1
-            elif rec is not None and rec.get("status") == "failed" and not retry_failed:
+            elif (rec is not None and rec.get("status") == "failed" and not retry_failed
+                  and not redo_on_rerun(rec)):
                 skipped += 1
             else:
                 todo.append(t)
@@ -276,6 +301,9 @@ class Ledger:
     def record(self, rec: Record) -> None:
         rec.time = rec.time or time.time()
         d = asdict(rec)
+        # outputs relative to the job folder: a copy of the folder checks its own files
+        d["outputs"] = [{**o, "path": Path(os.path.relpath(o["path"], self.out)).as_posix()}
+                        for o in d["outputs"]]
         self._append(d)
         self.last[rec.key] = d
         if rec.status == "ok":
@@ -320,17 +348,64 @@ def remove_stale_temporaries(out: Path) -> None:
 
 
 def read_ledger(path: str | os.PathLike) -> list[dict]:
-    """The records of a job's ledger (OUT/manifest.jsonl) in file order; a torn last line (a
-    driver killed mid-write) is ignored. Not realedit.manifest.read_manifest: that reads a
-    model's manifest."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
+    """The records of a job's ledger (OUT/manifest.jsonl) in file order; a torn line (a driver
+    killed mid-write) is left out. Output paths are relative to the ledger's folder (absolute
+    in ledgers written before that). Not realedit.manifest.read_manifest: that reads a model's
+    manifest."""
+    return _read_lines(path)[0]
+
+
+def _read_lines(path) -> tuple[list[dict], int]:
+    """(records, number of lines that are not a JSON object)."""
+    out, bad = [], 0
+    with open(path, "rb") as fh:
         for line in fh:
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+                rec = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+                rec = None
+            if isinstance(rec, dict):
+                out.append(rec)
+            elif line.strip():
+                bad += 1
+    return out, bad
+
+
+def repair_torn_tail(path: Path) -> str | None:
+    """A ledger whose last line lacks its newline (a driver killed mid-write): the line is cut
+    off when it is not whole JSON (else the next line appended would be glued to it and lost),
+    or given its newline when it is. Returns what was done, to be said, or None."""
+    with open(path, "rb+") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end == 0:
+            return None
+        fh.seek(end - 1)
+        if fh.read(1) == b"\n":
+            return None
+        start, block = end, 1 << 16       # find the last newline, reading backwards
+        while start > 0:
+            start = max(0, start - block)
+            fh.seek(start)
+            i = fh.read(end - start).rfind(b"\n")
+            if i >= 0:
+                start += i + 1
+                break
+        fh.seek(start)
+        tail = fh.read()
+        try:
+            whole = isinstance(json.loads(tail), dict)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            whole = False
+        if whole:
+            fh.write(b"\n")
+            what = "had no newline (a crash right after writing it); the newline was added"
+        else:
+            fh.truncate(start)
+            what = (f"was torn ({len(tail)} bytes: the job was killed while writing it) and was "
+                    "removed; a photo it recorded is done again")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return f"{path}: the last line {what}"
 
 
 def _diff(a, b) -> str:

@@ -7,14 +7,20 @@ writing is left behind (outputs go to a temporary name first, see realedit.io.wr
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import socket
 import time
 from typing import Sequence
 
-from ..errors import RealeditError
+from ..errors import OutputError, RealeditError
 from .job import JobSpec, Record, Task, file_digest
+
+# Errors of the output folder itself, not of one photo: every photo written there would fail
+# the same way (no permission, read-only or full file system, a file where a folder must be).
+FOLDER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                           errno.EEXIST, errno.ENOTDIR, errno.EIO})
 
 
 def worker_id() -> str:
@@ -93,18 +99,29 @@ def process(spec: JobSpec, tasks: Sequence[Task], prepared: Sequence) -> list[Re
     return records  # type: ignore[return-value]
 
 
+def _folder_error(exc: BaseException) -> OSError | None:
+    """The OSError behind a failed write when it is the output folder's (FOLDER_ERRNOS)."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError) and cause.errno in FOLDER_ERRNOS:
+        return cause
+    return None
+
+
 def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, invert_s: float) -> Record:
     from pathlib import Path
 
     from ..io import write_image
 
     timings = {"invert": round(invert_s, 4)}
-    written: list[Path] = []
     try:
         t0 = time.perf_counter()
         how = {k: v for k, v in (("blend", spec.blend), ("detail", spec.detail)) if v is not None}
         result = editor.apply(inverted, spec.edits, spec.keep, **how)
         timings["edit"] = round(time.perf_counter() - t0, 4)
+    except Exception as exc:  # noqa: BLE001
+        return _failure(task, exc, "edit", timings)
+    written: list[Path] = []
+    try:
         t0 = time.perf_counter()
         dst = Path(task.outputs[0])
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -120,4 +137,11 @@ def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, invert_s: float
                 os.unlink(p)
             except OSError:
                 pass
-        return _failure(task, exc, "edit", timings)
+        folder = _folder_error(exc)
+        if folder is None:  # this photo's own trouble (e.g. its name): an ordinary failure
+            return _failure(task, exc, "write", timings)
+        # the folder's: the driver stops the job, and a plain rerun redoes this photo
+        return Record(task.key, task.src, "failed", exit_code=OutputError.exit_code,
+                      error=f"{Path(task.outputs[0]).parent}: cannot write the output there "
+                            f"({folder.strerror or folder})",
+                      timings=timings, worker=worker_id(), cause="output")

@@ -53,8 +53,10 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
         device, threads, min_face, quiet):
     """Edit every photo of SOURCES (folders, recursive; globs; or .txt/.csv lists of paths)
     into OUT, resumably: rerunning the same command skips photos already done (outputs checked
-    against the manifest's hashes), retries none of the failed ones unless --retry-failed,
-    and never leaves a partial file. Every photo has a line in OUT/manifest.jsonl."""
+    against the manifest's hashes), retries none of the failed ones unless --retry-failed
+    (but redoes those the output folder refused: a folder that cannot be written stops the
+    job at the first photo, exit 7), and never leaves a partial file. Every photo finished
+    has a line in OUT/manifest.jsonl (output paths relative to OUT)."""
     from ..align.select import parse_policy
     from ..batch import JobSpec, run_job
     from ..pipeline import parse_edits
@@ -77,6 +79,9 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
         if not quiet and rec.status != "ok":
             click.echo(f"{rec.key}: error: {rec.error}", err=True)
 
+    def on_warning(text):
+        click.echo(f"warning: {text}", err=True)
+
     def on_progress(p):
         if not quiet:
             eta = f", ETA {p['eta_s']:.0f} s" if p.get("eta_s") is not None and p["remaining"] else ""
@@ -86,7 +91,8 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
     s = run_job(sources, out, spec, engine=engine, address=address, workers=workers,
                 cpu_workers=cpu_workers, batch=batch_size, retry_failed=retry_failed,
                 cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                on_start=on_start, on_record=on_record, on_progress=on_progress)
+                on_start=on_start, on_record=on_record, on_progress=on_progress,
+                on_warning=on_warning)
     click.echo(f"done: {s.done} edited, {s.failed} failed this run; {s.already_done} done before; "
                f"{time.perf_counter() - t0:.1f} s; manifest {s.manifest}", err=True)
     sys.exit(0 if s.complete else 1)
