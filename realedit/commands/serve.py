@@ -48,11 +48,17 @@ def exposure_warning(host: str) -> str | None:
               help="A photo unused this long is forgotten and its files deleted.")
 @click.option("--max-sessions", type=click.IntRange(1, 1000), default=16, show_default=True,
               help="Photos held at once (each keeps its pixels in memory).")
+@click.option("--max-per-client", type=click.IntRange(1, 1000), default=None,
+              help="Photos one remote address may hold (default: half of --max-sessions); "
+                   "clients on this machine share them all.")
 @click.option("--max-queue", type=click.IntRange(1, 1000), default=8, show_default=True,
               help="Photos allowed to wait for inversion (one is inverted at a time).")
+@click.option("--big-photo-mp", type=click.FloatRange(0.01, 1000), default=4, show_default=True,
+              help="Photos over this many megapixels are searched for faces in a lane of "
+                   "their own, so smaller uploads never wait behind them.")
 @one_line_errors(interrupted="stopped")
 def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixels,
-        session_minutes, max_sessions, max_queue):
+        session_minutes, max_sessions, max_per_client, max_queue, big_photo_mp):
     """Start a local web app: drop a photo, move attribute sliders, download the edited photo.
 
     The same server answers an HTTP API (OpenAPI docs at /docs):
@@ -91,7 +97,8 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
         click.secho(warning, fg="yellow", err=True)
     config = ServeConfig(max_upload_bytes=int(max_upload_mb * 2**20),
                          max_pixels=int(max_megapixels * 1e6), session_ttl=session_minutes * 60,
-                         max_sessions=max_sessions, max_waiting=max_queue)
+                         max_sessions=max_sessions, max_per_client=max_per_client,
+                         max_waiting=max_queue, big_photo_pixels=int(big_photo_mp * 1e6))
     # On loopback only this machine's own names are answered (DNS rebinding: a page on
     # another site whose name resolves to 127.0.0.1 must not drive the server).
     hosts = None if warning else sorted({host, "127.0.0.1", "localhost", "::1"})

@@ -155,8 +155,9 @@ class SessionStore:
         """A new session with a fresh id and folder, in the slot ``reservation`` holds (else in
         a free one: Busy when there is none)."""
         if reservation is None:
-            with self.reserve(fields.get("owner")) as r:
+            with self.reserve(fields.pop("owner", None)) as r:
                 return self.create(r, **fields)
+        fields.pop("owner", None)  # the reservation's owner it is
         with self._lock:
             if not reservation.held:
                 raise RuntimeError("the reservation was already used or given back")
