@@ -264,7 +264,8 @@ def test_a_killed_local_driver_takes_its_workers_along(mixed12, tmp_path, sig):
     by 15 minutes and more, ~430 MB each time. Within 10 s of the kill none may be left."""
     src, good, _ = mixed12
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-m", "realedit.cli", "batch", str(src), "--attr",
                              "smile=+2", "-o", str(out), "--inverter", "encoder", "--batch", "2",
                              "--cpu-workers", "1", "--threads", "1"], env=env, cwd=tmp_path,
