@@ -24,3 +24,41 @@ def print_table(header, rows) -> None:
     for r in [header, ["-" * w for w in widths], *rows]:
         print(fmt_row(r, widths))
     sys.stdout.flush()
+
+
+class CpuHog:
+    """``n`` processes that keep a CPU busy each (a pure-Python loop: no memory, no I/O), as
+    a browser or another job would; a context manager that stops them on exit."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = int(n), []
+
+    def __enter__(self):
+        import subprocess
+
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                      for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
+def machine() -> str:
+    """'AMD EPYC, 2 CPUs' (the CPU model from /proc/cpuinfo where there is one)."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} CPUs"

@@ -4,7 +4,17 @@ Pipeline: detect + align (realedit.align) -> invert (realedit.invert) -> move al
 directions (realedit.edit) -> synthesize (realedit.models) -> paste back (realedit.blend).
 ``realedit.Editor`` runs the whole job.
 """
+import sys as _sys
+
 __version__ = "0.1.0"
+
+if "torch" not in _sys.modules:
+    # OpenMP reads its settings when torch loads it: a short spin before a waiting thread
+    # sleeps, unless the user chose how OpenMP waits (realedit.threads; child processes
+    # inherit it). Where torch is already loaded, setting it now would only half apply.
+    from .threads import configure_env as _configure_env
+
+    _configure_env()
 
 
 def __getattr__(name):

@@ -261,7 +261,7 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
     ident = IdentityDescriptor()
     rows = [[] for _ in runs]
     grids = [[] for _ in runs]
-    # Faces of several photos inverted together (read/detect/align in a worker process);
+    # Faces of several photos inverted together (read/detect/align in a worker thread);
     # a photo's own error comes back with it.
     stream = editor.invert_many(photos)
     t0 = time.perf_counter()

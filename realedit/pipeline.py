@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from .args import parse_edits  # noqa: F401  (re-exported: realedit.pipeline.parse_edits)
 from .errors import EditArgumentError, EditError, UsageError, WeightsError
+from .threads import ticking
 
 # Models tried, in order, when no model is named: official generators that come with a
 # direction bank, if their files (generator, and encoder where they have one) are in the
@@ -251,7 +252,7 @@ def prepare_photo(photo, faces="largest", *, resolution: int, min_face: float = 
 
 
 def default_workers(device) -> int:
-    """Processes that read/detect/align while the network works: with a GPU, most cores
+    """Threads that read/detect/align while the network works: with a GPU, most cores
     (up to 8); on the CPU one, beside the torch thread(s) (bench/edit.py measures it)."""
     import os
 
@@ -262,7 +263,7 @@ def default_workers(device) -> int:
 
 
 def _prepare_job(args):
-    """Worker-process entry: a PreparedPhoto, or the exception (picklable) it raised."""
+    """A PreparedPhoto, or the exception it raised (each photo fails alone)."""
     photo, faces, opts = args
     try:
         return prepare_photo(photo, faces, **opts)
@@ -270,9 +271,19 @@ def _prepare_job(args):
         return exc
 
 
-def _worker_init():
-    # Worker processes only decode, detect and align: no torch threads of their own.
-    torch.set_num_threads(1)
+def _thread_detector(detector):
+    """A detector with ``detector``'s settings for one worker thread: a dlib detector keeps the
+    image it scans inside itself, so threads must not share one (the 68-point model is shared:
+    it is read-only). A callable that is not a Detector is shared as given."""
+    import copy
+
+    from .align.detect import Detector
+
+    if detector is None:
+        return Detector()
+    if isinstance(detector, Detector):
+        return copy.copy(detector)  # its state leaves dlib's models out: loaded in the thread
+    return detector
 
 
 _END = object()
@@ -280,8 +291,14 @@ _END = object()
 
 def _prepared_stream(editor, photos, faces, workers: int, ahead: int = 0):
     """(input, PreparedPhoto or exception) per photo, in order; prepared in ``workers``
-    processes up to ``ahead`` photos ahead of the consumer (a whole next batch can be made
-    while this one is inverted; bounded, so memory stays flat on long folders)."""
+    threads up to ``ahead`` photos ahead of the consumer (a whole next batch can be made
+    while this one is inverted; bounded, so memory stays flat on long folders).
+
+    Threads, not processes: reading (PIL), detection (dlib) and alignment (OpenCV) release the
+    GIL while they work, and a thread needs no new interpreter. Worker processes started with
+    spawn or forkserver import the caller's main script again: a plain script that calls
+    `invert_many` at top level (README's example, without an ``if __name__ == "__main__"``
+    guard) ran itself once per worker and hung."""
     from .align.select import parse_policy
 
     parse_policy(faces)  # a bad policy is the caller's error, not every photo's
@@ -291,27 +308,36 @@ def _prepared_stream(editor, photos, faces, workers: int, ahead: int = 0):
             yield src, _prepare_job((src, faces, opts))
         return
     import concurrent.futures as cf
-    import multiprocessing as mp
+    import threading
     from collections import deque
 
-    # forkserver: forking a process that already runs torch threads can deadlock.
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+    local = threading.local()
+
+    def job(src):
+        if not hasattr(local, "opts"):
+            local.opts = dict(opts, detector=_thread_detector(editor.detector))
+        return _prepare_job((src, faces, local.opts))
+
+    with cf.ThreadPoolExecutor(workers, thread_name_prefix="realedit-prepare") as pool:
         queue: deque = deque()
         it = iter(photos)
-        for src in it:
-            queue.append((src, pool.submit(_prepare_job, (src, faces, opts))))
-            if len(queue) >= max(ahead, 2 * workers):
-                break
-        while queue:
-            src, fut = queue.popleft()
-            nxt = next(it, _END)
-            if nxt is not _END:
-                queue.append((nxt, pool.submit(_prepare_job, (nxt, faces, opts))))
-            try:
-                yield src, fut.result()
-            except Exception as exc:  # noqa: BLE001 - e.g. a worker killed: this photo fails alone
-                yield src, exc
+        try:
+            for src in it:
+                queue.append((src, pool.submit(job, src)))
+                if len(queue) >= max(ahead, 2 * workers):
+                    break
+            while queue:
+                src, fut = queue.popleft()
+                nxt = next(it, _END)
+                if nxt is not _END:
+                    queue.append((nxt, pool.submit(job, nxt)))
+                try:
+                    yield src, fut.result()
+                except Exception as exc:  # noqa: BLE001 - this photo fails alone
+                    yield src, exc
+        finally:  # the consumer stopped early (or Ctrl-C): photos not started are dropped
+            for _, fut in queue:
+                fut.cancel()
 
 
 class Editor:
@@ -321,7 +347,10 @@ class Editor:
     """
 
     def __init__(self, generator, bank, *, model_name: str, inverter, space: str,
-                 device="cpu", detector=None, min_face: float = 32, licence: str = ""):
+                 device="cpu", detector=None, min_face: float = 32, licence: str = "",
+                 threads: int | None = None):
+        from .threads import Governor, start_monitor
+
         self.G = generator
         self.bank = bank
         self.model_name = model_name
@@ -332,13 +361,20 @@ class Editor:
         self.detector = detector
         self.min_face = float(min_face)
         self.licence = licence
+        # torch's CPU threads per stage: None = as many as CPUs are free at the time (other
+        # programs' load, other stages of this process), unless OMP_NUM_THREADS or the
+        # program's torch.set_num_threads fixed a count; an int = that many (realedit.threads).
+        self.threads = Governor(threads)
+        if self.device.type == "cpu":
+            start_monitor()
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, *, inverter: str | None = None,
                         space: str | None = "wp", device="auto", steps: int | None = None,
                         loss: str | None = None, encoder=None, bank=None, detector=None,
-                        min_face: float = 32, progress=None) -> "Editor":
+                        min_face: float = 32, threads: int | None = None,
+                        progress=None) -> "Editor":
         """Load a model by registry name or path, with its encoder and direction bank.
 
         inverter: "hybrid" (encoder + short refinement; falls back to "optimize" when the model
@@ -349,11 +385,15 @@ class Editor:
         "hybrid"; hybrid and pti start from that encoder's code too.
         bank: a DirectionBank or path to override the model's own. space=None: the model's
         richest latent space (wp, or z for PGGAN). device: "auto" (a GPU when there is one),
-        "cpu", "cuda[:N]", "mps" or a torch.device.
+        "cpu", "cuda[:N]", "mps" or a torch.device. threads: torch's CPU threads; None (default)
+        chooses per stage from the CPUs free at the time (realedit.threads), a number fixes it.
         """
         from . import invert as inv
         from .device import resolve_device
         from . import models
+        from .threads import start_monitor
+
+        start_monitor()  # sampling while the model loads: the first inversion knows the load
         from .edit import bank_for_model, load_bank
         from .manifest import default_encoder, manifest_path, official_bank_set, resolve_model
 
@@ -429,7 +469,8 @@ class Editor:
             opts["encoder"] = encoder
         inverter_obj = inv.get(inverter, G, **opts)
         return cls(G, bank, model_name=str(name), inverter=inverter_obj, space=space,
-                   device=device, detector=detector, min_face=min_face, licence=licence)
+                   device=device, detector=detector, min_face=min_face, licence=licence,
+                   threads=threads)
 
     # ------------------------------------------------------------------ checks
     def check_edits(self, edits: Mapping[str, float], keep: Sequence[str] = ()) -> list[str]:
@@ -480,7 +521,8 @@ class Editor:
         for i in range(0, len(crops), batch):
             chunk = np.stack(crops[i:i + batch])
             x = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
-            result = self.inverter.invert(x, self.space, callback=progress)
+            with self.threads.stage() as tick:  # re-decided between optimisation steps
+                result = self.inverter.invert(x, self.space, callback=ticking(tick, progress))
             latents.append(result.latent.detach())
             recons.append(result.reconstruction.detach())
             losses.append(result.final_loss.detach())
@@ -509,8 +551,9 @@ class Editor:
                     workers: int | None = None, progress=None):
         """Yield ``(input, InvertedPhoto or the exception)`` for each photo, in input order.
 
-        Reading, detection and alignment run in ``workers`` processes (0: here; default
-        `default_workers`) while the network inverts faces of several photos in one batch. A bad
+        Reading, detection and alignment run in ``workers`` threads (0: here; default
+        `default_workers`) while the network inverts faces of several photos in one batch. No
+        process is started, so a plain script needs no ``if __name__ == "__main__"`` guard. A bad
         photo yields its own error (ImageError, NoFaceError, ...); it never stops the others.
         """
         from .device import default_batch
@@ -556,21 +599,25 @@ class Editor:
         except Exception as exc:  # noqa: BLE001 - returned to the caller with its photo
             return exc
 
-    @torch.no_grad()
     def apply(self, inverted: InvertedPhoto, edits: Mapping[str, float], keep: Sequence[str] = (),
               *, blend: str = "alpha", mask="landmarks", detail: str = DEFAULT_DETAIL) -> EditResult:
         """Edit the faces of an inverted photo and paste them back. Cheap: no inversion."""
-        from PIL import Image
-
-        from .blend.guard import broken_reason, check_generated, sensible_text
-        from .edit import apply_edits
-
         if blend not in BLEND_MODES:
             raise UsageError(f"unknown blend {blend!r}: use {' or '.join(BLEND_MODES)}")
         if detail not in DETAIL_MODES:
             raise UsageError(f"unknown detail mode {detail!r}: use {' or '.join(DETAIL_MODES)}")
         if inverted.model != self.model_name:
             raise EditError(f"this inversion was made with {inverted.model}, not {self.model_name}")
+        with self.threads.stage():
+            return self._apply(inverted, edits, keep, blend=blend, mask=mask, detail=detail)
+
+    @torch.no_grad()
+    def _apply(self, inverted, edits, keep, *, blend, mask, detail) -> EditResult:
+        from PIL import Image
+
+        from .blend.guard import broken_reason, check_generated, sensible_text
+        from .edit import apply_edits
+
         self.check_edits(edits, keep)
         t = dict(inverted.timings)
         t0 = time.perf_counter()

@@ -188,14 +188,32 @@ class _EditActor:
     def __init__(self, spec: JobSpec):
         self.spec = spec  # the model loads on first use (lazily, also after a restart)
 
+    def _editor(self):
+        editor = work.load_editor(self.spec)
+        if self.spec.threads is None:
+            # Ray set OMP_NUM_THREADS to this actor's CPUs (unless the user did): a ceiling
+            # for the thread count chosen from the free CPUs, not a fixed count.
+            import math
+
+            import ray
+
+            from ..threads import Governor, env_threads
+
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+            ray_set = max(math.floor(cpus or 1), 1)
+            if env_threads() == ray_set and editor.threads.limit is None:
+                editor.threads = Governor(limit=ray_set)
+        return editor
+
     def prepare_options(self) -> dict:
-        return work.prepare_options(work.load_editor(self.spec), self.spec)
+        return work.prepare_options(self._editor(), self.spec)
 
     def pid(self) -> int:
         import os
         return os.getpid()
 
     def process(self, tasks, *prepared):
+        self._editor()
         return work.process(self.spec, tasks, prepared)
 
 

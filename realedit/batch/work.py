@@ -38,15 +38,13 @@ def _failure(task: Task, exc: BaseException, stage: str, timings: dict | None = 
 
 @functools.lru_cache(maxsize=2)
 def load_editor(spec: JobSpec):
-    """One Editor per process and job settings (a worker process serves one job)."""
-    import torch
-
+    """One Editor per process and job settings (a worker process serves one job). Its torch
+    threads: spec.threads when given, else chosen per batch from the CPUs free at the time
+    (realedit.threads)."""
     from ..pipeline import Editor
 
-    if spec.threads:
-        torch.set_num_threads(int(spec.threads))
     editor = Editor.from_pretrained(spec.model, inverter=spec.inverter, space=spec.space,
-                                    steps=spec.steps, device=spec.device)
+                                    steps=spec.steps, device=spec.device, threads=spec.threads)
     editor.check_edits(spec.edits, spec.keep)
     return editor
 

@@ -53,3 +53,13 @@ def min_face_option(default):
         help=f"Smallest face to look for (dlib box side, photo pixels; default "
              f"{DEFAULT_MIN_FACE:.0f}, at any photo size). Larger is faster on big photos (80: "
              f"~5x less time at 12 MP).")
+
+
+def threads_option():
+    """--threads N: torch's CPU threads, fixed (default: chosen per stage from the CPUs free
+    at the time, see realedit.threads)."""
+    return click.option(
+        "--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
+        help="CPU threads for the networks. Default: as many as CPUs are free at the time "
+             "(fewer while other programs keep the CPUs busy), or $OMP_NUM_THREADS when set. "
+             "A fixed count makes reruns bit-identical whatever the machine's load.")

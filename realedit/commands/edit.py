@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS, min_face_option
+from . import HELP_SETTINGS, min_face_option, threads_option
 
 from ..errors import ImageError, OutputError, RealeditError, UsageError
 from ..io import IMAGE_SUFFIXES, expand_source
@@ -112,15 +112,16 @@ class _Bar:
               help="Faces inverted together when several photos are given (default: 32 on a "
                    "GPU, 8 on the CPU). Results do not depend on it.")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
-              help="Processes that read, detect and align photos while faces are inverted "
+              help="Threads that read, detect and align photos while faces are inverted "
                    "(default: most cores with a GPU, 1 on the CPU; 0: none).")
 @min_face_option(None)
+@threads_option()
 @click.option("--save-latent", is_flag=True, help="Also write NAME_latent.npz (codes, space, model).")
 @click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail, device,
-        batch, workers, min_face, save_latent, compare, debug, quiet):
+        batch, workers, min_face, threads, save_latent, compare, debug, quiet):
     """Edit the faces in PHOTOS (files, folders or globs) and write the whole photos back.
 
     \b
@@ -140,7 +141,7 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
     try:
         code = _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
                     save_latent, compare, debug, quiet, device=device, batch=batch, workers=workers,
-                    min_face=min_face)
+                    min_face=min_face, threads=threads)
     except RealeditError as exc:
         if debug:
             traceback.print_exc()
@@ -151,7 +152,7 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
 
 def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
          save_latent, compare, debug, quiet, *, device="auto", batch=None, workers=None,
-         min_face=None) -> int:
+         min_face=None, threads=None) -> int:
     from ..align.select import parse_policy
     from ..args import check_keep, parse_edits
 
@@ -172,6 +173,9 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     if out_is_folder:
         _check_out_folder(out)  # cheap checks now; the folder is made when a photo is written
 
+    from ..threads import start_monitor
+
+    start_monitor()  # other programs' CPU use, measured while torch and the model load
     from ..align import Detector
     from ..device import resolve_device  # imports torch: after the checks above
     from ..io import write_image
@@ -181,7 +185,7 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     t0 = time.perf_counter()
     detector = None if min_face is None else Detector(min_face=min_face)
     editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps,
-                                    device=device, detector=detector)
+                                    device=device, detector=detector, threads=threads)
     for line in editor.check_edits(edits, keep):  # names the bank lacks: EditArgumentError (2)
         click.echo(f"Warning: {line}", err=True)
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px"
@@ -214,14 +218,12 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
         for key in [k for k, v in claimed.items() if v == path]:
             del claimed[key]
 
-    # Several photos: their faces are inverted in batches while worker processes read, detect
+    # Several photos: their faces are inverted in batches while worker threads read, detect
     # and align the next ones; results come back in order, each photo's error with it.
     stream = None
     if not single:
         from ..pipeline import default_workers
         workers = default_workers(editor.device) if workers is None else workers
-        if editor.device.type == "cpu" and workers:
-            _cpu_threads(workers)
         stream = editor.invert_many(files, policy, batch=batch, workers=workers)
     t1 = time.perf_counter()
     for n, path in enumerate(files, 1):
@@ -281,14 +283,6 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
         return 0
     # One photo: its error's own code (3 unreadable, 4 no face, ...); a batch: 1.
     return last_code if len(files) == 1 else 1
-
-
-def _cpu_threads(workers: int) -> None:
-    """Torch threads for the network while ``workers`` processes detect and align: the cores
-    left over (at least one); more threads than cores only make them wait on each other."""
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
 
 
 def _check_out_folder(out: Path) -> None:
