@@ -13,6 +13,19 @@ from .errors import UsageError
 # digits, and int() of a 5000-digit string raises ValueError past Python's 4300-digit guard.
 _FACE_INDEX = re.compile(r"[0-9]{1,6}")
 
+# Without a measured range, amounts up to InterFaceGAN's own editing range (its scripts step
+# from -3 to +3 unit normals) pass silently; beyond it images tend to leave the face manifold.
+DEFAULT_AMOUNT_RANGE = 3.0
+# Amounts beyond this many times a direction's sensible range are refused as bad arguments,
+# before anything loads. `python bench/amount_limit.py` finds, per direction of the embedded
+# bank and per photo, the smallest amount whose generated face realedit.blend.guard refuses
+# (exit 6, after the inversion): nothing breaks within the range; at 2-3x it is the SeFa
+# component sefa1 (6) and smile|gender (10); from 4x (12) the calibrated directions start to
+# break (age, sefa2, sefa3), and the range itself is where identity goes. 3x keeps every amount
+# that is merely large and refuses the ones that break or are far past any use. Between the
+# range and the limit a warning is printed and the guard still judges each face.
+AMOUNT_LIMIT = 3.0
+
 
 def parse_edits(items: Sequence[str]) -> dict[str, float]:
     """["age=+3", "smile=-1.5"] -> {"age": 3.0, "smile": -1.5}; EditError on a bad item.
@@ -56,3 +69,28 @@ def check_keep(edits, keep: Sequence[str]) -> None:
     both = [k for k in keep if k in edits]
     if both:
         raise EditError(f"cannot both edit and keep {both[0]!r}")
+
+
+def sensible_ranges(entries) -> dict[str, float]:
+    """name -> the largest sensible range among a bank's entries of that name (bank JSON
+    entries as realedit.manifest.bank_entries reads them, or Direction objects)."""
+    out: dict[str, float] = {}
+    for e in entries:
+        name = e.get("name") if isinstance(e, dict) else e.name
+        r = e.get("range") if isinstance(e, dict) else e.amount_range
+        r = DEFAULT_AMOUNT_RANGE if r is None else float(r)
+        out[name] = max(out.get(name, 0.0), r)
+    return out
+
+
+def check_amounts(edits, ranges: dict[str, float]) -> None:
+    """EditError (exit 2) for an amount beyond AMOUNT_LIMIT x its direction's sensible range
+    (``ranges``: name -> range; names not in it: the default range): the generated face would
+    be broken, so the run is refused before anything loads."""
+    for name, amount in edits.items():
+        span = ranges.get(str(name), DEFAULT_AMOUNT_RANGE)
+        limit = AMOUNT_LIMIT * span
+        if abs(float(amount)) > limit:
+            raise EditError(f"{name}={float(amount):+g} is too large: amounts beyond ±{limit:g} "
+                            f"({AMOUNT_LIMIT:g}x {name}'s sensible range ±{span:g}) break the "
+                            f"generated face; use {name} within ±{span:g}")

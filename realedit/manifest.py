@@ -24,6 +24,11 @@ from pathlib import Path
 
 from .errors import FormatError, WeightsError
 
+# Models tried, in order, when no model is named: official generators that come with a
+# direction bank, if their files (generator, and encoder where they have one) are in the
+# cache, then the embedded model shipped in weights/.
+DEFAULT_MODELS = ("stylegan2-ffhq-1024", "stylegan-ffhq-1024", "stylegan-celebahq-1024",
+                  "pggan-celebahq-1024", "realedit-celeba64")
 FORMAT = "realedit-model-manifest"
 VERSION = 1
 SUFFIX = ".model.json"
@@ -257,3 +262,51 @@ def default_inverter(name_or_path) -> str:
     e = weights.entry(os.fspath(name_or_path))
     enc = weights.entry(e.encoder) if e.encoder else e
     return "encoder" if enc.format in REGISTRY_FORMATS else "hybrid"
+
+def default_model_name() -> str:
+    """The first model of DEFAULT_MODELS whose file is available without a download."""
+    from . import weights
+
+    for name in DEFAULT_MODELS:
+        try:
+            parts = registered_parts(name)
+            if all(weights.where_found(e) for e in (parts.model, parts.encoder) if e is not None):
+                return name
+        except WeightsError:
+            continue
+    raise WeightsError("no model available: the embedded model weights/realedit-celeba64.pt is "
+                       "missing from this installation (reinstall realedit from its repository)")
+
+
+def _likely_default_model() -> str:
+    """default_model_name without torch (registered_parts reads the pSp formats, which import
+    it): the first of DEFAULT_MODELS whose generator file is here. Used only to read a bank's
+    JSON before anything loads; the loaded model's own bank decides again afterwards."""
+    from . import weights
+
+    for name in DEFAULT_MODELS:
+        try:
+            if weights.where_found(weights.entry(name)):
+                return name
+        except WeightsError:
+            continue
+    return DEFAULT_MODELS[-1]
+
+
+def bank_entries(name_or_path=None) -> list[dict]:
+    """The direction entries (name, range, scale, conditions, stats, ...) of a model's own
+    realedit bank JSON, read with nothing but json: what the command line may know before
+    torch and the model load (the amounts' limits, help text). [] when the model is unknown,
+    has no own bank (InterFaceGAN files only) or it cannot be read."""
+    try:
+        name = name_or_path or _likely_default_model()
+        ref = resolve_model(name).bank
+        if ref is None:
+            return []
+        p = Path(ref)
+        stem = p.with_suffix("") if p.suffix in (".npz", ".json") else p  # edit.load_bank's rule
+        js = stem.with_name(stem.name + ".json")
+        data = json.loads(js.read_text(encoding="utf-8"))
+        return [d for d in data.get("directions", []) if isinstance(d, dict) and d.get("name")]
+    except (WeightsError, FormatError, OSError, ValueError, AttributeError, TypeError):
+        return []

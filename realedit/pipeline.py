@@ -35,32 +35,13 @@ from .args import parse_edits  # noqa: F401  (re-exported: realedit.pipeline.par
 from .errors import EditArgumentError, EditError, UsageError, WeightsError
 from .threads import ticking
 
-# Models tried, in order, when no model is named: official generators that come with a
-# direction bank, if their files (generator, and encoder where they have one) are in the
-# cache, then the embedded model shipped in weights/.
-DEFAULT_MODELS = ("stylegan2-ffhq-1024", "stylegan-ffhq-1024", "stylegan-celebahq-1024",
-                  "pggan-celebahq-1024", "realedit-celeba64")
+from .manifest import DEFAULT_MODELS, default_model_name  # noqa: F401 (re-exported)
+
 DETAIL_MODES = ("residual", "warp", "replace")
 # "warp" won against "residual" on the measurements (README, `realedit eval --detail`): head
 # yaw moves more under pose=+3, identity is better kept, and the turn leaves no ghost.
 DEFAULT_DETAIL = "warp"
 BLEND_MODES = ("alpha", "poisson")
-
-
-def default_model_name() -> str:
-    """The first model of DEFAULT_MODELS whose file is available without a download."""
-    from . import weights
-    from .manifest import registered_parts
-
-    for name in DEFAULT_MODELS:
-        try:
-            parts = registered_parts(name)
-            if all(weights.where_found(e) for e in (parts.model, parts.encoder) if e is not None):
-                return name
-        except WeightsError:
-            continue
-    raise WeightsError("no model available: the embedded model weights/realedit-celeba64.pt is "
-                       "missing from this installation (reinstall realedit from its repository)")
 
 
 @dataclass
@@ -280,9 +261,9 @@ def _thread_detector(detector):
     from .align.detect import Detector
 
     if detector is None:
-        return Detector()
-    if isinstance(detector, Detector):
-        return copy.copy(detector)  # its state leaves dlib's models out: loaded in the thread
+        return Detector().load()
+    if isinstance(detector, Detector):  # its state leaves dlib's models out: loaded here
+        return copy.copy(detector).load()
     return detector
 
 
@@ -358,6 +339,10 @@ class Editor:
         self.space = space
         from .device import resolve_device
         self.device = resolve_device(device)
+        if isinstance(detector, str):  # "hog" (fast, frontal) or "cnn" (dlib MMOD: slower,
+            from .align import Detector  # finds turned and partly covered faces)
+
+            detector = Detector(detector)
         self.detector = detector
         self.min_face = float(min_face)
         self.licence = licence
@@ -385,7 +370,9 @@ class Editor:
         "hybrid"; hybrid and pti start from that encoder's code too.
         bank: a DirectionBank or path to override the model's own. space=None: the model's
         richest latent space (wp, or z for PGGAN). device: "auto" (a GPU when there is one),
-        "cpu", "cuda[:N]", "mps" or a torch.device. threads: torch's CPU threads; None (default)
+        "cpu", "cuda[:N]", "mps" or a torch.device. detector: None (dlib's HOG, faces down to
+        40 px), "hog", "cnn" (dlib's CNN: slower, finds turned or partly covered faces HOG
+        misses), a realedit.align.Detector, or any callable image -> [Face]. threads: torch's CPU threads; None (default)
         chooses per stage from the CPUs free at the time (realedit.threads), a number fixes it.
         """
         from . import invert as inv
@@ -478,7 +465,14 @@ class Editor:
         warning line per amount beyond its direction's sensible range (allowed, not refused)."""
         if not edits:
             raise EditError("no edit given: use e.g. {'age': 3} (CLI: --attr age=+3)")
+        from .args import check_amounts
         from .edit import amount_warnings, apply_edits
+        from .edit.apply import sensible_ranges_of
+
+        # far beyond the sensible range: a bad argument (exit 2), refused before any inversion
+        check_amounts({(k if isinstance(k, str) else k.name): v for k, v in dict(edits).items()},
+                      sensible_ranges_of(dict(edits), list(keep), self.bank, self.space,
+                                         model=self.model_name))
         probe = torch.zeros(self._latent_shape(), dtype=torch.float32)
         moved = apply_edits(probe, self.space, dict(edits), keep=list(keep), bank=self.bank,
                             model=self.model_name)
@@ -514,7 +508,7 @@ class Editor:
         if batch < 1:
             raise UsageError(f"batch must be >= 1, got {batch}")
         crops = [c for p in prepared for c in p.inputs]
-        latents, recons, losses, seconds, tuned = [], [], [], [], []
+        latents, recons, losses, seconds, tuned, shared = [], [], [], [], [], []
         # An inverter whose reconstruction is G(latent) as Editor.apply synthesises it (the
         # encoder's): one 1024 px synthesis less per face (~2 s on a CPU).
         exact = getattr(self.inverter, "reconstruction_is_synthesis", False)
@@ -526,7 +520,8 @@ class Editor:
             latents.append(result.latent.detach())
             recons.append(result.reconstruction.detach())
             losses.append(result.final_loss.detach())
-            seconds += [result.seconds / len(chunk)] * len(chunk)
+            seconds += [result.seconds / len(chunk)] * len(chunk)  # each face's share
+            shared += [(len(chunk), result.seconds)] * len(chunk)
             tuned += result.generators or [None] * len(chunk)  # pti: a generator per face
         loss = torch.cat(losses).float().cpu().tolist() if losses else []  # one host copy
         out, k = [], 0
@@ -542,7 +537,9 @@ class Editor:
                 faces.append(fi)
                 k += 1
             t = dict(p.timings)
-            t["invert"] = sum(fi.seconds for fi in faces)
+            t["invert"] = sum(fi.seconds for fi in faces)  # its faces' shares of their batches
+            if faces:  # the batch its (first) face was inverted in: faces, seconds
+                t["batch_faces"], t["batch_seconds"] = shared[k - len(faces)]
             out.append(InvertedPhoto(p.photo, faces, list(p.skipped), self.space, self.model_name,
                                      getattr(self.inverter, "name", "?"), t))
         return out

@@ -1,5 +1,7 @@
 """detail="warp" through Editor.apply and `realedit --detail warp` (tiny random model: plumbing
-and guarantees), and the broken-face refusal on the embedded model (age=+1000)."""
+and guarantees), and, on the embedded model, the refusals of edits that are too large: amounts
+far beyond the sensible range before anything runs (age=+1000: exit 2), a broken generated
+face after synthesis (exit 6)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realedit.errors import EditError
+from realedit.errors import EditArgumentError, EditError
 from realedit.pipeline import Editor
 
 from tiny_model import make_tiny_model
@@ -90,11 +92,28 @@ def embedded():
 
 
 @pytest.mark.parametrize("amount", [1000.0, -1000.0])
-def test_huge_edit_is_refused_not_pasted(embedded, amount):
+def test_huge_edit_is_a_bad_argument(embedded, amount):
     ed, inv = embedded
+    with pytest.raises(EditArgumentError, match=r"too large: amounts beyond ±9 .*age within ±3"):
+        ed.check_edits({"age": amount})          # what Editor.edit checks before inverting
+    for detail in ("residual", "warp"):
+        with pytest.raises(EditArgumentError, match=r"too large"):
+            ed.apply(inv, {"age": amount}, detail=detail)
+
+
+def test_a_broken_face_within_the_limit_is_refused_not_pasted(embedded):
+    """The guard after synthesis stays: a direction whose scale is wrong (100 unit normals per
+    +1) breaks the face at an amount the limit lets through."""
+    import dataclasses
+
+    from realedit.edit import DirectionBank
+
+    ed, inv = embedded
+    wild = Editor(ed.G, DirectionBank([dataclasses.replace(d, scale=100.0) for d in ed.bank]),
+                  model_name=ed.model_name, inverter=ed.inverter, space=ed.space)
     for detail in ("residual", "warp"):
         with pytest.raises(EditError, match=r"too large: the generated face is broken"):
-            ed.apply(inv, {"age": amount}, detail=detail)
+            wild.apply(inv, {"age": 3.0}, detail=detail)
 
 
 @pytest.mark.parametrize("edit", [{"age": 3.0}, {"age": -6.0}, {"smile": 6.0}, {"pose": 3.0},
@@ -114,14 +133,20 @@ def test_the_refusal_names_the_calibrated_range(embedded):
     assert "\n" not in str(exc.value)
 
 
-def test_cli_refuses_a_huge_edit_with_exit_6_and_writes_nothing(embedded, tmp_path):
+def test_cli_refuses_a_huge_edit_with_exit_2_before_loading(embedded, tmp_path):
     from click.testing import CliRunner
 
     from realedit.cli import cli
 
     dst = tmp_path / "out.jpg"
-    res = CliRunner().invoke(cli, [str(ROOT / "demo" / "photos" / "astronaut.jpg"), "--attr", "age=+1000",
-                                   "--inverter", "encoder", "--model", "realedit-celeba64", "-o", str(dst), "-q"])
-    assert res.exit_code == 6, res.output
-    assert "generated face is broken" in res.output and "Traceback" not in res.output
+    photo = str(ROOT / "demo" / "photos" / "astronaut.jpg")
+    res = CliRunner().invoke(cli, [photo, "--attr", "age=+1000", "--inverter", "encoder",
+                                   "--model", "realedit-celeba64", "-o", str(dst), "-q"])
+    assert res.exit_code == 2, res.output
+    assert "age within ±3" in res.output and "Traceback" not in res.output
+    assert "model:" not in res.output            # refused before the model loaded
     assert not dst.exists()
+    # a model that does not exist is not even looked for (exit 2, not 5)
+    res = CliRunner().invoke(cli, [photo, "--attr", "age=+1000", "--model",
+                                   str(tmp_path / "missing.pt"), "-o", str(dst)])
+    assert res.exit_code == 2, res.output

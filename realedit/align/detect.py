@@ -28,6 +28,9 @@ from .dlib_models import dlib_model_path
 _HOG_MIN_FACE = 80.0
 # Faces (box side, photo pixels) a Detector looks for by default, at any photo size.
 DEFAULT_MIN_FACE = 40.0
+# The CNN's default: dlib's MMOD model sees faces from ~80 px without upsampling, which costs
+# it 4x (CelebA-HQ 000434 at 512 px, loaded machine: 5.9 s at 80 px, 22 s at 40 px).
+CNN_MIN_FACE = 80.0
 # Smallest min_face a Detector accepts: below it the 68 landmarks are guesses.
 MIN_FACE_LIMIT = 20.0
 # A pass "sees" min_face when its smallest face is within 1% of it (scales are rounded).
@@ -149,11 +152,13 @@ def landmark_drift(predictor, image: np.ndarray, rect, landmarks: np.ndarray) ->
 class Detector:
     """dlib detector + 68-point predictor, models loaded lazily and kept for reuse.
 
-    kind: "hog" (fast, frontal) or "cnn" (dlib MMOD, ~1.6 s per 512 px photo on a CPU).
+    kind: "hog" (fast, frontal) or "cnn" (dlib MMOD, ~1.6 s per 512 px photo on an idle CPU;
+    finds turned or partly covered faces HOG misses).
     max_side: photos larger than this are detected on a copy downscaled to it (the main pass).
     upsample: dlib's upsampling count for the main pass; "auto" = 1 when the working copy is
     at most 1024 px on its long side and that is needed to see ``min_face``, else 0.
-    min_face: smallest face (box side, photo pixels) to find, at any photo size ("auto", HOG).
+    min_face: smallest face (box side, photo pixels) to find, at any photo size ("auto", HOG);
+    None: DEFAULT_MIN_FACE for HOG, CNN_MIN_FACE for the CNN.
     Where the main pass cannot see faces that small (HOG's window is 80 px of the image it
     scans), a second pass runs on overlapping tiles of the photo magnified by 1.1 * 80 /
     min_face (2.2x for the default 40), so memory stays bounded at any photo size; its cost
@@ -169,12 +174,14 @@ class Detector:
 
     def __init__(self, kind: str = "hog", *, models_dir: str | Path | None = None,
                  max_side: int = 2048, upsample: int | str = "auto",
-                 min_face: float = DEFAULT_MIN_FACE, tile: int = 4096,
+                 min_face: float | None = None, tile: int = 4096,
                  workers: int | None = None, min_score: float = 0.0, min_quality: float = 0.5):
         if kind not in ("hog", "cnn"):
             raise UsageError(f"unknown detector {kind!r}: use 'hog' or 'cnn'")
         if max_side < 64:
             raise UsageError("max_side must be at least 64")
+        if min_face is None:
+            min_face = CNN_MIN_FACE if kind == "cnn" else DEFAULT_MIN_FACE
         if not MIN_FACE_LIMIT <= float(min_face):  # nan too; inf = the main pass alone
             raise UsageError(f"min_face must be at least {MIN_FACE_LIMIT:.0f} px (smaller faces "
                              f"have too few pixels for the landmarks), got {min_face}")
@@ -196,6 +203,12 @@ class Detector:
         # dlib's models do not pickle; worker processes load their own (lazily, as here).
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("_detector", "predictor", "_tile_hogs")}
+
+    def load(self) -> "Detector":
+        """Load dlib's models now (seconds the first time in a process), not in the first
+        photo's detection."""
+        self._detector, self.predictor  # noqa: B018 - cached properties
+        return self
 
     @functools.cached_property
     def _detector(self):
@@ -410,7 +423,7 @@ def merge_faces(first: list[Face], more: list[Face]) -> list[Face]:
 
 
 @functools.lru_cache(maxsize=4)
-def default_detector(kind: str = "hog", min_face: float = DEFAULT_MIN_FACE) -> Detector:
+def default_detector(kind: str = "hog", min_face: float | None = None) -> Detector:
     """Process-wide cached Detector with default settings (but ``min_face``), so dlib models
     load once (the 68-point model is ~100 MB and takes ~1 s to read; each HOG detector ~0.3 s)."""
     return Detector(kind, min_face=min_face)

@@ -56,18 +56,45 @@ def select_faces(faces: list[Face], policy: str | int = "largest", *,
     return [f for _, f in kept], skipped
 
 
+# What "no face found" suggests when the fast HOG detector was used: dlib's CNN (MMOD) finds
+# faces HOG misses (turned heads, a hand or sunglasses over part of the face, hard light).
+CNN_HINT = ("try --detector cnn (detector='cnn' in Python): slower, finds turned or partly "
+            "covered faces the default HOG detector misses")
+
+
 def no_face_message(skipped: list[Skipped], where: str = "photo", *, detector=None,
                     shape: tuple[int, int] | None = None) -> str:
     """One line explaining why nothing is left; with ``detector`` and the photo's (h, w)
-    ``shape``, a photo without detections also says how small a face the detector finds."""
+    ``shape``, a photo without detections also says how small a face the detector finds.
+    With the HOG detector (the default) it points to the CNN one."""
+    hint = "" if getattr(detector, "kind", "hog") != "hog" else f"; {CNN_HINT}"
     if not skipped:
         msg = f"no face found in {where}"
         if shape is not None and hasattr(detector, "smallest_face"):
             h, w = shape
             msg += (f" (faces down to about {detector.smallest_face(h, w):.0f} px across are "
                     f"found in a {w}x{h} photo)")
-        return msg
-    return f"no usable face in {where}: " + "; ".join(s.reason for s in skipped)
+        return msg + hint
+    rejected = any("rejected" in s.reason for s in skipped)
+    return (f"no usable face in {where}: " + "; ".join(s.reason for s in skipped)
+            + (hint if rejected else ""))
+
+
+def skipped_lines(skipped: list[Skipped]) -> list[str]:
+    """What to tell a user about the faces left out of an edit: one line per face rejected or
+    too small (with where it is and why), and one line for the faces the --faces policy did
+    not pick (a group photo has many)."""
+    out, unpicked = [], 0
+    for s in skipped:
+        if "not the largest" in s.reason or "not selected" in s.reason:
+            unpicked += 1
+            continue
+        l, t, r, b = s.face.box
+        out.append(f"{s.reason} (box {l:.0f},{t:.0f}-{r:.0f},{b:.0f}; not edited)")
+    if unpicked:
+        out.append(f"{unpicked} other face{'s' if unpicked > 1 else ''} not edited "
+                   "(--faces all edits every face, --faces N one of them)")
+    return out
 
 
 def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAULT_MIN_SIZE,

@@ -49,6 +49,7 @@ class JobSpec:
     device: str = "cpu"
     threads: int | None = None   # torch threads per worker (None: torch's default)
     min_face: float | None = None  # smallest face the detector looks for (None: its default)
+    detector: str = "hog"        # dlib's HOG, or "cnn" (MMOD: slower, finds more faces)
 
     def __hash__(self) -> int:  # edits is a dict: hash the whole spec by value
         return hash(json.dumps(asdict(self), sort_keys=True, default=str))
@@ -60,6 +61,8 @@ class JobSpec:
             d.pop(k)
         if self.min_face is None:  # jobs started before the option existed resume as before
             d.pop("min_face")
+        if self.detector == "hog":
+            d.pop("detector")
         d["keep"] = list(self.keep)
         return d
 
@@ -84,6 +87,7 @@ class Record:
     faces: int = 0
     error: str = ""
     exit_code: int = 0
+    skipped: list = field(default_factory=list)  # faces left out, each with its reason
     timings: dict = field(default_factory=dict)
     worker: str = ""
     time: float = 0.0

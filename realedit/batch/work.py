@@ -53,7 +53,8 @@ def prepare_options(editor, spec: JobSpec) -> dict:
     """What the CPU stage needs from the model (its input size, the smallest face it takes),
     so CPU workers never load the network."""
     return {"faces": spec.faces, "resolution": int(editor.G.resolution),
-            "min_face": float(editor.min_face), "detect_min_face": spec.min_face}
+            "min_face": float(editor.min_face), "detect_min_face": spec.min_face,
+            "detector": spec.detector}
 
 
 def prepare(opts: dict, task: Task):
@@ -65,8 +66,9 @@ def prepare(opts: dict, task: Task):
     t0 = time.perf_counter()
     try:
         # cached per process: building a detector's dlib HOG models costs ~0.3 s each
-        min_face = opts.get("detect_min_face")
-        det = None if min_face is None else default_detector(min_face=min_face)
+        min_face, kind = opts.get("detect_min_face"), opts.get("detector") or "hog"
+        det = (None if min_face is None and kind == "hog" else
+               default_detector(kind, min_face))
         return prepare_photo(task.src, opts["faces"], resolution=opts["resolution"],
                              min_face=opts["min_face"], detector=det)
     except Exception as exc:  # noqa: BLE001 - isolated per photo, reported in its record
@@ -127,8 +129,11 @@ def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, invert_s: float
         if spec.compare:
             written.append(write_image(task.outputs[1], result.compare_image()))
         timings["write"] = round(time.perf_counter() - t0, 4)
+        from ..align.select import skipped_lines
+
         return Record(task.key, task.src, "ok", outputs=[file_digest(p) for p in written],
-                      faces=len(result.faces), timings=timings, worker=worker_id())
+                      faces=len(result.faces), skipped=skipped_lines(result.skipped),
+                      timings=timings, worker=worker_id())
     except Exception as exc:  # noqa: BLE001
         for p in written:  # no half set of outputs
             try:

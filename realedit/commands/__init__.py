@@ -39,7 +39,7 @@ def one_line_errors(interrupted: str = "interrupted; nothing was written"):
 def min_face_option(default):
     """--min-face PX (the detector's smallest face), checked by click: exit 2 before any model
     loads. ``default`` None: the detector's own."""
-    from ..align.detect import DEFAULT_MIN_FACE, MIN_FACE_LIMIT
+    from ..align.detect import CNN_MIN_FACE, DEFAULT_MIN_FACE, MIN_FACE_LIMIT
 
     def check(ctx, param, value):
         if value is not None and not value >= MIN_FACE_LIMIT:  # nan too
@@ -51,8 +51,8 @@ def min_face_option(default):
         "--min-face", type=float, default=default, callback=check, metavar="PX",
         show_default=default is not None,
         help=f"Smallest face to look for (dlib box side, photo pixels; default "
-             f"{DEFAULT_MIN_FACE:.0f}, at any photo size). Larger is faster on big photos (80: "
-             f"~5x less time at 12 MP).")
+             f"{DEFAULT_MIN_FACE:.0f}, {CNN_MIN_FACE:.0f} with --detector cnn, at any photo "
+             f"size). Larger is faster on big photos (80: ~5x less time at 12 MP).")
 
 
 def threads_option():
@@ -63,3 +63,12 @@ def threads_option():
         help="CPU threads for the networks. Default: as many as CPUs are free at the time "
              "(fewer while other programs keep the CPUs busy), or $OMP_NUM_THREADS when set. "
              "A fixed count makes reruns bit-identical whatever the machine's load.")
+
+
+def detector_option():
+    """--detector hog|cnn: which dlib face detector finds the faces."""
+    return click.option(
+        "--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
+        help="Face detector: hog (fast, frontal faces) or cnn (dlib's MMOD CNN: several times "
+             "slower, finds turned or partly covered faces, e.g. a hand or sunglasses, that "
+             "hog misses).")

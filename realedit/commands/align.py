@@ -15,8 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS, min_face_option
-from ..align.detect import DEFAULT_MIN_FACE
+from . import HELP_SETTINGS, detector_option, min_face_option
 from ..errors import OutputError, RealeditError
 from ..fsutil import atomic_write
 
@@ -78,9 +77,8 @@ def align_photo(path: Path, out_dir: Path, stem: str, *, size: int, faces: str |
               help="Which faces: largest, all, or an index (0 = largest).")
 @click.option("--min-size", default=64.0, show_default=True, type=click.FloatRange(0),
               help="Skip faces whose FFHQ quad is smaller than this (photo pixels).")
-@click.option("--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
-              help="dlib HOG (fast) or MMOD CNN (slower, finds more faces).")
-@min_face_option(DEFAULT_MIN_FACE)
+@detector_option()
+@min_face_option(None)
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png",
               show_default=True, help="Crop file format.")
 @click.option("--supersample", default=4, show_default=True, type=click.IntRange(1, 8),

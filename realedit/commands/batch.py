@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS, min_face_option, one_line_errors
+from . import HELP_SETTINGS, detector_option, min_face_option, one_line_errors
 
 
 @click.command("batch", context_settings=HELP_SETTINGS)
@@ -44,13 +44,16 @@ from . import HELP_SETTINGS, min_face_option, one_line_errors
 @click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
 @click.option("--device", default="cpu", show_default=True, help="Device of the network workers.")
 @click.option("--threads", type=click.IntRange(1), default=None,
-              help="torch threads per network worker (default: torch's).")
+              help="torch threads per network worker (default: as many as CPUs are free at the "
+                   "time, at most the worker's CPUs; $OMP_NUM_THREADS when set). A fixed count "
+                   "makes reruns bit-identical.")
+@detector_option()
 @min_face_option(None)
 @click.option("-q", "--quiet", is_flag=True, help="Only the final summary.")
 @one_line_errors("interrupted; photos finished so far are recorded, rerun to go on")
 def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_per_worker,
         gpus_per_worker, batch_size, retry_failed, model, inverter, steps, faces, detail, compare,
-        device, threads, min_face, quiet):
+        device, threads, detector, min_face, quiet):
     """Edit every photo of SOURCES (folders, recursive; globs; or .txt/.csv lists of paths)
     into OUT, resumably: rerunning the same command skips photos already done (outputs checked
     against the manifest's hashes), retries none of the failed ones unless --retry-failed
@@ -67,7 +70,7 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
         inverter = default_inverter(model)
     spec = JobSpec(edits=edits, keep=tuple(keep), faces=parse_policy(faces), model=model,
                    inverter=inverter, steps=steps, detail=detail, compare=compare, device=device,
-                   threads=threads, min_face=min_face)
+                   threads=threads, min_face=min_face, detector=detector)
     t0 = time.perf_counter()
 
     def on_start(total, already, skipped):
@@ -78,6 +81,10 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
     def on_record(rec):
         if not quiet and rec.status != "ok":
             click.echo(f"{rec.key}: error: {rec.error}", err=True)
+        if not quiet:  # faces rejected or too small, each with its reason (also in the manifest)
+            for line in rec.skipped:
+                if "other face" not in line:
+                    click.echo(f"{rec.key}: {line}", err=True)
 
     def on_warning(text):
         click.echo(f"warning: {text}", err=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import HELP_SETTINGS, min_face_option, threads_option
+from . import HELP_SETTINGS, detector_option, min_face_option, threads_option
 
 from ..errors import ImageError, OutputError, RealeditError, UsageError
 from ..io import IMAGE_SUFFIXES, expand_source
@@ -114,6 +114,7 @@ class _Bar:
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Threads that read, detect and align photos while faces are inverted "
                    "(default: most cores with a GPU, 1 on the CPU; 0: none).")
+@detector_option()
 @min_face_option(None)
 @threads_option()
 @click.option("--save-latent", is_flag=True, help="Also write NAME_latent.npz (codes, space, model).")
@@ -121,7 +122,7 @@ class _Bar:
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail, device,
-        batch, workers, min_face, threads, save_latent, compare, debug, quiet):
+        batch, workers, detector, min_face, threads, save_latent, compare, debug, quiet):
     """Edit the faces in PHOTOS (files, folders or globs) and write the whole photos back.
 
     \b
@@ -141,7 +142,7 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
     try:
         code = _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
                     save_latent, compare, debug, quiet, device=device, batch=batch, workers=workers,
-                    min_face=min_face, threads=threads)
+                    min_face=min_face, threads=threads, detector=detector)
     except RealeditError as exc:
         if debug:
             traceback.print_exc()
@@ -152,16 +153,19 @@ def cli(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, d
 
 def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, detail,
          save_latent, compare, debug, quiet, *, device="auto", batch=None, workers=None,
-         min_face=None, threads=None) -> int:
-    from ..align.select import parse_policy
-    from ..args import check_keep, parse_edits
+         min_face=None, threads=None, detector="hog") -> int:
+    from ..align.select import parse_policy, skipped_lines
+    from ..args import check_amounts, check_keep, parse_edits, sensible_ranges
+    from ..manifest import bank_entries
 
     # What the command line alone can tell is checked before torch is imported and the model
-    # loads (seconds): a typo fails at once, as a bad argument (exit 2).
+    # loads (seconds): a typo fails at once, as a bad argument (exit 2); so does an amount far
+    # beyond the sensible range the bank records (its JSON is read, nothing loaded).
     edits = parse_edits(attrs)
     check_keep(edits, keep)
     if not edits:
         raise UsageError("nothing to do: give at least one --attr NAME=AMOUNT (e.g. --attr age=+3)")
+    check_amounts(edits, sensible_ranges(bank_entries(model)))
     policy = parse_policy(faces)
     files = expand_inputs(photos)
     if not files:
@@ -172,6 +176,19 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     out_is_folder = out is not None and not (single and out.suffix.lower() in IMAGE_SUFFIXES)
     if out_is_folder:
         _check_out_folder(out)  # cheap checks now; the folder is made when a photo is written
+    # Where each photo's outputs go must be writable before it is inverted: a single photo
+    # fails now (exit 7), a photo of a batch fails alone without being inverted.
+    unwritable: dict[Path, OutputError] = {}
+    if not out_is_folder:
+        for folder in {output_path(p, out, "edited", single=single).parent for p in files}:
+            try:
+                _check_out_folder(folder)
+            except OutputError as exc:
+                unwritable[folder] = exc
+        if single and unwritable:
+            raise next(iter(unwritable.values()))
+    blocked = {p: unwritable[output_path(p, out, "edited", single=single).parent]
+               for p in files if output_path(p, out, "edited", single=single).parent in unwritable}
 
     from ..threads import start_monitor
 
@@ -183,7 +200,10 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
 
     device = resolve_device(device)
     t0 = time.perf_counter()
-    detector = None if min_face is None else Detector(min_face=min_face)
+    if detector != "hog" or min_face is not None:
+        detector = Detector(detector, min_face=min_face)
+    else:
+        detector = None  # the process-wide default
     editor = Editor.from_pretrained(model, inverter=inverter, space=space, steps=steps,
                                     device=device, detector=detector, threads=threads)
     for line in editor.check_edits(edits, keep):  # names the bank lacks: EditArgumentError (2)
@@ -224,14 +244,18 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     if not single:
         from ..pipeline import default_workers
         workers = default_workers(editor.device) if workers is None else workers
-        stream = editor.invert_many(files, policy, batch=batch, workers=workers)
-    t1 = time.perf_counter()
+        stream = editor.invert_many([p for p in files if p not in blocked], policy, batch=batch,
+                                    workers=workers)
     for n, path in enumerate(files, 1):
         label = f"[{n}/{len(files)}] {path.name}"
         bar = _Bar(label, show and single)
         written = []
+        t1 = time.perf_counter()
         try:
+            if path in blocked:
+                raise OutputError(f"{blocked[path]}")
             inverted = next(stream)[1] if stream is not None else None
+            t1 = time.perf_counter()  # a batch's inversion is shared out below, not charged here
             dst = claim(output_path(path, out, "edited", single=single), path)
             ext = None if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             cmp_dst = claim(output_path(path, out, "compare", ext, single), path) if compare else None
@@ -250,8 +274,10 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
             if save_latent:
                 written.append(_save_latent(lat_dst, result, inverted))
             faces_txt = f"{len(result.faces)} face" + ("s" if len(result.faces) != 1 else "")
-            click.echo(f"{label}: {faces_txt} edited in {time.perf_counter() - t1:.1f} s -> "
+            click.echo(f"{label}: {faces_txt} edited in {_seconds(inverted, t1, stream)} -> "
                        + ", ".join(str(w) for w in written), err=True)
+            for line in skipped_lines(result.skipped):
+                click.echo(f"{label}: {line}", err=True)
         except RealeditError as exc:
             bar.close()
             _remove(written)
@@ -274,7 +300,6 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
                 traceback.print_exc()
             click.echo(f"{label}: internal error: {type(exc).__name__}: {exc} "
                        "(rerun with --debug for details)", err=True)
-        t1 = time.perf_counter()
     _remove_empty(made)
     if len(files) > 1:
         click.echo(f"done: {len(files) - failed} of {len(files)} photos edited"
@@ -283,6 +308,21 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
         return 0
     # One photo: its error's own code (3 unreadable, 4 no face, ...); a batch: 1.
     return last_code if len(files) == 1 else 1
+
+
+def _seconds(inverted, t1: float, stream) -> str:
+    """'6.3 s' for one photo (its wall time); for a photo of a batch, its own stages plus its
+    share of the batch's inversion, and how many faces shared it."""
+    own = time.perf_counter() - t1
+    if stream is None:
+        return f"{own:.1f} s"
+    tm = inverted.timings
+    secs = own + sum(float(tm.get(k, 0.0)) for k in ("read", "detect", "align", "invert"))
+    n, batch_s = tm.get("batch_faces"), tm.get("batch_seconds")
+    if n and n > 1:
+        return (f"{secs:.1f} s (its share of {batch_s:.1f} s for {n} faces inverted together, "
+                "plus its own reading, detection, alignment and edit)")
+    return f"{secs:.1f} s"
 
 
 def _check_out_folder(out: Path) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import HELP_SETTINGS, one_line_errors, threads_option
+from . import HELP_SETTINGS, detector_option, one_line_errors, threads_option
 from ..errors import UsageError
 
 
@@ -56,10 +56,12 @@ def exposure_warning(host: str) -> str | None:
 @click.option("--big-photo-mp", type=click.FloatRange(0.01, 1000), default=4, show_default=True,
               help="Photos over this many megapixels are searched for faces in a lane of "
                    "their own, so smaller uploads never wait behind them.")
+@detector_option()
 @threads_option()
 @one_line_errors(interrupted="stopped")
 def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixels,
-        session_minutes, max_sessions, max_per_client, max_queue, big_photo_mp, threads):
+        session_minutes, max_sessions, max_per_client, max_queue, big_photo_mp, detector,
+        threads):
     """Start a local web app: drop a photo, move attribute sliders, download the edited photo.
 
     The same server answers an HTTP API (OpenAPI docs at /docs):
@@ -87,7 +89,8 @@ def cli(host, port, model, device, inverter, steps, max_upload_mb, max_megapixel
 
     t0 = time.perf_counter()
     editor = Editor.from_pretrained(model, inverter=inverter, steps=steps,
-                                    device=resolve_device(device), threads=threads)
+                                    device=resolve_device(device), threads=threads,
+                                    detector=None if detector == "hog" else detector)
     warm_up(editor)
     click.echo(f"model: {editor.model_name} ({editor.G.kind}, {editor.G.resolution} px); "
                f"inverter: {getattr(editor.inverter, 'name', inverter)}; "

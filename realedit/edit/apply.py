@@ -129,6 +129,17 @@ def amount_warnings(edits: Mapping, keep: Sequence[str] = (), bank: DirectionBan
     return out
 
 
+def sensible_ranges_of(edits: Mapping, keep: Sequence[str] = (), bank: DirectionBank | None = None,
+                       space: str = "wp", *, model: str | None = None) -> dict[str, float]:
+    """edit key (its name) -> the sensible range of the direction it moves along."""
+    keep = _dedupe(keep)
+    out = {}
+    for key in edits:
+        d, _ = _resolve(key, keep, space, bank, model)
+        out[key if isinstance(key, str) else d.name] = d.sensible_range
+    return out
+
+
 def _move(x: np.ndarray, vecs, amounts, primals, mode) -> np.ndarray:
     """x: (N, d). vecs: [(move direction, primal normal)], amounts: per direction."""
     D = np.stack([v for v, _ in vecs])                    # (k, d)

@@ -31,10 +31,9 @@ import numpy as np
 from ..errors import EditArgumentError, EditError, OutputError, UnsafePickleError
 from ..fsutil import atomic_write_bytes, atomic_write_text
 
+from ..args import DEFAULT_AMOUNT_RANGE  # noqa: F401 (re-exported)
+
 SPACES = ("z", "w", "wp")
-# Without a measured range, amounts up to InterFaceGAN's own editing range (its scripts step
-# from -3 to +3 unit normals) pass silently; beyond it images tend to leave the face manifold.
-DEFAULT_AMOUNT_RANGE = 3.0
 BANK_FORMAT = "realedit-directions"
 BANK_VERSION = 1
 

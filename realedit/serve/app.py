@@ -517,7 +517,7 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             usable, skipped = select_faces(found, "all", min_size=editor.min_face)
             if not usable:
                 where = f"this photo ({photo.width}x{photo.height})"
-                raise NoFaceError(no_face_message(skipped, where))
+                raise NoFaceError(no_face_message(skipped, where, detector=lane.detector))
             s = store.create(slot, name=name, ext=download_ext(file.filename, photo),
                              photo=photo, faces=found, usable=usable, skipped=skipped)
         if policy is not None:
