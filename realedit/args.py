@@ -94,3 +94,38 @@ def check_amounts(edits, ranges: dict[str, float]) -> None:
             raise EditError(f"{name}={float(amount):+g} is too large: amounts beyond ±{limit:g} "
                             f"({AMOUNT_LIMIT:g}x {name}'s sensible range ±{span:g}) break the "
                             f"generated face; use {name} within ±{span:g}")
+
+
+def measured_effects(entries, amount: float = 3.0) -> str:
+    """'+3 moves smile +0.66 logit (+1.21 with --keep gender), ...' from a bank's own calibration
+    records (bank JSON entries: stats.calibration.per_unit is the mean effect of +-1 measured on
+    photos at the clear amount, 3), so help text says what the bank last measured; '' when
+    the bank has none."""
+    plain: dict[str, dict] = {}
+    kept: dict[str, dict] = {}
+    photos = set()
+    for e in entries:
+        cal = (e.get("stats") or {}).get("calibration") or {}
+        if cal.get("per_unit") is None:
+            continue
+        photos.add(cal.get("photos"))
+        conds = list(e.get("conditions") or [])
+        if not conds:
+            plain[e["name"]] = cal
+        elif conds == ["gender"]:
+            kept[e["name"]] = cal
+    parts = []
+    for name in sorted(set(plain) | set(kept), key=lambda n: (n not in plain, n)):
+        fmt = (lambda c: f"{amount * c['per_unit']:+.2g} {c.get('unit', '')}".rstrip())
+        if name in plain:
+            txt = f"{name} {fmt(plain[name])}"
+            if name in kept:
+                txt += f" ({amount * kept[name]['per_unit']:+.2g} with --keep gender)"
+        else:
+            txt = f"{name} {fmt(kept[name])} with --keep gender"
+        parts.append(txt)
+    if not parts:
+        return ""
+    n = max((p for p in photos if isinstance(p, int)), default=None)
+    on = f" on {n} photos" if n else ""
+    return f"{amount:+g} moves " + ", ".join(parts) + f" (mean, measured{on} when the bank was calibrated)"

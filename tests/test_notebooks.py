@@ -34,3 +34,22 @@ def test_notebook_runs(path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    if path.stem == "quickstart":  # its pictures at a size a person can see (was 261x87)
+        sizes = picture_sizes(nb)
+        assert len(sizes) >= 2 and all(w >= 600 and h >= 300 for w, h in sizes), sizes
+
+
+def picture_sizes(nb) -> list[tuple[int, int]]:
+    """(width, height) of every PNG/JPEG a notebook's outputs show."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    out = []
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            for mime in ("image/png", "image/jpeg"):
+                if mime in o.get("data", {}):
+                    out.append(Image.open(io.BytesIO(base64.b64decode(o["data"][mime]))).size)
+    return out

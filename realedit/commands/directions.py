@@ -56,12 +56,13 @@ def _unit_summary(d) -> str:
 
 
 @cli.command(name="list")
-@click.argument("source")
+@click.argument("source", required=False)
 @click.option("--model", "model", default=None, help="Only directions of this model id.")
 @click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None, help="Only this space.")
 @_one_line_errors
 def list_cmd(source, model, space):
-    """List the directions of SOURCE (model name, bank file or InterFaceGAN folder).
+    """List the directions of SOURCE (model name, bank file or InterFaceGAN folder; default:
+    the model `realedit` edits with when none is named).
 
     scale: unit normals moved per +1 of --attr (1 = uncalibrated); range: the largest |amount|
     measured to keep the face (default 3 where not measured; realedit warns beyond it); +1: the
@@ -69,7 +70,11 @@ def list_cmd(source, model, space):
     named GANSpace edits): the amount is the fraction of e4e's published edit (+1: exactly it).
     """
     from ..edit.directions import format_layers, load_bank, space_label
+    from ..manifest import default_model_name
 
+    if source is None:
+        source = default_model_name()
+        click.echo(f"model: {source} (the default; name another as SOURCE)", err=True)
     bank = load_bank(source, model=model)
     if space:
         bank = bank.filter(space=space)

@@ -64,18 +64,34 @@ class _Bar:
             self.bar.__exit__(None, None, None)
 
 
+def _attr_help() -> str:
+    """--attr's help, its numbers read from the embedded bank's own calibration record (the
+    bank JSON; nothing else loads), so the help says what the bank last measured."""
+    from ..args import AMOUNT_LIMIT, measured_effects, sensible_ranges
+    from ..manifest import bank_entries
+
+    entries = bank_entries("realedit-celeba64")
+    ranges = {n: r for n, r in sensible_ranges(entries).items()
+              if any(e["name"] == n and e.get("range") is not None for e in entries)}
+    embedded = ""
+    if ranges:
+        spans = sorted(set(ranges.values()))
+        embedded = (" Embedded model: sensible range " + ", ".join(
+            f"±{s:g} for " + ", ".join(n for n in sorted(ranges) if ranges[n] == s) for s in spans))
+        effects = measured_effects(entries)
+        embedded += f"; {effects}." if effects else "."
+    return ("Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amounts are in each "
+            "direction's calibrated units (a scale stored in the bank); `realedit directions "
+            "list [MODEL]` shows each one's scale, sensible range and measured effect. Beyond "
+            "the range a warning is printed; beyond " f"{AMOUNT_LIMIT:g}x the range the amount is "
+            "refused (exit 2)." + embedded + " Uncalibrated directions: multiples of the unit "
+            "normal, range ±3. pose=+X turns the head towards the image's right, i.e. the "
+            "subject's own left (head yaw up, as realedit eval measures it).")
+
+
 @click.command("edit", context_settings=HELP_SETTINGS)
 @click.argument("photos", nargs=-1, required=True)
-@click.option("--attr", "attrs", multiple=True, metavar="NAME=±X",
-              help="Move an attribute, e.g. age=+3, smile=-1.5 (repeatable). Amounts are in each "
-                   "direction's calibrated units (a scale stored in the bank); `realedit "
-                   "directions list MODEL` shows each one's scale, sensible range and measured "
-                   "effect, and a warning says when an amount is beyond the range. Embedded model: "
-                   "sensible range +-3 for smile, age and pose; with --keep gender +3 is about "
-                   "+2.3 smile logit (a wider mouth) or +3 years, pose=+3 about 3 degrees of head "
-                   "turn. Uncalibrated directions: multiples of the unit normal, range +-3. pose=+X turns the head "
-                   "towards the image's right, i.e. the subject's own left (head yaw up, as "
-                   "realedit eval measures it).")
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=±X", help=_attr_help())
 @click.option("--keep", multiple=True, metavar="NAME",
               help="Hold an attribute fixed while editing (conditional direction; repeatable).")
 @click.option("-o", "--out", type=click.Path(path_type=Path),

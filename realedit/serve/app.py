@@ -324,8 +324,25 @@ def preview_inversion(inverted, size: int, resolution: int):
     return replace(inverted, photo=Photo(rgb=small), faces=faces)
 
 
+def attribute_note(d) -> str:
+    """One line for a slider: what moving it does, as far as the bank knows."""
+    cal = d.stats.get("calibration") or {}
+    if d.source == "sefa":
+        k = "".join(ch for ch in d.name if ch.isdigit())
+        return (f"SeFa component {k or '?'}: an unsupervised direction (an eigenvector of the "
+                "generator's first style weights), whatever the model varies most along it; "
+                "not named, not calibrated")
+    if cal.get("per_unit") is not None:
+        photos = f" on {cal['photos']} photos" if cal.get("photos") else ""
+        return (f"+1 moves {d.name} by {cal['per_unit']:+.2g} {cal.get('unit', '')}".rstrip()
+                + f" (measured{photos}); range ±{d.sensible_range:g} keeps the person")
+    return (f"not calibrated: amounts are unit normals, range ±{d.sensible_range:g} by default, "
+            "effect not measured")
+
+
 def attribute_list(editor) -> list[dict]:
-    """One slider per attribute the editor's bank can move its codes along."""
+    """One slider per attribute the editor's bank can move its codes along, named ones first;
+    ``group`` "unnamed" marks SeFa components (the page folds them away)."""
     from ..edit import direction_spaces, format_layers
 
     spaces = direction_spaces(editor.space)
@@ -336,7 +353,9 @@ def attribute_list(editor) -> list[dict]:
         out.append({"name": name, "min": -span, "max": span, "step": round(span / 30, 3),
                     "calibrated": d.amount_range is not None, "scale": d.scale,
                     "layers": format_layers(d.layers) if d.layers is not None else "all",
-                    "source": d.source or ""})
+                    "source": d.source or "", "note": attribute_note(d),
+                    "group": "unnamed" if d.source == "sefa" else "named"})
+    out.sort(key=lambda a: (a["group"] != "named", not a["calibrated"], a["name"]))
     return out
 
 

@@ -167,14 +167,28 @@ function track(s) {
 function buildSliders() {
   const box = $("sliders");
   box.innerHTML = "";
+  // SeFa components have no name a person knows: folded away, each with its note.
+  let unnamed = null;
   app.attrs.forEach((a) => {
     const row = document.createElement("div");
     row.className = "slider";
+    row.title = a.note || "";
     row.innerHTML = `<label for="s-${a.name}">${a.name}</label>
       <input id="s-${a.name}" type="range" min="${a.min}" max="${a.max}" step="${a.step}" value="0" data-attr="${a.name}">
       <output id="o-${a.name}">0.0</output>
-      <label class="keep" title="hold ${a.name} fixed while editing the others"><input type="checkbox" id="k-${a.name}" data-keep="${a.name}"> keep</label>`;
-    box.appendChild(row);
+      <label class="keep" title="hold ${a.name} fixed while editing the others"><input type="checkbox" id="k-${a.name}" data-keep="${a.name}"> keep</label>
+      <div class="note">${a.note || ""}</div>`;
+    if (a.group === "unnamed") {
+      if (!unnamed) {
+        unnamed = document.createElement("details");
+        unnamed.id = "unnamed";
+        unnamed.innerHTML = "<summary>Unnamed directions (SeFa components: found without labels, effect not measured)</summary>";
+        box.appendChild(unnamed);
+      }
+      unnamed.appendChild(row);
+    } else {
+      box.appendChild(row);
+    }
   });
   box.querySelectorAll("input[type=range]").forEach((el) => el.addEventListener("input", () => {
     $("o-" + el.dataset.attr).textContent = (+el.value).toFixed(1);
