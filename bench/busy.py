@@ -1,6 +1,13 @@
 """README's main job on an idle machine and beside a CPU hog, under several OpenMP strategies.
 
     python bench/busy.py [--rounds 3] [--hog 2] [--timeout 300] [--strategies NAME ...]
+    python bench/busy.py --job serve ...     # realedit serve's slider preview instead
+
+``--job serve``: a fresh process per run builds the app `realedit serve` builds (embedded
+model, default inverter), uploads the astronaut at 512 px, waits for the inversion, and moves
+a slider ``--moves`` times through the HTTP API (GET .../image?size=preview, as the page does);
+the table gives the median preview time in milliseconds (README: 133 ms in the browser, idle)
+and the inversion's seconds in brackets.
 
 Each run is the README's first command as a user runs it (a fresh process: `realedit
 demo/photos/astronaut.jpg --attr smile=+3 --keep gender -o TMP --compare`), with only the
@@ -43,14 +50,59 @@ STRATEGIES = {
 }
 
 
-def run_once(env_vars: dict, out: Path, timeout: float) -> tuple[float, float | None, float]:
-    """(wall seconds, the command's own "edited in" seconds, 1-min load average at start)."""
+SERVE_CHILD = r"""
+import io, json, statistics, sys, time
+from fastapi.testclient import TestClient
+from PIL import Image
+from realedit import Editor
+from realedit.serve import create_app, warm_up
+editor = Editor.from_pretrained()
+warm_up(editor)
+buf = io.BytesIO()
+Image.open(sys.argv[1]).convert("RGB").resize((512, 512), Image.LANCZOS).save(buf, "JPEG", quality=92)
+with TestClient(create_app(editor)) as c:
+    t0 = time.perf_counter()
+    sid = c.post("/api/sessions", files={"file": ("a.jpg", buf.getvalue())},
+                 data={"faces": "largest"}).json()["id"]
+    state = "queued"
+    while state in ("queued", "inverting"):
+        state = c.get(f"/api/sessions/{sid}", params={"wait": 60}).json()["state"]
+    assert state == "ready", state
+    inv = time.perf_counter() - t0
+    ts = []
+    for i in range(int(sys.argv[2])):
+        t = time.perf_counter()
+        r = c.get(f"/api/sessions/{sid}/image", params={"edit": f"smile={(-1) ** i * (1 + i % 3)}",
+                                                       "size": "preview"})
+        assert r.status_code == 200, r.text
+        ts.append(time.perf_counter() - t)
+print(json.dumps({"median_ms": 1000 * statistics.median(ts[1:]), "invert_s": inv}))
+"""
+
+
+def run_once(env_vars: dict, out: Path, timeout: float, job: str = "main",
+             moves: int = 13) -> tuple[float, float | None, float]:
+    """main: (wall seconds, the command's own "edited in" seconds, 1-min load average at start);
+    serve: (median preview ms, inversion seconds, load)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
     env.update(env_vars)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "realedit.cli", str(ROOT / "demo" / "photos" / "astronaut.jpg"),
-           "--attr", "smile=+3", "--keep", "gender", "-o", str(out), "--compare", "-q"]
+    photo = str(ROOT / "demo" / "photos" / "astronaut.jpg")
     load = os.getloadavg()[0]
+    if job == "serve":
+        try:
+            p = subprocess.run([sys.executable, "-c", SERVE_CHILD, photo, str(moves)], env=env,
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return float("inf"), None, load
+        if p.returncode != 0:
+            raise SystemExit(f"the serve run failed: {p.stderr.strip()[-800:]}")
+        import json
+
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        return r["median_ms"], r["invert_s"], load
+    cmd = [sys.executable, "-m", "realedit.cli", photo,
+           "--attr", "smile=+3", "--keep", "gender", "-o", str(out), "--compare", "-q"]
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -71,6 +123,8 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--conditions", nargs="+", default=["idle", "loaded"],
                     choices=["idle", "loaded"])
+    ap.add_argument("--job", choices=["main", "serve"], default="main")
+    ap.add_argument("--moves", type=int, default=13, help="--job serve: slider moves per run")
     args = ap.parse_args()
 
     runs = {(s, c): [] for s in args.strategies for c in args.conditions}
@@ -84,9 +138,11 @@ def main() -> None:
                     if cond == "loaded":
                         time.sleep(1.0)  # the hog running before the command starts
                     for s in order:
-                        res = run_once(STRATEGIES[s], Path(tmp) / "out", args.timeout)
+                        res = run_once(STRATEGIES[s], Path(tmp) / "out", args.timeout, args.job,
+                                       args.moves)
                         runs[(s, cond)].append(res)
-                        print(f"round {r + 1} {cond:6} {s:20} {res[0]:7.1f} s (edited in "
+                        what = "ms preview (inverted in" if args.job == "serve" else "s (edited in"
+                        print(f"round {r + 1} {cond:6} {s:20} {res[0]:7.1f} {what} "
                               f"{res[1] if res[1] is not None else '-'} s), load {res[2]:.1f}",
                               file=sys.stderr, flush=True)
 
@@ -111,11 +167,14 @@ def main() -> None:
             row.append(f"{l / i:.2f}" if l != float("inf") else "-")
         rows.append(row)
     head = ["strategy"]
+    unit = "preview ms (invert s)" if args.job == "serve" else "s (edit s)"
     for c in args.conditions:
-        head += [f"{c} s (edit s)", f"load {c}"]
+        head += [f"{c} {unit}", f"load {c}"]
     if len(args.conditions) == 2:
         head.append("loaded/idle")
-    print(f"\nREADME's main command, median of {args.rounds} interleaved runs; {machine()}; "
+    what = ("realedit serve's slider preview, 512 px astronaut" if args.job == "serve"
+            else "README's main command")
+    print(f"\n{what}, median of {args.rounds} interleaved runs; {machine()}; "
           f"loaded = beside {args.hog} CPU-hog processes; load = 1-min load average at the start "
           f"of the runs (min-max)")
     print_table(head, rows)
