@@ -501,7 +501,8 @@ class Editor:
                         progress=None) -> list[InvertedPhoto]:
         """Invert all faces of all ``prepared`` photos in batches of ``batch`` faces (default
         per device: `realedit.device.default_batch`). Each face follows its own optimisation
-        schedule, so the result equals one-at-a-time inversion within float tolerance."""
+        schedule; the result is bit-identical for the same batches and thread count, and
+        another batch size can end the optimisation elsewhere (README, Reproducibility)."""
         from .device import default_batch
 
         batch = default_batch(self.device) if batch is None else int(batch)

@@ -126,7 +126,9 @@ def _attr_help() -> str:
                    "or mps.")
 @click.option("--batch", type=click.IntRange(1, 4096), default=None,
               help="Faces inverted together when several photos are given (default: 32 on a "
-                   "GPU, 8 on the CPU). Results do not depend on it.")
+                   "GPU, 8 on the CPU). Each face keeps its own schedule; another batch size sums "
+                   "floats in another order, which the optimisation can grow into a slightly "
+                   "different result (README, Reproducibility).")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Threads that read, detect and align photos while faces are inverted "
                    "(default: most cores with a GPU, 1 on the CPU; 0: none).")

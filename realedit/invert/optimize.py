@@ -188,8 +188,10 @@ def optimize_latents(G, targets: torch.Tensor, space: str, init: torch.Tensor, l
     """The optimisation loop shared by ``optimize`` and ``hybrid``.
 
     Every sample of the batch follows its own schedule (step index, early stop, warm-up switch,
-    Adam state): a face gets the same result in a batch of many photos as alone, within float
-    tolerance. Finished samples leave the batch.
+    Adam state), so a face's optimisation is the same in a batch of many photos as alone, but
+    batched kernels (and other thread counts) sum floats in another order, and over a hundred
+    steps with early-stop decisions that rounding can grow into a different, equally good code
+    (bench/reproducibility.py). Finished samples leave the batch.
     """
     t0 = time.perf_counter()
     steps = int(opts.steps)
