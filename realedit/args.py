@@ -19,11 +19,12 @@ DEFAULT_AMOUNT_RANGE = 3.0
 # Amounts beyond this many times a direction's sensible range are refused as bad arguments,
 # before anything loads. `python bench/amount_limit.py` finds, per direction of the embedded
 # bank and per photo, the smallest amount whose generated face realedit.blend.guard refuses
-# (exit 6, after the inversion): nothing breaks within the range; at 2-3x it is the SeFa
-# component sefa1 (6) and smile|gender (10); from 4x (12) the calibrated directions start to
-# break (age, sefa2, sefa3), and the range itself is where identity goes. 3x keeps every amount
-# that is merely large and refuses the ones that break or are far past any use. Between the
-# range and the limit a warning is printed and the guard still judges each face.
+# (exit 6, after the inversion). On 8 photos nothing breaks within the range (which is where
+# identity goes); up to 3x only the SeFa component sefa1 (from 6) and smile|gender (at 9, one
+# photo in 8); sefa0 from 10, age, sefa2 and sefa3 from 12, smile from 15, pose and gender
+# from 20. 3x keeps every amount that is merely large and refuses the ones that break or are
+# far past any use. Between the range and the limit a warning is printed and the guard still
+# judges each face.
 AMOUNT_LIMIT = 3.0
 
 
