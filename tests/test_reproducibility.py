@@ -32,7 +32,7 @@ def _edit(editor, photo, threads, batch=1):
     editor.threads = Governor(threads)
     prepared = [editor.prepare(photo)]
     inv = editor.invert_prepared(prepared, batch=batch)[0]
-    return inv, editor.apply(inv, {"age": 2.0})
+    return inv, editor.apply(inv, {"age": 0.5})
 
 
 # Two threads on a shared 2-core machine spin against other jobs (tests/conftest.py): slow.

@@ -47,7 +47,7 @@ class JobSpec:
     blend: str | None = None
     compare: bool = False
     device: str = "cpu"
-    threads: int | None = None   # torch threads per worker (None: torch's default)
+    threads: int | None = None   # torch threads per worker (None: from the free CPUs)
     min_face: float | None = None  # smallest face the detector looks for (None: its default)
     detector: str = "hog"        # dlib's HOG, or "cnn" (MMOD: slower, finds more faces)
 
