@@ -65,13 +65,15 @@ def test_batched_inversion_equals_one_at_a_time(editor, photos):
     batched = editor.invert_prepared(prepared, batch=8)
     alone = [editor.invert_prepared([p])[0] for p in prepared]
     chunked = editor.invert_prepared(prepared, batch=2)  # chunk boundary inside the list
-    # Batched convolutions sum in another order: ~1e-6 here. (Over hundreds of Adam steps that
-    # rounding grows chaotically to ~1e-2 in the latent, ~0.1 % in the loss.)
+    # Batched convolutions sum in another order: ~1e-6 in the latent with the native kernels.
+    # With ATen's portable kernels at two threads (CI's second pass) one face here ends 3.3e-3
+    # away (its loss within 2e-5): the rounding grows over the Adam steps, chaotically; over
+    # hundreds of steps to ~1e-2. The losses are the sharper check.
     for b, c, a in zip(batched, chunked, alone):
         assert b.photo.path == a.photo.path and len(b.faces) == len(a.faces) == 1
         for fb, fc, fa in zip(b.faces, c.faces, a.faces):
-            assert torch.allclose(fb.latent, fa.latent, atol=1e-4)
-            assert torch.allclose(fc.latent, fa.latent, atol=1e-4)
+            assert torch.allclose(fb.latent, fa.latent, atol=1e-2)
+            assert torch.allclose(fc.latent, fa.latent, atol=1e-2)
             assert fb.loss == pytest.approx(fa.loss, rel=1e-4)
             assert fc.loss == pytest.approx(fa.loss, rel=1e-4)
     # the faces did stop at different steps (the test exercises per-face schedules)
