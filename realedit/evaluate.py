@@ -2,7 +2,7 @@
 did kept attributes stay, is it the same person, is the face as sharp as before, did the edit
 leave ghosts in hair or background inside the paste mask, and is everything outside the paste
 mask untouched? Pose is measured as head yaw in degrees from dlib's landmarks and a generic 3D
-head (:func:`head_yaw`), not by a net.
+head (realedit.align.pose.head_yaw, the one pose measurement of the package), not by a net.
 
 Scores are taken on FFHQ-aligned crops of the original and of the edited photo, cut with the
 *same* quad (the edited photo is re-aligned with the original landmarks), so the only
@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from .align.pose import HEAD_MODEL_MM, head_yaw  # noqa: F401  (re-exported)
 from .fsutil import atomic_write_text
 
 # Which scorer measures which attribute, unless the caller says otherwise. "gender" is the
@@ -32,54 +33,6 @@ CROP = 256
 # How far a kept attribute may move before a photo counts as failed: P(male) by 0.1 (the
 # product's promise for `--keep gender`), estimated age by 3 years, smile by 1 logit.
 DEFAULT_MAX_DRIFT = {"gender": 0.1, "male": 0.1, "age": 3.0, "smile": 1.0}
-
-
-# A generic adult head (mm), for head_yaw. Camera-style axes: x towards the image's right
-# (the subject's left), y down, z away from the camera; origin at the nose tip, so a frontal
-# face has the identity rotation. Rounded anthropometric means (outer canthi ~90 mm apart,
-# inner ~32 mm, mouth ~50 mm wide, nose tip to chin ~70 mm), depths from the nose tip back.
-# Only points dlib places stably under expression and turn: eye corners, nose, mouth
-# corners, chin. Keys are dlib 68-point indices.
-HEAD_MODEL_MM = {
-    30: (0.0, 0.0, 0.0),        # nose tip
-    8: (0.0, 68.0, 16.0),       # chin
-    36: (-45.0, -36.0, 40.0),   # outer eye corner, image left (subject's right eye)
-    45: (45.0, -36.0, 40.0),    # outer eye corner, image right
-    39: (-16.0, -34.0, 28.0),   # inner eye corner, image left
-    42: (16.0, -34.0, 28.0),    # inner eye corner, image right
-    48: (-25.0, 30.0, 28.0),    # mouth corner, image left
-    54: (25.0, 30.0, 28.0),     # mouth corner, image right
-}
-
-
-def head_yaw(landmarks: np.ndarray, image_size: tuple[int, int]) -> float:
-    """Head yaw in degrees from dlib's 68 landmarks, by fitting a generic 3D head
-    (:data:`HEAD_MODEL_MM`) with ``cv2.solvePnP`` -- geometry, not a learned net.
-
-    Sign: positive when the face turns towards the image's right, i.e. towards the subject's
-    own left (the nose moves right in the picture); 0 looks straight into the camera.
-    ``image_size`` is (width, height) of the image the landmarks are in: the camera is a
-    pinhole with focal length = width, centred (no EXIF focal length is trusted). Returns NaN
-    when the fit fails. Yaw is the turn about the head's own vertical axis (Euler order: yaw,
-    then pitch, then roll in the picture plane), so roll and pitch do not leak into it.
-    """
-    import cv2
-
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape != (68, 2) or not np.isfinite(lm).all():
-        return float("nan")
-    idx = list(HEAD_MODEL_MM)
-    obj = np.array([HEAD_MODEL_MM[i] for i in idx], dtype=np.float64)
-    img = lm[idx]
-    w, h = float(image_size[0]), float(image_size[1])
-    cam = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], dtype=np.float64)
-    ok, rvec, _ = cv2.solvePnP(obj, img, cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
-        return float("nan")
-    rot, _ = cv2.Rodrigues(rvec)
-    # rot = Rz(roll) Rx(pitch) Ry(-yaw): its last row (the camera-z parts of the head's axes)
-    # does not see the in-plane roll, and pitch scales both entries alike.
-    return float(np.degrees(np.arctan2(rot[2, 0], rot[2, 2])))
 
 
 # The eval's own pose measurement (head_yaw on landmarks found in the before/after crops).

@@ -15,7 +15,7 @@ from realedit.errors import FormatError, UsageError, WeightsNotFound
 from realedit.edit import scorers as S
 from realedit.edit.attribute_nets import _same_pad
 
-from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
+from datapaths import REPO as ROOT, SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 ATTR = SHARED / "models" / "attributes"
 CELEBA = SHARED / "data" / "celeba"
 needs_nets = pytest.mark.skipif(not (ATTR / "age_faceres.pt").is_file(),
@@ -68,22 +68,22 @@ def test_ffhq_to_celeba_puts_the_crop_where_the_geometry_says():
     assert abs(cx - (0.5 - l) / (r - l)) < 0.01 and abs(cy - (0.5 - t) / (b - t)) < 0.01
 
 
-def test_yaw_from_landmarks_geometry():
-    lm = np.zeros((68, 2))
-    lm[0], lm[16] = [-50, 0], [50, 0]
-    lm[36:42], lm[42:48] = [-20, -10], [20, -10]
-    lm[30] = [0, 10]
-    assert abs(S.yaw_from_landmarks(lm)) < 1e-9
-    lm[30] = [25, 10]                                       # nose halfway to the right edge
-    assert S.yaw_from_landmarks(lm) == pytest.approx(30.0)
-    th = np.radians(25)                                     # roll does not change yaw
-    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-    assert S.yaw_from_landmarks(lm @ rot.T + 7) == pytest.approx(30.0)
-    mirrored = lm * [-1, 1]
-    mirrored[[36, 42]] = mirrored[[42, 36]]
-    mirrored[36:42], mirrored[42:48] = lm[42:48] * [-1, 1], lm[36:42] * [-1, 1]
-    mirrored[0], mirrored[16] = lm[16] * [-1, 1], lm[0] * [-1, 1]
-    assert S.yaw_from_landmarks(mirrored) == pytest.approx(-30.0)
+def test_pose_scorer_is_head_yaw_on_the_images_landmarks():
+    """The "pose" scorer and the eval's pose judge are one measurement (degrees of head yaw):
+    on an aligned crop and its mirror it reads what head_yaw reads, with opposite signs."""
+    from PIL import Image
+
+    from realedit.align import align_face, detect_faces
+    from realedit.align.pose import head_yaw
+
+    rgb = np.asarray(Image.open(ROOT / "demo" / "photos" / "astronaut.jpg").convert("RGB"))
+    crop = align_face(rgb, detect_faces(rgb)[0], 256).image
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+    x = torch.from_numpy(np.stack([crop, mirror])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    got = S.get_scorer("pose")(x)
+    want = [head_yaw(detect_faces(c)[0].landmarks, (256, 256)) for c in (crop, mirror)]
+    np.testing.assert_allclose(got, want, atol=0.5)
+    assert abs(got[0]) > 1 and np.sign(got[0]) == -np.sign(got[1])
 
 
 def test_callables_and_builtins():

@@ -13,7 +13,7 @@ from .directions import (DEFAULT_AMOUNT_RANGE, SPACES, Direction, DirectionBank,
                          parse_layers, project_out, save_bank)
 from .fit import fit_boundary, fit_direction, sample_and_score
 from .scorers import (AgeGenderScorer, BrightnessScorer, CelebAClassifierScorer, PoseScorer,
-                      Scorer, as_scorer, get_scorer, yaw_from_landmarks)
+                      Scorer, as_scorer, get_scorer)
 from .sefa import sefa
 
 __all__ = ["DEFAULT_AMOUNT_RANGE", "MODES", "amount_warnings", "SPACES", "AgeGenderScorer", "BrightnessScorer", "CelebAClassifierScorer",
@@ -21,5 +21,4 @@ __all__ = ["DEFAULT_AMOUNT_RANGE", "MODES", "amount_warnings", "SPACES", "AgeGen
            "condition", "cosine_matrix", "direction_spaces", "fit_boundary", "fit_direction", "format_layers",
            "from_idinvert", "get_scorer", "load_bank", "load_idinvert_file",
            "load_interfacegan_dir", "load_interfacegan_file", "parse_interfacegan_name",
-           "parse_layers", "project_out", "sample_and_score", "save_bank", "sefa",
-           "yaw_from_landmarks"]
+           "parse_layers", "project_out", "sample_and_score", "save_bank", "sefa"]

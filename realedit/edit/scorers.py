@@ -252,27 +252,9 @@ class AgeGenderScorer:
 
 # ----------------------------------------------------------------------------- pose
 
-def yaw_from_landmarks(landmarks: np.ndarray) -> float:
-    """Head yaw in degrees from 68 dlib points, by geometry only (no learned model).
-
-    Points are first expressed along the eye line (so roll does not leak in). The nose tip
-    (point 30) sits between the jaw-line ends (points 0 and 16); turning the head moves it
-    off-centre by roughly sin(yaw) of the half face width, so
-    yaw = asin(2 * (nose - mid) / width). Positive: the nose moves toward the image's right.
-    """
-    lm = np.asarray(landmarks, dtype=np.float64)
-    axis = lm[42:48].mean(0) - lm[36:42].mean(0)
-    axis = axis / (np.linalg.norm(axis) + 1e-12)
-    left, right, nose = lm[0] @ axis, lm[16] @ axis, lm[30] @ axis
-    width = right - left
-    if width <= 1e-6:
-        return float("nan")
-    s = np.clip(2 * (nose - (left + right) / 2) / width, -1.0, 1.0)
-    return float(np.degrees(np.arcsin(s)))
-
-
 class PoseScorer:
-    """Yaw in degrees from dlib landmarks (NaN where no face is found)."""
+    """Head yaw in degrees (realedit.align.pose.head_yaw, the one pose measurement) of dlib's
+    landmarks on each image (NaN where no face is found)."""
 
     name = "pose"
 
@@ -280,11 +262,13 @@ class PoseScorer:
         self.detector, self.min_side = detector, min_side
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
+        from ..align.pose import head_yaw
+
         out = np.full(images.shape[0], np.nan)
         for i, img in enumerate(to_uint8(upsample_for_dlib(images, self.min_side))):
             faces = _detect(img, self.detector)
             if faces:
-                out[i] = yaw_from_landmarks(faces[0].landmarks)
+                out[i] = head_yaw(faces[0].landmarks, (img.shape[1], img.shape[0]))
         return out
 
 
