@@ -111,6 +111,12 @@ class PhotoReport:
     sharpness: tuple = (float("nan"), float("nan"))  # face-region Laplacian variance
     ghost: dict = field(default_factory=dict)       # change_outside_face()
     refused: bool = False                           # the face was found but the edit refused
+    mouth: tuple = (float("nan"), float("nan"))     # mouth_width of the crop before, after
+    # The same judges on the generator's own images of the inverted and the edited code
+    # (upsampled to the crop's size): measure -> (before, after), for every scored attribute
+    # and "yaw", "mouth". What the edit did before the transfer; the summary's "transfer"
+    # compares it with what reached the photo.
+    generator: dict = field(default_factory=dict)
 
 
 class IdentityDescriptor:
@@ -147,23 +153,65 @@ def _central_landmarks(crop: np.ndarray):
     return min(faces, key=lambda f: np.linalg.norm(f.landmarks.mean(0) - c)).landmarks
 
 
+def mouth_width(landmarks) -> float:
+    """Mouth width (corner to corner, points 48 and 54) over the distance between the eyes'
+    centres, from dlib's 68 landmarks: a smile widens it. NaN without landmarks."""
+    if landmarks is None:
+        return float("nan")
+    lm = np.asarray(landmarks, dtype=np.float64)
+    eyes = float(np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0)))
+    return float(np.linalg.norm(lm[54] - lm[48]) / eyes) if eyes > 0 else float("nan")
+
+
+def generated_crop(image, size: int = CROP) -> np.ndarray:
+    """A generator image ((3, R, R) in [-1, 1], an aligned face) as a ``size`` px uint8 crop
+    (bicubic): the generator's side, judged the way the photo's aligned crop is."""
+    from torch.nn import functional as F
+
+    x = torch.as_tensor(image).detach().float().cpu()[None]
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    u8 = ((x[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return np.ascontiguousarray(u8.permute(1, 2, 0).numpy())
+
+
+def judge_crops(before: np.ndarray, after: np.ndarray, scorers: Mapping[str, object]) -> dict:
+    """The judges on two aligned crops of one size: {"scores": {attr: (before, after)} (a
+    HEAD_YAW scorer reads the yaw), "yaw": head yaw in degrees, "mouth": mouth_width, each
+    (before, after), and "landmarks": (before, after), None where dlib finds no face}."""
+    from .pipeline import crop_to_tensor
+
+    size = before.shape[0]
+    x = torch.cat([crop_to_tensor(before, size), crop_to_tensor(after, size)])
+    lms = (_central_landmarks(before), _central_landmarks(after))
+    yaw = tuple(head_yaw(lm, (size, size)) if lm is not None else float("nan") for lm in lms)
+    scores = {}
+    for attr, sc in scorers.items():
+        s = yaw if sc == HEAD_YAW else tuple(float(v) for v in np.asarray(sc(x), dtype=float))
+        scores[attr] = (float(s[0]), float(s[1]))
+    return {"scores": scores, "yaw": yaw, "mouth": tuple(mouth_width(lm) for lm in lms),
+            "landmarks": lms}
+
+
 def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
                  scorers: Mapping[str, object], edits: Mapping[str, float], ident,
-                 row: PhotoReport):
+                 row: PhotoReport, generated=None):
     """Fill ``row`` with the measurements of one edited face; returns the (before, after)
-    aligned crops. ``face``: the detection the edit used (photo coordinates)."""
+    aligned crops. ``face``: the detection the edit used (photo coordinates). ``generated``:
+    the generator's (before, after) images of this face (FaceEdit.generated), judged the
+    same way into ``row.generator``."""
     from .align import align_face
-    from .pipeline import crop_to_tensor
 
     al_before = align_face(src, face, CROP)
     before, after = al_before.image, align_face(out, face, CROP).image
-    x = torch.cat([crop_to_tensor(before, CROP), crop_to_tensor(after, CROP)])
-    lm0, lm1 = _central_landmarks(before), _central_landmarks(after)
-    yaw = tuple(head_yaw(lm, (CROP, CROP)) if lm is not None else float("nan") for lm in (lm0, lm1))
-    row.yaw, row.face_found_after = yaw, lm1 is not None
-    for attr, sc in scorers.items():
-        s = yaw if sc == HEAD_YAW else tuple(float(v) for v in np.asarray(sc(x), dtype=float))
-        (row.target if attr in edits else row.kept)[attr] = (float(s[0]), float(s[1]))
+    j = judge_crops(before, after, scorers)
+    lm1 = j["landmarks"][1]
+    row.yaw, row.mouth, row.face_found_after = j["yaw"], j["mouth"], lm1 is not None
+    for attr, s in j["scores"].items():
+        (row.target if attr in edits else row.kept)[attr] = s
+    if generated is not None:
+        g = judge_crops(generated_crop(generated[0]), generated_crop(generated[1]), scorers)
+        row.generator = {**g["scores"], "yaw": g["yaw"], "mouth": g["mouth"]}
     # Where the edited face's landmarks are found, use them for its descriptor and its hull
     # (a turned head moved: its old outline is not where its features are now).
     lm_after = al_before.to_photo(lm1) if lm1 is not None else face.landmarks
@@ -235,8 +283,9 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
                     row.faces = len(result.faces)
                     src, out = result.source.rgb, result.photo.rgb
                     mine = {a: loaded[a] for a in dict.fromkeys([*edits, *keep])}
-                    pair = measure_face(src, out, result.faces[0].face, result.mask, mine, edits,
-                                        ident, row)
+                    face = result.faces[0]
+                    pair = measure_face(src, out, face.face, result.mask, mine, edits, ident, row,
+                                        generated=face.generated)
                     outside = result.mask == 0
                     diff = np.abs(out.astype(int) - src.astype(int)).max(axis=2)
                     row.outside_max_change = int(diff[outside].max()) if outside.any() else 0
@@ -256,7 +305,8 @@ def evaluate_runs(editor, photos: Sequence, runs: Sequence[tuple[Mapping[str, fl
              "inverter": getattr(editor.inverter, "name", "?"),
              "apply_options": dict(apply_options or {}),
              "scorers": {a: specs[a] for a in dict.fromkeys([*edits, *keep])},
-             "summary": summarize(rows[k], edits, max_drift),
+             "summary": summarize(rows[k], edits, max_drift,
+                                  yaw_attrs=[a for a in edits if specs[a] == HEAD_YAW]),
              "photos": [asdict(r) for r in rows[k]], "_grid": grids[k]}
             for k, (edits, keep) in enumerate(runs)]
 
@@ -275,12 +325,14 @@ def _outside_change_on_file(result, outside: np.ndarray) -> tuple[int, float]:
 
 
 def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
-              max_drift: Mapping[str, float] | None = None) -> dict:
+              max_drift: Mapping[str, float] | None = None, yaw_attrs: Sequence[str] = ()) -> dict:
     """Per attribute and overall: effect size with spread (``*_change``: mean, median,
     quartiles, min, max of after - before, in the scorer's units: logits for smile, years for
     age, degrees for pose), the share moved the asked way, kept-attribute drift, success rate,
     identity distance, face sharpness after/before, change outside the face, outside-mask
-    change."""
+    change, and the transfer: the generator's own change next to the photo's
+    (:func:`transfer_summary`). ``yaw_attrs``: edited attributes judged by head yaw (their
+    transfer row is "yaw")."""
     ok = [r for r in rows if not r.error]
     refused = sum(r.refused for r in rows)
     out: dict = {"photos": len(rows), "edited": len(ok), "failed": len(rows) - len(ok),
@@ -329,14 +381,84 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
     out["outside_mask_max_change_file"] = int(max(r.outside_max_change_file for r in ok))
     out["outside_mask_changed_file_mean"] = float(np.mean([r.outside_changed_file for r in ok]))
     out["seconds_per_photo"] = float(np.mean([r.seconds for r in ok]))
+    out["transfer"] = transfer_summary(ok, edits, yaw_attrs)
     return out
+
+
+# Units of the transfer's measures (others: the scorer's own).
+TRANSFER_UNITS = {"yaw": "degrees", "mouth": "% width", "smile": "logit", "age": "years",
+                  "gender": "P(male)", "male": "P(male)"}
+# A photo's kept ratio (photo change / generator change) is left out where the generator
+# itself changed a measure less than this: a ratio of two near-zero changes is noise (a turn
+# under 1 degree, a mouth under 1 % wider, half a year, a quarter logit).
+KEPT_FLOOR = {"yaw": 1.0, "mouth": 1.0, "smile": 0.25, "age": 0.5, "gender": 0.02, "male": 0.02}
+
+
+def _changes(rows: Sequence[PhotoReport], name: str, side: str) -> np.ndarray:
+    """Per row, the change of measure ``name`` on one side ("photo" or "generator"): after -
+    before, for "mouth" in % of the width before. NaN where it was not measured."""
+    nan = (float("nan"), float("nan"))
+    out = []
+    for r in rows:
+        if side == "generator":
+            b, a = r.generator.get(name, nan)
+        elif name in ("yaw", "mouth"):
+            b, a = getattr(r, name)
+        else:
+            b, a = r.target.get(name, r.kept.get(name, nan))
+        out.append(100.0 * (a / b - 1.0) if name == "mouth" and b else a - b)
+    return np.asarray(out, dtype=float)
+
+
+def transfer_summary(rows: Sequence[PhotoReport], edits: Mapping[str, float],
+                     yaw_attrs: Sequence[str] = ()) -> dict:
+    """What reached the photo of what the generator did, per measure: each edited attribute
+    (yaw for those in ``yaw_attrs``), mouth width and head yaw. For each: "generator" and
+    "photo" (spreads of the change), "kept" (spread over photos of photo / generator, where
+    the generator's change reaches KEPT_FLOOR) and "kept_of_means" (mean photo change / mean
+    generator change), "unit". Rows without generator measurements give NaN."""
+    names = list(dict.fromkeys([*("yaw" if a in yaw_attrs else a for a in edits), "mouth", "yaw"]))
+    out = {}
+    for name in names:
+        gen, photo = _changes(rows, name, "generator"), _changes(rows, name, "photo")
+        both = np.isfinite(gen) & np.isfinite(photo)
+        big = both & (np.abs(gen) >= KEPT_FLOOR.get(name, 1e-9))
+        ratio = np.where(big, photo / np.where(big, gen, 1.0), np.nan)
+        g_mean = float(gen[both].mean()) if both.any() else float("nan")
+        kept_of_means = float(photo[both].mean()) / g_mean if both.any() and g_mean else None
+        out[name] = {"unit": TRANSFER_UNITS.get(name, "score"), "generator": spread(gen),
+                     "photo": spread(photo), "kept": spread(ratio),
+                     "kept_of_means": kept_of_means}
+    return out
+
+
+def format_transfer(transfer: dict) -> list[str]:
+    """The transfer section as a table: mean and median of each side's change, the median
+    kept ratio and the ratio of means, in %."""
+    def num(v, fmt="+.3g"):
+        return f"{v:{fmt}}" if v is not None and np.isfinite(v) else "-"
+
+    lines = [f"{'transfer':<9} {'unit':>9} {'generator':>16} {'photo':>16} {'kept':>6} {'kept':>8} "
+             f"{'n':>6}",
+             f"{'':<9} {'':>9} {'mean / median':>16} {'mean / median':>16} {'median':>6} "
+             f"{'of means':>8}"]
+    for name, t in transfer.items():
+        g, p, k = t["generator"], t["photo"], t["kept"]
+        km = t["kept_of_means"]
+        lines.append(f"{name:<9} {t['unit']:>9} {num(g['mean']) + ' / ' + num(g['median']):>16} "
+                     f"{num(p['mean']) + ' / ' + num(p['median']):>16} "
+                     f"{(num(100 * k['median'], '.0f') + ' %') if k['median'] is not None else '-':>6} "
+                     f"{(num(100 * km, '.0f') + ' %') if km is not None else '-':>8} {k['n']:>6}")
+    return lines
 
 
 def format_summary(summary: dict) -> list[str]:
     """The summary as printable lines: scalars one per line, spreads as a table."""
-    lines, table = [], []
+    lines, table, transfer = [], [], []
     for k, v in summary.items():
-        if isinstance(v, dict) and "median" in v:
+        if k == "transfer":
+            transfer = format_transfer(v)
+        elif isinstance(v, dict) and "median" in v:
             table.append((k, v))
         elif isinstance(v, dict):
             lines.append(f"{k}: " + (", ".join(f"{a}<{t:g}" for a, t in v.items() if t is not None) or "-"))
@@ -351,7 +473,7 @@ def format_summary(summary: dict) -> list[str]:
         for k, v in table:
             cells = " ".join(f"{v[c]:>8.3g}" if v[c] is not None else f"{'-':>8}" for c in cols)
             lines.append(f"{k:<{w}} {cells} {v['n']:>6}")
-    return lines
+    return lines + transfer
 
 
 def save_report(report: dict, out_dir: Path) -> tuple[Path, Path]:

@@ -100,6 +100,9 @@ class FaceEdit:
     crop_before: object        # PIL image: the aligned crop of the photo
     crop_after: object         # PIL image: the same crop after the edit
     mask: np.ndarray           # (H, W) float32 alpha of this face in the photo
+    # The generator's own images of the inverted and the edited code, (3, R, R) in [-1, 1] on
+    # the CPU: what the edit did before the transfer (realedit eval measures both sides).
+    generated: tuple | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -649,7 +652,8 @@ class Editor:
             else:
                 rgb, alpha, crop = self._paste_detail(rgb, fi.aligned, b, a, detail, blend, mask)
             face_edits.append(FaceEdit(fi.index, fi.face, fi.latent, new_latent,
-                                       Image.fromarray(fi.aligned.image), Image.fromarray(crop), alpha))
+                                       Image.fromarray(fi.aligned.image), Image.fromarray(crop), alpha,
+                                       (b, a)))
         t["edit_paste"] = time.perf_counter() - t0
         return EditResult(inverted.photo.with_rgb(rgb), inverted.photo, face_edits, inverted.skipped,
                           self.model_name, inverted.inverter, inverted.space, dict(edits),

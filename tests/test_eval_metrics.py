@@ -166,3 +166,55 @@ def test_eval_cli_refuses_bad_run_options(tmp_path, args, msg):
                                    "smile=brightness", "-o", str(tmp_path / "ev")])
     assert res.exit_code != 0 and msg in res.output and "Traceback" not in res.output
     assert not (tmp_path / "ev").exists()
+
+
+def test_transfer_summary_puts_the_generator_beside_the_photo():
+    """Per measure: the generator's change, the photo's, and the share kept (median over
+    photos, and the ratio of the means); a photo where the generator barely moved a measure
+    has no ratio; mouth width in % of the width before."""
+    from realedit.evaluate import KEPT_FLOOR, PhotoReport, format_transfer, transfer_summary
+
+    def row(g_smile, p_smile, g_yaw, p_yaw, g_mouth, p_mouth):
+        return PhotoReport("p", 1, target={"smile": (0.0, p_smile)}, yaw=(1.0, 1.0 + p_yaw),
+                           mouth=(1.0, 1.0 + p_mouth),
+                           generator={"smile": (-1.0, -1.0 + g_smile), "yaw": (0.0, g_yaw),
+                                      "mouth": (2.0, 2.0 * (1 + g_mouth))})
+    rows = [row(3.0, 1.5, 0.1, 0.0, 0.10, 0.05), row(2.0, 2.0, 8.0, 4.0, 0.20, 0.05),
+            row(4.0, 1.0, 0.2, 0.1, 0.10, 0.10)]
+    t = transfer_summary(rows, {"smile": 3.0})
+    assert list(t) == ["smile", "mouth", "yaw"]
+    s = t["smile"]
+    assert s["generator"]["mean"] == pytest.approx(3.0) and s["photo"]["mean"] == pytest.approx(1.5)
+    assert s["kept"]["median"] == pytest.approx(0.5)          # ratios 0.5, 1.0, 0.25
+    assert s["kept_of_means"] == pytest.approx(0.5) and s["unit"] == "logit"
+    m = t["mouth"]
+    assert m["generator"]["median"] == pytest.approx(10.0) and m["unit"] == "% width"
+    assert m["kept"]["median"] == pytest.approx(0.5)          # 5/10, 5/20, 10/10
+    y = t["yaw"]                                              # two turns under the floor
+    assert KEPT_FLOOR["yaw"] > 0.2 and y["kept"]["n"] == 1 and y["kept"]["median"] == 0.5
+    # a pose edit judged by head yaw reports its yaw once, as the edit's own row
+    assert list(transfer_summary(rows, {"pose": 3.0}, yaw_attrs=["pose"])) == ["yaw", "mouth"]
+    lines = format_transfer(t)
+    assert any(line.startswith("smile") and "50 %" in line for line in lines)
+    # rows measured without the generator's images (an older report) give no ratio, not an error
+    bare = transfer_summary([PhotoReport("q", 1, target={"smile": (0.0, 1.0)})], {"smile": 3.0})
+    assert bare["smile"]["kept"]["n"] == 0 and bare["smile"]["kept_of_means"] is None
+
+
+def test_generator_images_are_judged_as_crops_of_the_photo_size():
+    from realedit.align import align_face, detect_faces
+    from realedit.evaluate import CROP, generated_crop, judge_crops
+    from realedit.pipeline import crop_to_tensor
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(ROOT / "demo" / "photos" / "astronaut.jpg").convert("RGB"))
+    crop = align_face(rgb, detect_faces(rgb)[0], CROP).image
+    small = crop_to_tensor(crop, 64)[0]                       # what a 64 px generator would give
+    up = generated_crop(small)
+    assert up.shape == (CROP, CROP, 3) and up.dtype == np.uint8
+    assert np.abs(up.astype(int) - crop).mean() < 12          # the same face, blurred
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+    j = judge_crops(crop, mirror, {"brightness": lambda x: x.mean((1, 2, 3))})
+    assert np.sign(j["yaw"][0]) == -np.sign(j["yaw"][1]) and abs(j["yaw"][0]) > 1
+    assert j["mouth"][0] == pytest.approx(j["mouth"][1], rel=0.05) and 0.6 < j["mouth"][0] < 1.4
+    assert j["scores"]["brightness"][0] == pytest.approx(j["scores"]["brightness"][1], abs=1e-4)

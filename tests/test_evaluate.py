@@ -51,6 +51,17 @@ def test_eval_reports_moves_drift_identity_and_outside(tmp_path):
     assert s["identity_distance"]["n"] == 2 and 0 <= s["identity_below_045"] <= 1
     assert s["sharpness_ratio"]["n"] == 2 and s["face_change"]["mean"] > 0
     assert s["ghost_change"]["n"] == 2 and s["ghost_change"]["mean"] >= 0
+    # both sides of the transfer: the generator's own change, judged the same way, beside it
+    gen = []
+    for row in rep["photos"]:
+        g0, g1 = row["generator"]["smile"]
+        assert np.isfinite(g0) and np.isfinite(g1) and g0 != g1
+        gen.append(g1 - g0)
+    t = s["transfer"]["smile"]
+    assert t["generator"]["mean"] == pytest.approx(np.mean(gen))
+    assert t["photo"]["mean"] == pytest.approx(np.mean(moves))
+    assert t["kept_of_means"] == pytest.approx(np.mean(moves) / np.mean(gen))
+    assert "transfer" in res.output and "generator" in res.output
 
 
 @needs_identities
