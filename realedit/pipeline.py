@@ -680,7 +680,10 @@ class Editor:
         from .blend import flow, paste_back
         from .blend.paste import crop_mask
 
-        field = flow.edit_field(before, after, face=crop_mask(aligned, flow.FLOW_SIZE, mask))
+        n = flow.FLOW_SIZE
+        lm = None if aligned.face is None else \
+            (aligned.to_crop(aligned.face.landmarks) + 0.5) * (n / aligned.size) - 0.5
+        field = flow.face_field(before, after, face=crop_mask(aligned, n, mask), photo_landmarks=lm)
         crop = flow.apply_field(aligned.image, field)
         if blend == "alpha":
             rgb, alpha = flow.paste_field(rgb, aligned, field, mask=mask, return_mask=True)

@@ -151,19 +151,36 @@ def test_a_tone_cast_over_the_face_is_dropped_and_a_local_change_kept():
     assert default.delta.min() > kept.delta.min() - 1  # nothing darker than before appears
 
 
-def test_local_hue_shifts_are_damped_and_luminance_kept():
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _delta_at(before, after, box, **kw):
+    """(chroma, luminance) of the field's mean remainder inside ``box`` (G px: y0, y1, x0, x1)."""
+    s = flow.FLOW_SIZE // R
+    y0, y1, x0, x1 = box
+    d = flow.edit_field(before, after, **kw).delta[y0 * s:y1 * s, x0 * s:x1 * s].mean((0, 1))
+    return d - d @ LUMA, float(d @ LUMA)
+
+
+def test_colour_noise_is_damped_more_than_a_colour_change_over_an_area():
+    """The 64 px generator's colour noise (a blotch of a few of its pixels) loses most of its
+    hue; a colour change over an area (lips that redden, hair that greys) keeps CHROMA_KEEP
+    of it; luminance is kept in both."""
     before = gen_image()
-    tint = before.clone()
-    tint[:, 40:46, 28:36] += torch.tensor([-0.2, 0.3, -0.2])[:, None, None]  # a green blotch
-    n = flow.FLOW_SIZE
-    s = n // R
-    full = flow.edit_field(before, tint, chroma_keep=1).delta[42 * s:44 * s, 30 * s:34 * s].mean((0, 1))
-    damp = flow.edit_field(before, tint).delta[42 * s:44 * s, 30 * s:34 * s].mean((0, 1))
-    luma = np.array([0.299, 0.587, 0.114])
-    assert float(full @ luma) == pytest.approx(float(damp @ luma), abs=0.5)  # brightness kept
-    chroma = lambda d: d - d @ luma  # noqa: E731
-    assert np.abs(chroma(full)).max() > 10  # the blotch is there without damping
-    np.testing.assert_allclose(chroma(damp), flow.CHROMA_KEEP * chroma(full), atol=0.5)
+    green = torch.tensor([-0.2, 0.3, -0.2])[:, None, None]
+    blotch = before.clone()
+    blotch[:, 40:43, 28:31] += green                    # 3 x 3 generator pixels
+    area = before.clone()
+    area[:, 24:44, 22:42] += torch.tensor([0.3, -0.1, -0.1])[:, None, None]  # 20 x 20, redder
+    raw = dict(cast_sigma=0, chroma_keep=1, chroma_sigma=0)
+    c_full, y_full = _delta_at(before, blotch, (41, 42, 29, 30), **raw)
+    c_damp, y_damp = _delta_at(before, blotch, (41, 42, 29, 30), cast_sigma=0)
+    assert np.abs(c_full).max() > 10                     # the blotch is there without damping
+    assert y_damp == pytest.approx(y_full, abs=0.5)       # its brightness change is kept
+    assert np.abs(c_damp).max() < 0.5 * flow.CHROMA_KEEP * np.abs(c_full).max()
+    a_full, _ = _delta_at(before, area, (30, 36, 28, 34), **raw)
+    a_damp, _ = _delta_at(before, area, (30, 36, 28, 34), cast_sigma=0)
+    np.testing.assert_allclose(a_damp, flow.CHROMA_KEEP * a_full, atol=0.1 * np.abs(a_full).max())
 
 
 def test_cast_removal_leaves_no_change_where_nothing_changed():
@@ -263,3 +280,99 @@ def test_paste_is_full_wherever_the_warp_moves():
     assert w[32, 32] == pytest.approx(1.0, abs=1e-3)   # moving: full
     assert w[12, 12] == pytest.approx(0.4, abs=1e-3)   # still: the mask's own alpha
     assert not w[act == 0].any()                         # outside the act mask: untouched
+
+
+# ----------------------------------------------------------------------------- landmarks
+
+@pytest.fixture(scope="module")
+def astro_grid(astro):
+    """The astronaut's aligned crop on the flow grid and its 68 landmarks there."""
+    import cv2
+
+    _, aligned = astro
+    n = flow.FLOW_SIZE
+    crop = cv2.resize(aligned.image, (n, n), interpolation=cv2.INTER_AREA)
+    lm = (aligned.to_crop(aligned.face.landmarks) + 0.5) * (n / aligned.size) - 0.5
+    return crop, lm
+
+
+def test_tps_reproduces_an_affine_field_and_follows_points():
+    from realedit.blend.landmarks import tps_field
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(60, 200, (30, 2))
+    n = 256
+    affine = lambda p: np.stack([0.02 * p[:, 0] - 0.01 * p[:, 1] + 3, 0.03 * p[:, 1] - 1], 1)  # noqa: E731
+    f = tps_field(pts, affine(pts), n)
+    yy, xx = np.mgrid[0:n, 0:n]
+    grid = np.stack([xx.ravel(), yy.ravel()], 1).astype(float)
+    inner = ((grid >= 2) & (grid <= n - 3)).all(axis=1)  # the upsampling replicates the border
+    np.testing.assert_allclose(f.reshape(-1, 2)[inner], affine(grid)[inner], atol=0.02)
+    bump = np.zeros((30, 2))
+    bump[7] = (6.0, -4.0)                      # one point moves, the others stay
+    g = tps_field(pts, bump, n)
+    at = flow.sample(g, pts)
+    assert at[7] == pytest.approx([6.0, -4.0], abs=1.5)
+    assert np.abs(np.delete(at, 7, axis=0)).max() < 2.0
+
+
+def test_hull_weight_is_one_on_the_face_and_zero_far_away(astro_grid):
+    from realedit.blend.landmarks import hull_weight
+
+    _, lm = astro_grid
+    w = hull_weight(lm, 256, grow=8, feather=8)
+    inside = np.round(lm[30]).astype(int)     # the nose tip
+    assert w[inside[1], inside[0]] == pytest.approx(1.0)
+    assert w[0, 0] == 0 and w[-1, -1] == 0 and w.max() <= 1
+
+
+def test_landmark_prediction_is_deterministic_and_finds_the_photo_face(astro_grid):
+    from realedit.align.ffhq import FACE_BOX_IN_FFHQ
+    from realedit.blend.landmarks import predict_landmarks
+
+    crop, lm = astro_grid
+    box = np.asarray(FACE_BOX_IN_FFHQ) * crop.shape[0]
+    a, b = predict_landmarks(crop, box), predict_landmarks(crop.copy(), box)
+    assert np.array_equal(a, b)               # the same face reads the same: no motion invented
+    assert np.median(np.linalg.norm(a - lm, axis=1)) < 3.0  # px of a 256 crop
+
+
+def test_flow_follows_the_landmarks_where_they_moved(astro_grid):
+    _, lm = astro_grid
+    n = flow.FLOW_SIZE
+    la = lm.copy()
+    lb = lm.copy()
+    lb[48] += (5.0, 3.0)     # backward: the left mouth corner came from 5 px right, 3 px below
+    lb[54] += (-5.0, 3.0)    # the right one from 5 px left: the mouth widened and lifted
+    zero = np.zeros((n, n, 2), np.float32)
+    kw = dict(max_shift=flow.MAX_SHIFT * n, max_strain=flow.FOLLOW_MAX_STRAIN, sigma=flow.SMOOTH * n)
+    out = flow.follow_landmarks(zero, lb, la, np.ones((n, n), np.float32), **kw)
+    at = flow.sample(out, la[[48, 54]])
+    np.testing.assert_allclose(at, (lb - la)[[48, 54]], atol=1.5)
+    assert np.abs(flow.sample(out, la[[30, 39, 42]])).max() < 1.0   # nose, eyes stay
+    assert not out[:10].any() and not out[:, :10].any()             # beyond the face: nothing
+    assert flow.strain(out) <= flow.FOLLOW_MAX_STRAIN + 1e-3
+    # where the generator did not change, landmark jitter moves nothing
+    still = flow.follow_landmarks(zero, lb, la, np.zeros((n, n), np.float32), **kw)
+    assert np.abs(still).max() < 1e-4
+
+
+def test_registration_moves_the_field_onto_the_photo_face(astro_grid):
+    _, lm = astro_grid
+    n = flow.FLOW_SIZE
+    rng = np.random.default_rng(1)
+    field = flow.WarpField(rng.normal(0, 1, (n, n, 2)).astype(np.float32),
+                           rng.normal(0, 1, (n, n, 3)).astype(np.float32),
+                           rng.uniform(0, 1, (n, n)).astype(np.float32))
+    assert flow.register_field(field, np.zeros((n, n, 2), np.float32)) is field
+    off = np.zeros((n, n, 2), np.float32)
+    off[:, :, 0] = 3.0                                   # the generator's face sits 3 px right
+    moved = flow.register_field(field, off)
+    np.testing.assert_allclose(moved.delta[:, 20:200], field.delta[:, 23:203], atol=1e-5)
+    # from landmarks: the same face gives no offset, a shifted one that shift inside the face
+    assert not np.any(flow.alignment_offset(lm, lm, n))
+    o = flow.alignment_offset(lm, lm + (2.0, -1.0), n)
+    nose = np.round(lm[30]).astype(int)
+    assert o[nose[1], nose[0]] == pytest.approx([2.0, -1.0], abs=0.1)
+    assert not o[:5].any()                               # beyond the face: 0
+    assert flow.alignment_offset(lm, lm + 30.0, n) is None  # not this face: no registration

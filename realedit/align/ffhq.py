@@ -18,6 +18,11 @@ import numpy as np
 from ..errors import UsageError
 from .detect import Face, as_rgb_array
 
+# dlib's HOG face box in an FFHQ-aligned crop, in units of the crop side (left, top, right,
+# bottom): the mean over 400 CelebA photos (dlib 68 landmarks -> FFHQ quad). A face-sized
+# network or the landmark predictor can look there without running the detector.
+FACE_BOX_IN_FFHQ = (0.2006, 0.2841, 0.8056, 0.8929)
+
 # Canonical FFHQ eye centres as fractions of the crop side, derived from the recipe (a face
 # with eye_to_mouth perpendicular to eye_to_eye and 2|e2e| >= 1.8|e2m| puts the eyes here).
 # Faces with other proportions land slightly differently; tests measure real photos.

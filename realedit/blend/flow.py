@@ -9,11 +9,16 @@ regularised, and applied to the photo itself, so a turn turns the photo's own fa
 photo's resolution. Raw flow liquifies hair texture and can bend an eye, so the flow is kept
 only where the face is and where the generator actually changed, smoothed by normalised
 convolution, and bounded in size and in strain (a fold-free warp, no local distortion beyond
-MAX_STRAIN). The remainder after - warp(before) is low-passed to the generator's band and
-kept only where the generator changed. The paste is restricted to where either acts, so
-hair and background that do not move keep their pixels, bit for bit.
+MAX_STRAIN). The optical flow misses much of what dlib reads as the face's shape on a 64 px
+face (a smile's mouth corners, a turn's nose), so the flow is then made to follow the
+generator's own landmarks (realedit.blend.landmarks), and the whole field is registered onto
+the photo's landmarks, so that the edit lands on the photo's mouth, not a few pixels beside
+it. The remainder after - warp(before) is low-passed to the generator's band, kept only where
+the generator changed, less its face-wide tone cast and most of its colour noise. The paste
+is restricted to where either acts, so hair and background that do not move keep their
+pixels, bit for bit.
 
-    field = edit_field(before, after, face=crop_mask(aligned, FLOW_SIZE))
+    field = face_field(before, after, face=crop_mask(aligned, FLOW_SIZE), photo_landmarks=lm)
     new_photo = paste_field(photo, aligned, field)        # photo space, one resampling
     new_crop = apply_field(aligned.image, field)           # the same in crop space
 
@@ -35,35 +40,49 @@ SMOOTH = 0.025       # Gaussian sigma of the normalised-convolution smoothing of
 MIN_SHIFT = 0.0006   # smaller motion (0.15 px of the grid, 0.6 px of a 1024 crop) is dropped
 MAX_SHIFT = 0.06     # largest displacement (a head turn of the embedded model moves ~2-4 %)
 CHANGE_SIGMA = 0.012  # smoothing of |after - before| before thresholding
-FINE_SIGMA = 0.006     # low-pass of the unexplained change where little moved (~0.4 px of a 64 px G)
-COARSE_FROM = 0.008    # flow length (fraction of the side) from which the remainder is coarse
-REMAINDER_SIGMA = 0.03  # low-pass of the unexplained colour change (about 2 px of a 64 px G):
-# shading and colour pass, edges (which would be ghosts of what the flow missed) do not
 GROW = 0.03          # dilation of the region where the edit acts
 FEATHER = 0.02       # its feather
 # Largest displacement gradient: |dflow/dx| < 1 keeps the warp fold-free; 0.35 keeps eyes and
-# text from bending (a local stretch of at most 35 %).
+# text from bending (a local stretch of at most 35 %). Inside the face, following the
+# generator's landmarks may stretch up to FOLLOW_MAX_STRAIN: a smile=+3 moves the mouth corners
+# of the embedded model 5-12 px (of 256) out and up over a 60 px mouth, and at 0.35 a third of
+# that was smoothed away (dev photos: mouth width kept 76 % at 0.35, 96 % at 0.5).
 MAX_STRAIN = 0.35
+FOLLOW_MAX_STRAIN = 0.5
 # Change (0..255 grey levels, smoothed) at which the generator is fully "changed" there;
 # below CHANGE_FLOOR it counts as unchanged (the generator's own numerical noise).
 CHANGE_FULL = 6.0
 CHANGE_FLOOR = 0.5
-# The remainder is scaled by (1 - COARSE_CUT) where the flow is large, and by face**FACE_POWER.
-# Measured on 9 photos with the calibrated bank: a cut of 0.5 lowered smile=+3 from +2.1 to
-# +1.6 logit (the mouth moves, and its appearance change was halved) for no gain in pose
-# identity; the power keeps a head turn's remainder off the jaw and ears (a dark haze there).
-COARSE_CUT = 0.0
+# The remainder (what the warp does not explain) is low-passed at FINE_SIGMA (a quarter of a
+# generator pixel: teeth, lips and creases keep their shape) where the optical flow saw little
+# texture move, and at REMAINDER_SIGMA (one generator pixel) where it saw more than
+# COARSE_FROM: there (a head turn) a sharp remainder is mostly the edges the flow
+# mis-registered, and pasted smeared eyes and cheeks (pose +3 on 000096, 000058). The motion
+# that follows the landmarks does not count here: a smile moves its mouth corners, and its
+# teeth must stay sharp. Dev photos, smile=+3: logit kept 47 % with the earlier 0.006 / 0.03
+# and the flow's full length deciding, 55 % now.
+FINE_SIGMA = 0.004
+REMAINDER_SIGMA = 0.016
+COARSE_FROM = 0.008
+# The remainder is scaled by face**FACE_POWER: it keeps a head turn's remainder off the jaw
+# and ears (a dark haze there).
 FACE_POWER = 4
 # The generator's edits drag along a tone change over the whole face (smile=+3 darkened the
 # face by 11 L* on average, up to 23, on the 9 eval photos): a cast, not the edit. The part of
-# the remainder that is smooth over this scale (fraction of the grid side; the face is ~half
-# of it) is taken out, so what stays is local: teeth, lips, creases, shading at the mouth.
-CAST_SIGMA = 0.08
+# the remainder that is smooth over this scale (fraction of the grid side; the face is about
+# half of it, so this is the face-wide tone and its slow gradient) is taken out. At 0.08 it
+# also took the local shading a smile or an age edit brings (cheeks, the mouth's shadow): dev
+# photos, smile=+3 logit kept 44 % -> 53 % at 0.3, the face's mean L* within 2.
+CAST_SIGMA = 0.3
 # Of the local remainder, luminance (teeth, creases, shadows) is the edit; its hue shifts are
-# mostly the 64 px generator's colour noise (green-grey blotches by the eyes and chin with age,
-# tints on a hat brim): only this share of the chroma is kept. On 12 held-out photos 0.3 cost
-# age=+3 0.2 of 4.3 years and smile=+3 0.03 logit, and took the blotches out of the grid.
+# mostly the 64 px generator's colour noise: green-grey blotches by the eyes and chin with age,
+# red ones by the mouth, tints on a hat brim. That noise lives at the generator's pixel scale,
+# so the chroma is low-passed at CHROMA_SIGMA (two generator pixels) and only CHROMA_KEEP of it
+# kept; a change of colour over a larger area (lips that redden, hair that greys) still passes
+# at that share. On 12 held-out photos 0.3 cost age=+3 0.2 of 4.3 years and smile=+3 0.03
+# logit, and took the blotches out of the grid.
 CHROMA_KEEP = 0.3
+CHROMA_SIGMA = 0.03
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights
 # Near the face's edge (within REST_INSET of the side inside the paste mask's full-weight
 # region; the landmark mask grows the hull by ~0.07, so this ends ~2 % inside the jaw line) a
@@ -74,6 +93,21 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights
 REST_INSET = 0.09
 # Flow (grid px) at which a pixel counts as moved for the paste mask.
 MOVE_FULL = 0.5
+# The landmarks whose motion the flow is made to follow: nose, eyes and the lips' outline
+# (dlib's 27-59). Not the jaw line (a silhouette, which the optical flow already follows on a
+# turn, and which dlib places poorly on a blurred generator face: a smile "moved" it by up to
+# 9 px), nor the brows (their blurred generator version bent the photo's brow on a turn,
+# 000058), nor the inner lips (a mouth that opens is a tear no warp can make: 14 px apart,
+# they folded the field; the teeth come with the remainder).
+FOLLOWED = range(27, 60)
+# Landmark corrections and the photo-to-generator registration act on the landmarks' hull
+# grown by LM_GROW and fade over LM_FEATHER (fractions of the grid side): beyond it, hair and
+# background follow the optical flow alone.
+LM_GROW = 0.03
+LM_FEATHER = 0.03
+# The generator's landmarks count as the photo's face when their median distance to the
+# photo's is at most this share of the distance between the eyes (32 inverted photos: 0.03-0.14).
+MAX_MISFIT = 0.35
 
 
 @dataclass(frozen=True)
@@ -158,15 +192,28 @@ def regularise_flow(flow: np.ndarray, confidence: np.ndarray, *, sigma: float, m
     out = num / np.maximum(den, 0.05)[:, :, None]
     envelope = np.clip(_gauss(c, 3 * sigma, border=0) / 0.3, 0.0, 1.0)
     out *= envelope[:, :, None]
+    out = bound_flow(out, max_shift=max_shift, max_strain=max_strain, sigma=sigma)
+    out[envelope == 0] = 0.0  # blurring must not leak motion where nothing is confident
+    return shrink_flow(out, min_shift)
+
+
+def strain(flow: np.ndarray) -> float:
+    """Largest displacement gradient of a flow (N, N, 2): |d flow / d x| over both components
+    and axes (1 = the warp folds)."""
+    return max(float(np.abs(np.gradient(flow[:, :, k], axis=ax)).max())
+               for k in range(2) for ax in range(2))
+
+
+def bound_flow(flow: np.ndarray, *, max_shift: float, max_strain: float = MAX_STRAIN,
+               sigma: float) -> np.ndarray:
+    """``flow`` with its length capped at ``max_shift`` and, where its largest gradient
+    exceeds ``max_strain``, smoothed further (a few passes at 2 ``sigma``) and at last scaled
+    down: no folds, no bent eyes."""
+    out = flow.astype(np.float32, copy=True)
     mag = np.hypot(out[:, :, 0], out[:, :, 1])
     over = mag > max_shift
     if over.any():
         out[over] *= (max_shift / mag[over])[:, None]
-
-    def strain(f):
-        return max(float(np.abs(np.gradient(f[:, :, k], axis=ax)).max())
-                   for k in range(2) for ax in range(2))
-
     for _ in range(4):
         if strain(out) <= max_strain:
             break
@@ -174,13 +221,16 @@ def regularise_flow(flow: np.ndarray, confidence: np.ndarray, *, sigma: float, m
     st = strain(out)
     if st > max_strain:
         out *= max_strain / st
-    out[envelope == 0] = 0.0  # blurring must not leak motion where nothing is confident
-    # Motion below ``min_shift`` is dropped (shrunk, so the field stays continuous): a
-    # sub-pixel resampling would only blur the photo where the generator barely moved.
-    if min_shift > 0:
-        mag = np.hypot(out[:, :, 0], out[:, :, 1])
-        out *= (np.maximum(mag - min_shift, 0.0) / np.maximum(mag, 1e-12))[:, :, None]
-    return out.astype(np.float32)
+    return out
+
+
+def shrink_flow(flow: np.ndarray, min_shift: float) -> np.ndarray:
+    """Motion below ``min_shift`` dropped (shrunk, so the field stays continuous): a sub-pixel
+    resampling would only blur the photo where the generator barely moved."""
+    if min_shift <= 0:
+        return flow.astype(np.float32)
+    mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
+    return (flow * (np.maximum(mag - min_shift, 0.0) / np.maximum(mag, 1e-12))[:, :, None]).astype(np.float32)
 
 
 def warp_image(img: np.ndarray, flow: np.ndarray, interpolation=None) -> np.ndarray:
@@ -195,12 +245,17 @@ def warp_image(img: np.ndarray, flow: np.ndarray, interpolation=None) -> np.ndar
 
 
 def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLOW_SIZE,
+               landmarks: tuple | None = None,
                max_shift: float = MAX_SHIFT, max_strain: float = MAX_STRAIN,
-               cast_sigma: float = CAST_SIGMA, chroma_keep: float = CHROMA_KEEP) -> WarpField:
+               cast_sigma: float = CAST_SIGMA, chroma_keep: float = CHROMA_KEEP,
+               chroma_sigma: float = CHROMA_SIGMA) -> WarpField:
     """The WarpField of an edit from the generator's before/after images ((3, R, R), [-1, 1]).
 
     face: optional (size, size) weights (e.g. the landmark paste mask on this grid): the
-    flow is trusted only there. An edit that changes nothing gives an all-zero field."""
+    flow is trusted only there. landmarks: optional (before, after) 68 landmarks of the two
+    generator images on this grid: the flow is corrected to move them as they moved
+    (:func:`follow_landmarks`), before the remainder is taken. An edit that changes nothing
+    gives an all-zero field."""
     b, a = generated_to_grid(before, size), generated_to_grid(after, size)
     if face is not None:
         face = np.asarray(face, np.float32)
@@ -214,25 +269,135 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     flow = regularise_flow(estimate_flow(b, a), conf, sigma=SMOOTH * size,
                            max_shift=max_shift * size, max_strain=max_strain,
                            min_shift=MIN_SHIFT * size)
-    # What the warp does not explain, where the generator changed: at the generator's own
-    # band where little moved (shading, teeth, colour), coarser (scaled by 1 - COARSE_CUT)
-    # where the flow is large and a remainder is more likely a mis-registered edge (which
-    # would paste as a ghost), only inside the face and, near its edge, only where little
-    # moves (remainder_weight), less the face-wide tone cast, with its hue damped.
+    texture_mag = np.hypot(flow[:, :, 0], flow[:, :, 1])  # what the optical flow saw move
+    if landmarks is not None:
+        flow = follow_landmarks(flow, *landmarks, changed, max_shift=max_shift * size,
+                                max_strain=max(max_strain, FOLLOW_MAX_STRAIN), sigma=SMOOTH * size)
+    # What the warp does not explain, where the generator changed: sharp where the optical
+    # flow saw little texture move (teeth, lips, creases), at the generator's pixel scale where
+    # it saw more (a remainder there is more likely a mis-registered edge, a ghost), only inside
+    # the face and, near its edge, only where little moves (remainder_weight), less the
+    # face-wide tone cast, with its hue low-passed and damped (the generator's colour noise).
     rest = a - warp_image(b, flow, None)
     mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
-    coarse = _gauss(np.clip(mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
+    coarse = _gauss(np.clip(texture_mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
     rest = (_gauss(rest, FINE_SIGMA * size) * (1 - coarse)
             + _gauss(rest, REMAINDER_SIGMA * size) * coarse) * changed[:, :, None]
-    rest *= (1 - COARSE_CUT * coarse)
     if face is not None:
         rest *= remainder_weight(face, coarse[:, :, 0], REST_INSET * size)[:, :, None]
     if cast_sigma > 0:
         rest = remove_cast(rest, conf, cast_sigma * size)
-    rest = damp_chroma(rest, chroma_keep)
+    rest = damp_chroma(rest, chroma_keep, chroma_sigma * size)
     moved = np.clip(mag / MOVE_FULL, 0.0, 1.0)
     act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
     return WarpField(flow, rest.astype(np.float32), act)
+
+
+def sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear samples (N, C) of an (H, W, C) array at ``points`` (N, 2; x, y in px)."""
+    import cv2
+
+    p = np.asarray(points, np.float32).reshape(-1, 1, 2)
+    return cv2.remap(field, p[:, :, 0], p[:, :, 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).reshape(len(p), -1)
+
+
+def follow_landmarks(flow: np.ndarray, lm_before: np.ndarray, lm_after: np.ndarray,
+                     changed: np.ndarray, *, max_shift: float, max_strain: float,
+                     sigma: float) -> np.ndarray:
+    """``flow`` corrected so that the generator's landmarks move as dlib saw them move.
+
+    At each FOLLOWED landmark of the edited face the backward flow should point to the same
+    landmark before the edit; what the optical flow misses of that (weighted by how much the
+    generator changed there, so jitter where nothing changed adds nothing) is spread over the
+    face by a thin-plate spline, faded out beyond the landmarks' hull. Where the sum would
+    stretch more than ``max_strain`` the correction alone is smoothed (``sigma`` / 2, a few
+    passes) and at last scaled down; the flow's length stays under ``max_shift``."""
+    from .landmarks import hull_weight, tps_field
+
+    n = flow.shape[0]
+    idx = list(FOLLOWED)
+    lb, la = np.asarray(lm_before, np.float64)[idx], np.asarray(lm_after, np.float64)[idx]
+    want = (lb - la) * sample(changed[:, :, None], la)
+    miss = want - sample(flow, la)
+    fade = hull_weight(la, n, grow=LM_GROW * n, feather=LM_FEATHER * n)
+    corr = tps_field(la, miss, n) * fade[:, :, None]
+    for _ in range(4):
+        if strain(flow + corr) <= max_strain:
+            break
+        corr = _gauss(corr, sigma / 2, border=0)
+    st = strain(flow + corr)
+    if st > max_strain:  # the share of the correction that keeps the sum under the bound
+        lo, hi = 0.0, 1.0
+        for _ in range(8):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if strain(flow + mid * corr) <= max_strain else (lo, mid)
+        corr = corr * lo
+    out = flow + corr
+    mag = np.hypot(out[:, :, 0], out[:, :, 1])
+    over = mag > max_shift
+    if over.any():
+        out[over] *= (max_shift / mag[over])[:, None]
+    return out.astype(np.float32)
+
+
+def register_field(field: WarpField, offset: np.ndarray) -> WarpField:
+    """The field moved onto the photo's own features: ``offset`` (N, N, 2) says where each
+    photo pixel lies on the generator's face (x -> x + offset(x)); the flow, the remainder
+    and the act mask there are what this photo pixel gets."""
+    import cv2
+
+    if not np.any(offset):
+        return field
+    n = field.size
+    gx, gy = np.meshgrid(np.arange(n, dtype=np.float32), np.arange(n, dtype=np.float32))
+    mx, my = gx + offset[:, :, 0], gy + offset[:, :, 1]
+
+    def at(x):
+        return cv2.remap(x, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    act = at(field.act)
+    act[act < 1.0 / 512] = 0.0
+    return WarpField(at(field.flow), at(field.delta), act)
+
+
+def alignment_offset(photo_landmarks: np.ndarray, generator_landmarks: np.ndarray,
+                     size: int) -> np.ndarray | None:
+    """(size, size, 2) offset from the photo's face to the generator's (x on the photo is
+    x + offset(x) on the generator's image), from their 68 landmarks on this grid: a
+    thin-plate spline, faded to 0 beyond the landmarks' hull. None when the two faces do not
+    match (median landmark distance over MAX_MISFIT of the eyes' distance): the predictor did
+    not find the photo's face on the generator's image, and nothing should be moved by it."""
+    from .landmarks import hull_weight, tps_field
+
+    p, g = np.asarray(photo_landmarks, np.float64), np.asarray(generator_landmarks, np.float64)
+    eyes = np.linalg.norm(p[42:48].mean(0) - p[36:42].mean(0))
+    if not np.median(np.linalg.norm(g - p, axis=1)) <= MAX_MISFIT * eyes:
+        return None
+    fade = hull_weight(p, size, grow=LM_GROW * size, feather=LM_FEATHER * size)
+    return tps_field(p, g - p, size) * fade[:, :, None]
+
+
+def face_field(before, after, *, face: np.ndarray, photo_landmarks: np.ndarray | None,
+               size: int = FLOW_SIZE) -> WarpField:
+    """The default transfer's field for one face: :func:`edit_field` with the generator's own
+    landmarks followed, registered onto the photo's landmarks (``photo_landmarks``: its 68
+    points on this grid). Without photo landmarks, or when the generator's face does not
+    match the photo's, the optical flow alone."""
+    from ..align.ffhq import FACE_BOX_IN_FFHQ
+    from .landmarks import predict_landmarks
+
+    if photo_landmarks is None:
+        return edit_field(before, after, face=face, size=size)
+    box = np.asarray(FACE_BOX_IN_FFHQ) * size
+    grid = lambda img: np.clip(np.rint(generated_to_grid(img, size)), 0, 255).astype(np.uint8)  # noqa: E731
+    lb = predict_landmarks(grid(before), box)
+    offset = alignment_offset(photo_landmarks, lb, size)
+    if offset is None:
+        return edit_field(before, after, face=face, size=size)
+    la = predict_landmarks(grid(after), box)
+    field = edit_field(before, after, face=face, size=size, landmarks=(lb, la))
+    return register_field(field, offset)
 
 
 def remainder_weight(face: np.ndarray, coarse: np.ndarray, inset: float) -> np.ndarray:
@@ -249,12 +414,13 @@ def remainder_weight(face: np.ndarray, coarse: np.ndarray, inset: float) -> np.n
     return (face ** FACE_POWER) * (inner + (1.0 - inner) * (1.0 - coarse))
 
 
-def damp_chroma(rest: np.ndarray, keep: float) -> np.ndarray:
-    """A colour change (N, N, 3) with its luminance kept and its chroma scaled by ``keep``."""
-    if keep >= 1:
+def damp_chroma(rest: np.ndarray, keep: float, sigma: float = 0.0) -> np.ndarray:
+    """A colour change (N, N, 3) with its luminance kept and its chroma low-passed at
+    ``sigma`` px and scaled by ``keep``."""
+    if keep >= 1 and sigma <= 0:
         return rest
     y = (rest @ _LUMA)[:, :, None]
-    return (y + keep * (rest - y)).astype(np.float32)
+    return (y + keep * _gauss(rest - y, sigma)).astype(np.float32)
 
 
 def remove_cast(rest: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:

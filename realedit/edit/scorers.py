@@ -32,14 +32,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..align.ffhq import FACE_BOX_IN_FFHQ  # dlib's face box in the crop, same units
 from ..errors import UsageError, WeightsNotFound
 from .attribute_nets import detect_attribute_file, load_celeba_net, load_faceres
 
 # CelebA's aligned 178x218 frame, in units of the FFHQ crop side (crop = [0, 1] x [0, 1]):
 # left, top, right, bottom. Mean over 400 CelebA photos (dlib 68 landmarks -> FFHQ quad).
 CELEBA_FRAME_IN_FFHQ = (-0.0711, -0.2511, 1.0712, 1.1463)
-# dlib's HOG face box in the same units (mean over the same photos).
-FACE_BOX_IN_FFHQ = (0.2006, 0.2841, 0.8056, 0.8929)
 # Environment variable naming a folder with the attribute networks, so scorer names
 # "male", "smile", "age", "gender" resolve without a path.
 SCORER_DIR_ENV = "REALEDIT_SCORER_DIR"
