@@ -45,24 +45,24 @@ FEATHER = 0.02       # its feather
 # Largest displacement gradient: |dflow/dx| < 1 keeps the warp fold-free; 0.35 keeps eyes and
 # text from bending (a local stretch of at most 35 %). Inside the face, following the
 # generator's landmarks may stretch up to FOLLOW_MAX_STRAIN: a smile=+3 moves the mouth corners
-# of the embedded model 5-12 px (of 256) out and up over a 60 px mouth, and at 0.35 a third of
-# that was smoothed away (dev photos: mouth width kept 76 % at 0.35, 96 % at 0.5).
+# of the embedded model 5-12 px (of 256) out and up over a 60 px mouth, and at 0.35 much of
+# that was smoothed away (23 dev photos, before the support check: mouth width kept 71 % at
+# 0.35, 80 % at 0.5).
 MAX_STRAIN = 0.35
 FOLLOW_MAX_STRAIN = 0.5
 # Change (0..255 grey levels, smoothed) at which the generator is fully "changed" there;
 # below CHANGE_FLOOR it counts as unchanged (the generator's own numerical noise).
 CHANGE_FULL = 6.0
 CHANGE_FLOOR = 0.5
-# The remainder (what the warp does not explain) is low-passed at FINE_SIGMA (a quarter of a
-# generator pixel: teeth, lips and creases keep their shape) where the optical flow saw little
-# texture move, and at REMAINDER_SIGMA (one generator pixel) where it saw more than
+# The remainder (what the warp does not explain) is low-passed at FINE_SIGMA (~0.4 px of a
+# 64 px generator: teeth, lips and creases keep their shape) where the optical flow saw little
+# texture move, and at REMAINDER_SIGMA (about 2 generator pixels) where it saw more than
 # COARSE_FROM: there (a head turn) a sharp remainder is mostly the edges the flow
 # mis-registered, and pasted smeared eyes and cheeks (pose +3 on 000096, 000058). The motion
 # that follows the landmarks does not count here: a smile moves its mouth corners, and its
-# teeth must stay sharp. Dev photos, smile=+3: logit kept 47 % with the earlier 0.006 / 0.03
-# and the flow's full length deciding, 55 % now.
-FINE_SIGMA = 0.004
-REMAINDER_SIGMA = 0.016
+# teeth must stay sharp. (0.004 / 0.016 scored the same on the dev photos and smeared more.)
+FINE_SIGMA = 0.006
+REMAINDER_SIGMA = 0.03
 COARSE_FROM = 0.008
 # The remainder is scaled by face**FACE_POWER: it keeps a head turn's remainder off the jaw
 # and ears (a dark haze there).
@@ -71,8 +71,8 @@ FACE_POWER = 4
 # face by 11 L* on average, up to 23, on the 9 eval photos): a cast, not the edit. The part of
 # the remainder that is smooth over this scale (fraction of the grid side; the face is about
 # half of it, so this is the face-wide tone and its slow gradient) is taken out. At 0.08 it
-# also took the local shading a smile or an age edit brings (cheeks, the mouth's shadow): dev
-# photos, smile=+3 logit kept 44 % -> 53 % at 0.3, the face's mean L* within 2.
+# also took the local shading a smile or an age edit brings (cheeks, the mouth's shadow): 23
+# dev photos, smile=+3 logit kept 47 % at 0.08, 54 % at 0.3; the face's mean L* moves 2-3.
 CAST_SIGMA = 0.3
 # Of the local remainder, luminance (teeth, creases, shadows) is the edit; its hue shifts are
 # mostly the 64 px generator's colour noise: green-grey blotches by the eyes and chin with age,
@@ -108,6 +108,19 @@ LM_FEATHER = 0.03
 # The generator's landmarks count as the photo's face when their median distance to the
 # photo's is at most this share of the distance between the eyes (32 inverted photos: 0.03-0.14).
 MAX_MISFIT = 0.35
+# dlib reads a badly inverted, blurred mouth differently before and after an edit that does not
+# move it (age=+3 "moved" the mouth corners of 000514 and astronaut 5-8 px: followed, the
+# photo's open smile became a stretched grimace, and dlib's identity distance rose to 0.45 on
+# a third of the dev photos). So the landmark correction is kept only where it explains the
+# generator's change: where warping G(w) by flow + correction reproduces G(w + edit) better
+# than the flow alone, by SUPPORT_GAIN of the flow's error plus SUPPORT_FLOOR grey levels for
+# full weight (errors smoothed at SUPPORT_SIGMA of the side, about 1.5 generator pixels).
+# Dev photos: identity distance under 0.45 on all of them for smile, age and pose, with mouth
+# width kept 58 % for smile=+3 (80 % unchecked, 29 % with the flow alone) and yaw 72 % for
+# pose=+3 (86 %, 65 %).
+SUPPORT_SIGMA = 0.024
+SUPPORT_GAIN = 0.25
+SUPPORT_FLOOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -272,7 +285,8 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     texture_mag = np.hypot(flow[:, :, 0], flow[:, :, 1])  # what the optical flow saw move
     if landmarks is not None:
         flow = follow_landmarks(flow, *landmarks, changed, max_shift=max_shift * size,
-                                max_strain=max(max_strain, FOLLOW_MAX_STRAIN), sigma=SMOOTH * size)
+                                max_strain=max(max_strain, FOLLOW_MAX_STRAIN), sigma=SMOOTH * size,
+                                images=(b, a))
     # What the warp does not explain, where the generator changed: sharp where the optical
     # flow saw little texture move (teeth, lips, creases), at the generator's pixel scale where
     # it saw more (a remainder there is more likely a mis-registered edge, a ghost), only inside
@@ -304,15 +318,18 @@ def sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def follow_landmarks(flow: np.ndarray, lm_before: np.ndarray, lm_after: np.ndarray,
                      changed: np.ndarray, *, max_shift: float, max_strain: float,
-                     sigma: float) -> np.ndarray:
+                     sigma: float, images: tuple | None = None) -> np.ndarray:
     """``flow`` corrected so that the generator's landmarks move as dlib saw them move.
 
     At each FOLLOWED landmark of the edited face the backward flow should point to the same
     landmark before the edit; what the optical flow misses of that (weighted by how much the
     generator changed there, so jitter where nothing changed adds nothing) is spread over the
-    face by a thin-plate spline, faded out beyond the landmarks' hull. Where the sum would
-    stretch more than ``max_strain`` the correction alone is smoothed (``sigma`` / 2, a few
-    passes) and at last scaled down; the flow's length stays under ``max_shift``."""
+    face by a thin-plate spline, faded out beyond the landmarks' hull. ``images``: the
+    generator's (before, after) on this grid; where given, the correction is kept only where
+    it explains the generator's change better than the flow alone (:func:`support`): dlib
+    misreads a blurred, badly inverted mouth, and its "motion" there is noise. Where the sum
+    would stretch more than ``max_strain`` the correction alone is smoothed (``sigma`` / 2, a
+    few passes) and at last scaled down; the flow's length stays under ``max_shift``."""
     from .landmarks import hull_weight, tps_field
 
     n = flow.shape[0]
@@ -321,24 +338,44 @@ def follow_landmarks(flow: np.ndarray, lm_before: np.ndarray, lm_after: np.ndarr
     want = (lb - la) * sample(changed[:, :, None], la)
     miss = want - sample(flow, la)
     fade = hull_weight(la, n, grow=LM_GROW * n, feather=LM_FEATHER * n)
-    corr = tps_field(la, miss, n) * fade[:, :, None]
-    for _ in range(4):
-        if strain(flow + corr) <= max_strain:
-            break
-        corr = _gauss(corr, sigma / 2, border=0)
-    st = strain(flow + corr)
-    if st > max_strain:  # the share of the correction that keeps the sum under the bound
-        lo, hi = 0.0, 1.0
-        for _ in range(8):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if strain(flow + mid * corr) <= max_strain else (lo, mid)
-        corr = corr * lo
+    corr = _fit_strain(flow, tps_field(la, miss, n) * fade[:, :, None], max_strain, sigma)
+    if images is not None:
+        corr = _fit_strain(flow, corr * support(*images, flow, corr, n)[:, :, None], max_strain, sigma)
     out = flow + corr
     mag = np.hypot(out[:, :, 0], out[:, :, 1])
     over = mag > max_shift
     if over.any():
         out[over] *= (max_shift / mag[over])[:, None]
     return out.astype(np.float32)
+
+
+def _fit_strain(flow: np.ndarray, corr: np.ndarray, max_strain: float, sigma: float) -> np.ndarray:
+    """``corr`` smoothed (a few passes at ``sigma`` / 2) and at last scaled so that
+    flow + corr stretches at most ``max_strain``."""
+    for _ in range(4):
+        if strain(flow + corr) <= max_strain:
+            return corr
+        corr = _gauss(corr, sigma / 2, border=0)
+    if strain(flow + corr) <= max_strain:
+        return corr
+    lo, hi = 0.0, 1.0  # the share of the correction that keeps the sum under the bound
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if strain(flow + mid * corr) <= max_strain else (lo, mid)
+    return corr * lo
+
+
+def support(before: np.ndarray, after: np.ndarray, flow: np.ndarray, corr: np.ndarray,
+            size: int) -> np.ndarray:
+    """(N, N) in 0..1: where moving the generator's before image by flow + corr reproduces
+    its after image better than the flow alone. 1 where the corrected warp's error (smoothed
+    mean |after - warp(before)|, grey levels) is lower by SUPPORT_GAIN of the flow's error
+    plus SUPPORT_FLOOR; 0 where it is no lower."""
+    s = SUPPORT_SIGMA * size
+    e_flow = _gauss(np.abs(after - warp_image(before, flow)).mean(axis=2), s)
+    e_corr = _gauss(np.abs(after - warp_image(before, flow + corr)).mean(axis=2), s)
+    w = np.clip((e_flow - e_corr) / (SUPPORT_GAIN * e_flow + SUPPORT_FLOOR), 0.0, 1.0)
+    return _gauss(w.astype(np.float32), s)
 
 
 def register_field(field: WarpField, offset: np.ndarray) -> WarpField:
