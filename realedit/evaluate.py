@@ -112,9 +112,10 @@ class PhotoReport:
     ghost: dict = field(default_factory=dict)       # change_outside_face()
     refused: bool = False                           # the face was found but the edit refused
     mouth: tuple = (float("nan"), float("nan"))     # mouth_width of the crop before, after
+    hair: tuple = (float("nan"), float("nan"))      # hair_greyness of the crop before, after
     # The same judges on the generator's own images of the inverted and the edited code
     # (upsampled to the crop's size): measure -> (before, after), for every scored attribute
-    # and "yaw", "mouth". What the edit did before the transfer; the summary's "transfer"
+    # and "yaw", "mouth", "hair". What the edit did before the transfer; the summary's "transfer"
     # compares it with what reached the photo.
     generator: dict = field(default_factory=dict)
 
@@ -163,6 +164,28 @@ def mouth_width(landmarks) -> float:
     return float(np.linalg.norm(lm[54] - lm[48]) / eyes) if eyes > 0 else float("nan")
 
 
+def hair_greyness(crop: np.ndarray, landmarks) -> float:
+    """How grey the hair around the face is: the mean of L* - 2 C* (CIELAB; grey and white
+    score high, coloured hair low) over the head around the face (the landmark face mask
+    grown by a sixth of the crop, not the face itself, not below the mouth). The age edit of
+    a weak generator mostly greys the hair. NaN without landmarks."""
+    import cv2
+
+    from .blend.flow import head_region
+    from .blend.masks import landmark_mask
+
+    if landmarks is None:
+        return float("nan")
+    n = crop.shape[0]
+    face = landmark_mask(np.asarray(landmarks, np.float64), n)
+    band = (head_region(face, n / 6, 0.0) > 0.5) & (face < 0.01)
+    if not band.any():
+        return float("nan")
+    lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2LAB).astype(np.float64)
+    L, a, b = lab[..., 0] * (100 / 255), lab[..., 1] - 128, lab[..., 2] - 128
+    return float((L - 2 * np.hypot(a, b))[band].mean())
+
+
 def generated_crop(image, size: int = CROP) -> np.ndarray:
     """A generator image ((3, R, R) in [-1, 1], an aligned face) as a ``size`` px uint8 crop
     (bicubic): the generator's side, judged the way the photo's aligned crop is."""
@@ -178,7 +201,8 @@ def generated_crop(image, size: int = CROP) -> np.ndarray:
 def judge_crops(before: np.ndarray, after: np.ndarray, scorers: Mapping[str, object]) -> dict:
     """The judges on two aligned crops of one size: {"scores": {attr: (before, after)} (a
     HEAD_YAW scorer reads the yaw), "yaw": head yaw in degrees, "mouth": mouth_width, each
-    (before, after), and "landmarks": (before, after), None where dlib finds no face}."""
+    (before, after), "hair": hair_greyness over the head around the face found before (the
+    same region on both), and "landmarks": (before, after), None where dlib finds no face}."""
     from .pipeline import crop_to_tensor
 
     size = before.shape[0]
@@ -190,7 +214,7 @@ def judge_crops(before: np.ndarray, after: np.ndarray, scorers: Mapping[str, obj
         s = yaw if sc == HEAD_YAW else tuple(float(v) for v in np.asarray(sc(x), dtype=float))
         scores[attr] = (float(s[0]), float(s[1]))
     return {"scores": scores, "yaw": yaw, "mouth": tuple(mouth_width(lm) for lm in lms),
-            "landmarks": lms}
+            "hair": tuple(hair_greyness(c, lms[0]) for c in (before, after)), "landmarks": lms}
 
 
 def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
@@ -206,12 +230,12 @@ def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
     before, after = al_before.image, align_face(out, face, CROP).image
     j = judge_crops(before, after, scorers)
     lm1 = j["landmarks"][1]
-    row.yaw, row.mouth, row.face_found_after = j["yaw"], j["mouth"], lm1 is not None
+    row.yaw, row.mouth, row.hair, row.face_found_after = j["yaw"], j["mouth"], j["hair"], lm1 is not None
     for attr, s in j["scores"].items():
         (row.target if attr in edits else row.kept)[attr] = s
     if generated is not None:
         g = judge_crops(generated_crop(generated[0]), generated_crop(generated[1]), scorers)
-        row.generator = {**g["scores"], "yaw": g["yaw"], "mouth": g["mouth"]}
+        row.generator = {**g["scores"], "yaw": g["yaw"], "mouth": g["mouth"], "hair": g["hair"]}
     # Where the edited face's landmarks are found, use them for its descriptor and its hull
     # (a turned head moved: its old outline is not where its features are now).
     lm_after = al_before.to_photo(lm1) if lm1 is not None else face.landmarks
@@ -387,11 +411,12 @@ def summarize(rows: Sequence[PhotoReport], edits: Mapping[str, float],
 
 # Units of the transfer's measures (others: the scorer's own).
 TRANSFER_UNITS = {"yaw": "degrees", "mouth": "% width", "smile": "logit", "age": "years",
-                  "gender": "P(male)", "male": "P(male)"}
+                  "gender": "P(male)", "male": "P(male)", "hair": "L*-2C*"}
 # A photo's kept ratio (photo change / generator change) is left out where the generator
 # itself changed a measure less than this: a ratio of two near-zero changes is noise (a turn
-# under 1 degree, a mouth under 1 % wider, half a year, a quarter logit).
-KEPT_FLOOR = {"yaw": 1.0, "mouth": 1.0, "smile": 0.25, "age": 0.5, "gender": 0.02, "male": 0.02}
+# under 1 degree, a mouth under 1 % wider, half a year, a quarter logit, hair 2 units greyer).
+KEPT_FLOOR = {"yaw": 1.0, "mouth": 1.0, "smile": 0.25, "age": 0.5, "gender": 0.02, "male": 0.02,
+              "hair": 2.0}
 
 
 def _changes(rows: Sequence[PhotoReport], name: str, side: str) -> np.ndarray:
@@ -402,7 +427,7 @@ def _changes(rows: Sequence[PhotoReport], name: str, side: str) -> np.ndarray:
     for r in rows:
         if side == "generator":
             b, a = r.generator.get(name, nan)
-        elif name in ("yaw", "mouth"):
+        elif name in ("yaw", "mouth", "hair"):
             b, a = getattr(r, name)
         else:
             b, a = r.target.get(name, r.kept.get(name, nan))
@@ -417,7 +442,8 @@ def transfer_summary(rows: Sequence[PhotoReport], edits: Mapping[str, float],
     "photo" (spreads of the change), "kept" (spread over photos of photo / generator, where
     the generator's change reaches KEPT_FLOOR) and "kept_of_means" (mean photo change / mean
     generator change), "unit". Rows without generator measurements give NaN."""
-    names = list(dict.fromkeys([*("yaw" if a in yaw_attrs else a for a in edits), "mouth", "yaw"]))
+    names = list(dict.fromkeys([*("yaw" if a in yaw_attrs else a for a in edits), "mouth", "yaw",
+                                "hair"]))
     out = {}
     for name in names:
         gen, photo = _changes(rows, name, "generator"), _changes(rows, name, "photo")

@@ -648,7 +648,7 @@ class Editor:
                                 sensible=sensible_text(edits, self.bank, self.model_name))
             b, a = before[0].cpu(), after[0].cpu()
             if detail == "warp":
-                rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, b, a, blend, mask)
+                rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, b, a, blend, mask, edits)
             else:
                 rgb, alpha, crop = self._paste_detail(rgb, fi.aligned, b, a, detail, blend, mask)
             face_edits.append(FaceEdit(fi.index, fi.face, fi.latent, new_latent,
@@ -675,15 +675,17 @@ class Editor:
         return rgb, alpha, crop
 
     @staticmethod
-    def _paste_warp(rgb, aligned, before, after, blend, mask):
-        """detail="warp": (new rgb, alpha, edited crop); see realedit.blend.flow."""
+    def _paste_warp(rgb, aligned, before, after, blend, mask, edits=()):
+        """detail="warp": (new rgb, alpha, edited crop); see realedit.blend.flow. The hair's
+        colour change is carried for the ``edits`` that recolour hair (flow.HAIR_EDITS)."""
         from .blend import flow, paste_back
         from .blend.paste import crop_mask
 
         n = flow.FLOW_SIZE
         lm = None if aligned.face is None else \
             (aligned.to_crop(aligned.face.landmarks) + 0.5) * (n / aligned.size) - 0.5
-        field = flow.face_field(before, after, face=crop_mask(aligned, n, mask), photo_landmarks=lm)
+        field = flow.face_field(before, after, face=crop_mask(aligned, n, mask), photo_landmarks=lm,
+                                photo=aligned.image, hair=flow.recolours_hair(edits))
         crop = flow.apply_field(aligned.image, field)
         if blend == "alpha":
             rgb, alpha = flow.paste_field(rgb, aligned, field, mask=mask, return_mask=True)

@@ -182,7 +182,7 @@ def test_transfer_summary_puts_the_generator_beside_the_photo():
     rows = [row(3.0, 1.5, 0.1, 0.0, 0.10, 0.05), row(2.0, 2.0, 8.0, 4.0, 0.20, 0.05),
             row(4.0, 1.0, 0.2, 0.1, 0.10, 0.10)]
     t = transfer_summary(rows, {"smile": 3.0})
-    assert list(t) == ["smile", "mouth", "yaw"]
+    assert list(t) == ["smile", "mouth", "yaw", "hair"]
     s = t["smile"]
     assert s["generator"]["mean"] == pytest.approx(3.0) and s["photo"]["mean"] == pytest.approx(1.5)
     assert s["kept"]["median"] == pytest.approx(0.5)          # ratios 0.5, 1.0, 0.25
@@ -193,7 +193,8 @@ def test_transfer_summary_puts_the_generator_beside_the_photo():
     y = t["yaw"]                                              # two turns under the floor
     assert KEPT_FLOOR["yaw"] > 0.2 and y["kept"]["n"] == 1 and y["kept"]["median"] == 0.5
     # a pose edit judged by head yaw reports its yaw once, as the edit's own row
-    assert list(transfer_summary(rows, {"pose": 3.0}, yaw_attrs=["pose"])) == ["yaw", "mouth"]
+    assert list(transfer_summary(rows, {"pose": 3.0}, yaw_attrs=["pose"])) == ["yaw", "mouth", "hair"]
+    assert t["hair"]["kept"]["n"] == 0          # not measured here: no ratio, not an error
     lines = format_transfer(t)
     assert any(line.startswith("smile") and "50 %" in line for line in lines)
     # rows measured without the generator's images (an older report) give no ratio, not an error
@@ -218,3 +219,27 @@ def test_generator_images_are_judged_as_crops_of_the_photo_size():
     assert np.sign(j["yaw"][0]) == -np.sign(j["yaw"][1]) and abs(j["yaw"][0]) > 1
     assert j["mouth"][0] == pytest.approx(j["mouth"][1], rel=0.05) and 0.6 < j["mouth"][0] < 1.4
     assert j["scores"]["brightness"][0] == pytest.approx(j["scores"]["brightness"][1], abs=1e-4)
+
+
+def test_hair_greyness_reads_grey_hair_and_not_the_face():
+    """hair_greyness rises when the hair around the face turns grey and stays when only the
+    face changes colour (the region is the head beside and above the face)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from realedit.align import align_face, detect_faces
+    from realedit.blend.masks import landmark_mask
+    from realedit.evaluate import _central_landmarks, hair_greyness
+
+    img = skimage_data.astronaut()
+    crop = align_face(img, detect_faces(img)[0], 256).image
+    lm = _central_landmarks(crop)
+    face = landmark_mask(lm, 256)[:, :, None]
+    grey = crop.astype(np.float32).mean(axis=2, keepdims=True) * 0.8 + 40   # ash, lighter
+    greyed = np.clip(face * crop + (1 - face) * grey, 0, 255).astype(np.uint8)
+    tinted = crop.astype(np.float32)
+    tinted[..., 0] += 40 * face[..., 0]                                  # a redder face only
+    tinted = np.clip(tinted, 0, 255).astype(np.uint8)
+    g0 = hair_greyness(crop, lm)
+    assert np.isfinite(g0)
+    assert hair_greyness(greyed, lm) - g0 > 10
+    assert abs(hair_greyness(tinted, lm) - g0) < 1.0
+    assert np.isnan(hair_greyness(crop, None))

@@ -401,3 +401,61 @@ def test_landmark_motion_is_followed_only_where_the_images_show_it(astro_grid):
     assert flow.sample(seen, la[[48]])[0] == pytest.approx([5.0, 0.0], abs=1.5)
     unseen = flow.follow_landmarks(zero, lb, la, ones, images=(before, before.copy()), **kw)
     assert np.abs(flow.sample(unseen, la[[48]])).max() < 1.0
+
+
+# ----------------------------------------------------------------------------- the hair
+
+def _disc_face(n: int, radius: float = 0.25) -> np.ndarray:
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    d = np.hypot(xx - n / 2, yy - 0.55 * n) / n
+    return np.clip((radius + 0.02 - d) / 0.04, 0.0, 1.0).astype(np.float32)
+
+
+def test_hair_colour_change_reaches_the_head_less_the_image_wide_cast():
+    """Above the face (outside its mask, within the head) the generator's hair colour change
+    is kept, chroma included and low-passed, less the cast it also put on the background; the
+    paste reaches there; far from the face nothing is pasted. Without the head weights the
+    hair keeps its colour, as before."""
+    n = flow.FLOW_SIZE
+    s = n // R
+    face = _disc_face(n)
+    before = gen_image()
+    after = before - 0.08                                        # the whole image darker: a cast
+    ash = torch.tensor([0.05, 0.12, 0.2])[:, None, None]         # hair above the face: less red
+    after[:, 4:18, 16:48] += ash
+    hair = flow.hair_weight(face, flow.generated_to_grid(before), None, n)
+    field = flow.edit_field(before, after, face=face, hair=hair)
+    band = (slice(13 * s, 16 * s), slice(26 * s, 38 * s))   # just above the face
+    got = field.delta[band].mean((0, 1))
+    want = ash.numpy().ravel() * 127.5
+    np.testing.assert_allclose(got, want, atol=0.35 * np.abs(want).max())
+    chroma = got - got @ LUMA
+    assert np.abs(chroma).max() > 0.6 * np.abs(want - want @ LUMA).max()   # not the face's 30 %
+    w = flow.paste_weight(np.zeros((n, n), np.float32), field)
+    assert w[band].min() > 0.9                                    # the paste reaches the hair
+    assert not w[-8:].any() and not w[:12, :12].any() and not w[:12, -12:].any()  # far: nothing
+    inner = (slice(int(0.5 * n), int(0.6 * n)), slice(int(0.45 * n), int(0.55 * n)))
+    assert np.abs(np.median(field.delta[inner], axis=(0, 1))).max() < 3   # the face: no cast
+    plain = flow.edit_field(before, after, face=face)
+    assert plain.reach is None and np.abs(plain.delta[band]).max() < 1e-3
+
+
+def test_hair_colour_is_pasted_only_where_the_photo_looks_like_the_generators_face():
+    """An inversion that drew hair where the photo has background must not recolour it."""
+    n = flow.FLOW_SIZE
+    face = _disc_face(n)
+    before = flow.generated_to_grid(gen_image())
+    head = flow.hair_weight(face, before, None, n)
+    same = flow.hair_weight(face, before, before + 5.0, n)
+    other = before.copy()
+    other[:72] = 255.0                                            # white wall where G drew hair
+    differs = flow.hair_weight(face, before, other, n)
+    top = (slice(52, 66), slice(n // 3 + 8, 2 * n // 3 - 8))              # just above the face
+    assert head[top].min() > 0.9 and same[top].min() > 0.9
+    assert differs[top].max() < 0.05
+    assert (head <= 1).all() and not head[-n // 8:].any()         # not below the face
+
+
+def test_only_edits_that_recolour_hair_carry_it():
+    assert flow.recolours_hair({"age": 3.0}) and flow.recolours_hair({"smile": 1.0, "age": -2})
+    assert not flow.recolours_hair({"smile": 3.0}) and not flow.recolours_hair({"age": 0.0})

@@ -64,6 +64,13 @@ CHANGE_FLOOR = 0.5
 FINE_SIGMA = 0.006
 REMAINDER_SIGMA = 0.03
 COARSE_FROM = 0.008
+# Except in the mouth (the generator's lips' hull before and after the edit, grown by
+# MOUTH_GROW): there the optical flow does see texture move under a smile, but the remainder
+# is the teeth and the mouth's opening, which a remainder blurred at two generator pixels
+# lost (12 dev photos, smile=+3: logit kept 56 -> 60 % median, 64 -> 69 % of means; mouth
+# width for smile=-3 45 -> 52 %; identity distance the same).
+MOUTH_SHARP = True
+MOUTH_GROW = 0.02
 # The remainder is scaled by face**FACE_POWER: it keeps a head turn's remainder off the jaw
 # and ears (a dark haze there).
 FACE_POWER = 4
@@ -121,6 +128,24 @@ MAX_MISFIT = 0.35
 SUPPORT_SIGMA = 0.024
 SUPPORT_GAIN = 0.25
 SUPPORT_FLOOR = 0.25
+# Hair. The weak generator's age edit mostly recolours the hair (greyer, ash, silver; or
+# auburn for younger), beside and above the face, where the face paste does not reach. Within
+# the head (the face mask grown by HAIR_REACH of the side, not below the mouth) and outside
+# the face, the generator's colour change is pasted low-passed at HAIR_SIGMA (two generator
+# pixels), chroma included, less the change it made to the background (a cast, not the hair),
+# only where the photo there looks like the generator's face before the edit (low-passed RGB
+# distance under HAIR_MATCH, fading from half of it: where the inversion drew hair over the
+# photo's background, the background keeps its colour), and not where the flow moves pixels
+# (a turn's moved hair would paste as a smear).
+# Of the hair's brightness change, the share the face got too (same sign) is taken out as
+# the edit's tone cast; its hue change stays (12 dev photos, the age branch's direction:
+# hair greyness, L* - 2 C*, kept 61 % with this, 64 % without, 44 % taking the shared hue out
+# too). Only the edits in HAIR_EDITS carry it: the embedded smile direction also darkens and
+# saturates hair (generator -14 L* - 2 C* units), which is not a smile.
+HAIR_REACH = 0.16
+HAIR_SIGMA = 0.03
+HAIR_MATCH = 60.0
+HAIR_EDITS = ("age",)
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,7 @@ class WarpField:
     flow: np.ndarray
     delta: np.ndarray
     act: np.ndarray
+    reach: np.ndarray | None = None  # (N, N) 0..1: paste weight beyond the face mask (hair)
 
     @property
     def size(self) -> int:
@@ -261,14 +287,16 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
                landmarks: tuple | None = None,
                max_shift: float = MAX_SHIFT, max_strain: float = MAX_STRAIN,
                cast_sigma: float = CAST_SIGMA, chroma_keep: float = CHROMA_KEEP,
-               chroma_sigma: float = CHROMA_SIGMA) -> WarpField:
+               chroma_sigma: float = CHROMA_SIGMA, hair: np.ndarray | None = None) -> WarpField:
     """The WarpField of an edit from the generator's before/after images ((3, R, R), [-1, 1]).
 
     face: optional (size, size) weights (e.g. the landmark paste mask on this grid): the
     flow is trusted only there. landmarks: optional (before, after) 68 landmarks of the two
     generator images on this grid: the flow is corrected to move them as they moved
     (:func:`follow_landmarks`), before the remainder is taken. An edit that changes nothing
-    gives an all-zero field."""
+    gives an all-zero field. hair: optional (size, size) weights of the head around the face
+    (:func:`hair_weight`): there the generator's low-passed colour change is kept too
+    (:func:`hair_change`), and the paste may reach it (``WarpField.reach``)."""
     b, a = generated_to_grid(before, size), generated_to_grid(after, size)
     if face is not None:
         face = np.asarray(face, np.float32)
@@ -295,6 +323,8 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     rest = a - warp_image(b, flow, None)
     mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
     coarse = _gauss(np.clip(texture_mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
+    if landmarks is not None and MOUTH_SHARP:
+        coarse = coarse * (1.0 - mouth_weight(*landmarks, size))[:, :, None]
     rest = (_gauss(rest, FINE_SIGMA * size) * (1 - coarse)
             + _gauss(rest, REMAINDER_SIGMA * size) * coarse) * changed[:, :, None]
     if face is not None:
@@ -304,7 +334,14 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     rest = damp_chroma(rest, chroma_keep, chroma_sigma * size)
     moved = np.clip(mag / MOVE_FULL, 0.0, 1.0)
     act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
-    return WarpField(flow, rest.astype(np.float32), act)
+    reach = None
+    if hair is not None and face is not None and np.any(hair):
+        # outside the face (whose remainder is the face's own), where the flow barely moves
+        w = hair * changed * (1.0 - coarse[:, :, 0]) * (1.0 - face ** FACE_POWER)
+        rest = rest + hair_change(b, a, face, HAIR_SIGMA * size) * w[:, :, None]
+        reach = (np.asarray(hair, np.float32) > 0).astype(np.float32)
+        reach = _gauss(reach, FEATHER * size)
+    return WarpField(flow, rest.astype(np.float32), act, reach)
 
 
 def sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -395,7 +432,7 @@ def register_field(field: WarpField, offset: np.ndarray) -> WarpField:
 
     act = at(field.act)
     act[act < 1.0 / 512] = 0.0
-    return WarpField(at(field.flow), at(field.delta), act)
+    return WarpField(at(field.flow), at(field.delta), act, None if field.reach is None else at(field.reach))
 
 
 def alignment_offset(photo_landmarks: np.ndarray, generator_landmarks: np.ndarray,
@@ -415,12 +452,21 @@ def alignment_offset(photo_landmarks: np.ndarray, generator_landmarks: np.ndarra
     return tps_field(p, g - p, size) * fade[:, :, None]
 
 
+def recolours_hair(edits) -> bool:
+    """Whether ``edits`` (attribute -> amount) include one whose hair colour change the
+    transfer carries (HAIR_EDITS)."""
+    return any(name in HAIR_EDITS and float(amount) != 0 for name, amount in dict(edits).items())
+
+
 def face_field(before, after, *, face: np.ndarray, photo_landmarks: np.ndarray | None,
-               size: int = FLOW_SIZE) -> WarpField:
+               size: int = FLOW_SIZE, photo: np.ndarray | None = None,
+               hair: bool = True) -> WarpField:
     """The default transfer's field for one face: :func:`edit_field` with the generator's own
     landmarks followed, registered onto the photo's landmarks (``photo_landmarks``: its 68
     points on this grid). Without photo landmarks, or when the generator's face does not
-    match the photo's, the optical flow alone."""
+    match the photo's, the optical flow alone. ``hair``: carry the generator's hair colour
+    change around the face too (:func:`hair_weight`; ``photo``: the photo's aligned crop, any
+    size, so that it reaches only hair the inversion reproduced)."""
     from ..align.ffhq import FACE_BOX_IN_FFHQ
     from .landmarks import predict_landmarks
 
@@ -433,8 +479,77 @@ def face_field(before, after, *, face: np.ndarray, photo_landmarks: np.ndarray |
     if offset is None:
         return edit_field(before, after, face=face, size=size)
     la = predict_landmarks(grid(after), box)
-    field = edit_field(before, after, face=face, size=size, landmarks=(lb, la))
+    head = hair_weight(face, generated_to_grid(before, size), photo, size) if hair else None
+    field = edit_field(before, after, face=face, size=size, landmarks=(lb, la), hair=head)
     return register_field(field, offset)
+
+
+def mouth_weight(lm_before: np.ndarray, lm_after: np.ndarray, size: int) -> np.ndarray:
+    """(N, N) 0..1: the generator's mouth, before or after the edit: the hull of the lips'
+    landmarks (48-67) of either, grown by MOUTH_GROW and feathered as much."""
+    from .landmarks import hull_weight
+
+    grow = MOUTH_GROW * size
+    return np.maximum(hull_weight(np.asarray(lm_before)[48:68], size, grow=grow, feather=grow),
+                      hull_weight(np.asarray(lm_after)[48:68], size, grow=grow, feather=grow))
+
+
+def head_region(face: np.ndarray, reach: float, feather: float) -> np.ndarray:
+    """(N, N) 0..1: the head around the face mask ``face``: the mask grown by ``reach`` px,
+    not below the mouth (70 % of the way down the mask), feathered. Hair, not the neck."""
+    import cv2
+
+    core = (np.asarray(face) > 0.5).astype(np.uint8)
+    if not core.any():
+        return np.zeros(core.shape, np.float32)
+    r = int(round(reach))
+    grown = cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    rows = np.flatnonzero(core.any(axis=1))
+    grown[int(rows[0] + 0.7 * (rows[-1] - rows[0])):] = 0
+    out = _gauss(grown.astype(np.float32), feather, border=cv2.BORDER_CONSTANT)
+    out[out < 1.0 / 512] = 0.0
+    return out
+
+
+def hair_weight(face: np.ndarray, before: np.ndarray, photo: np.ndarray | None,
+                size: int) -> np.ndarray:
+    """(N, N) 0..1: where the generator's hair colour change may reach the photo: the head
+    region (:func:`head_region`), and, given the photo's crop on this grid, only where it looks
+    like the generator's ``before`` image (low-passed RGB distance under HAIR_MATCH, full
+    weight under half of it): an inversion that drew hair over the photo's background must not
+    recolour the background."""
+    w = head_region(face, HAIR_REACH * size, FEATHER * size)
+    if photo is not None:
+        import cv2
+
+        p = np.asarray(photo, np.float32)
+        if p.shape[0] != size:
+            p = cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA)
+        d = np.linalg.norm(_gauss(p - before, HAIR_SIGMA * size), axis=2)
+        w = w * np.clip((HAIR_MATCH - d) / (0.5 * HAIR_MATCH), 0.0, 1.0)
+    return w.astype(np.float32)
+
+
+def hair_change(before: np.ndarray, after: np.ndarray, face: np.ndarray, sigma: float) -> np.ndarray:
+    """The generator's colour change low-passed at ``sigma`` px, less what it did to the
+    background (the mean change far from the face: a tone cast of the whole image, not the
+    hair's own colour)."""
+    import cv2
+
+    lp = _gauss(after - before, sigma)
+    core = (np.asarray(face) > 0.5).astype(np.uint8)
+    r = int(round(2 * HAIR_REACH * face.shape[0]))
+    far = cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) == 0
+    if far.mean() > 0.02:
+        lp = lp - lp[far].mean(axis=0)
+    if core.any():
+        # the share of the hair's brightness change that the face got too is the edit's
+        # tone cast; its hue change is the hair's
+        y = lp @ _LUMA
+        yf = float(lp[core.astype(bool)].mean(axis=0) @ _LUMA)
+        shared = np.where(y * yf > 0, np.sign(y) * np.minimum(np.abs(y), abs(yf)), 0.0)
+        lp = lp - shared[:, :, None]
+    return lp.astype(np.float32)
 
 
 def remainder_weight(face: np.ndarray, coarse: np.ndarray, inset: float) -> np.ndarray:
@@ -499,7 +614,7 @@ def field_at(field: WarpField, size: int) -> WarpField:
     rs = lambda x: cv2.resize(x, (size, size), interpolation=cv2.INTER_LINEAR)  # noqa: E731
     act = rs(field.act)
     act[act < 1.0 / 512] = 0.0
-    return WarpField(rs(field.flow) * s, rs(field.delta), act)
+    return WarpField(rs(field.flow) * s, rs(field.delta), act, None if field.reach is None else rs(field.reach))
 
 
 def apply_field(crop: np.ndarray, field: WarpField) -> np.ndarray:
@@ -520,7 +635,10 @@ def paste_weight(mask_alpha: np.ndarray, field: WarpField) -> np.ndarray:
     second outline (000016, 000052 in the grid). Still exactly 0 where the edit does not act."""
     mag = np.hypot(field.flow[:, :, 0], field.flow[:, :, 1])
     moving = _gauss(np.clip(mag / MOVE_FULL, 0.0, 1.0), FEATHER * field.size)
-    return np.maximum(mask_alpha * field.act, np.minimum(moving, field.act)).astype(np.float32)
+    out = np.maximum(mask_alpha * field.act, np.minimum(moving, field.act))
+    if field.reach is not None:  # the head's hair, where its colour change is pasted
+        out = np.maximum(out, np.minimum(field.reach, field.act))
+    return out.astype(np.float32)
 
 
 def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_mask: bool = False):
