@@ -459,3 +459,33 @@ def test_hair_colour_is_pasted_only_where_the_photo_looks_like_the_generators_fa
 def test_only_edits_that_recolour_hair_carry_it():
     assert flow.recolours_hair({"age": 3.0}) and flow.recolours_hair({"smile": 1.0, "age": -2})
     assert not flow.recolours_hair({"smile": 3.0}) and not flow.recolours_hair({"age": 0.0})
+
+
+def _ring68(n: int) -> np.ndarray:
+    """68 points on a ring round the grid's centre; 48-67 (the lips) a small ring below it."""
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    pts = np.stack([n / 2 + 0.3 * n * np.cos(t), n / 2 + 0.3 * n * np.sin(t)], 1)
+    pts[48:68] = np.stack([n / 2 + 0.1 * n * np.cos(t[:20] * 3.4), 0.68 * n + 0.04 * n * np.sin(t[:20] * 3.4)], 1)
+    return pts
+
+
+def test_the_mouth_remainder_is_sharp_under_a_smile_and_not_under_a_turn(monkeypatch):
+    """In the mouth the remainder keeps its detail (teeth) when only the mouth moves; when the
+    whole face moves (a turn), it is low-passed there as elsewhere (a sharp one pasted a
+    second mouth corner)."""
+    n = flow.FLOW_SIZE
+    lm = _ring68(n)
+    face = np.zeros((n, n), np.float32)
+    face[n // 8:7 * n // 8, n // 8:7 * n // 8] = 1.0
+    before = gen_image()
+
+    def detail(after, sharp):
+        monkeypatch.setattr(flow, "MOUTH_SHARP", sharp)
+        d = flow.edit_field(before, after, face=face, landmarks=(lm, lm), cast_sigma=0, chroma_keep=1).delta
+        mouth = d[int(0.62 * n):int(0.74 * n), int(0.4 * n):int(0.6 * n)]
+        return float(np.abs(mouth - flow._gauss(mouth, 3.0)).mean())   # fine detail there
+
+    smile = gen_image(shift=(2, 1), region=(38, 50, 24, 40))   # only the mouth's part moves
+    turn = gen_image(shift=(2, 0))                             # everything moves
+    assert detail(smile, True) > 1.5 * detail(smile, False)
+    assert detail(turn, True) == pytest.approx(detail(turn, False), rel=1e-6)

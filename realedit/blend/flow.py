@@ -68,7 +68,9 @@ COARSE_FROM = 0.008
 # MOUTH_GROW): there the optical flow does see texture move under a smile, but the remainder
 # is the teeth and the mouth's opening, which a remainder blurred at two generator pixels
 # lost (12 dev photos, smile=+3: logit kept 56 -> 60 % median, 64 -> 69 % of means; mouth
-# width for smile=-3 45 -> 52 %; identity distance the same).
+# width for smile=-3 45 -> 52 %; identity distance the same). Only as far as the face as a
+# whole stays still (median optical flow over the face mask under COARSE_FROM): under a
+# turn the sharp mouth remainder pasted a second, dark mouth corner (pose=+3 on 000814, 000004).
 MOUTH_SHARP = True
 MOUTH_GROW = 0.02
 # The remainder is scaled by face**FACE_POWER: it keeps a head turn's remainder off the jaw
@@ -324,7 +326,11 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     mag = np.hypot(flow[:, :, 0], flow[:, :, 1])
     coarse = _gauss(np.clip(texture_mag / (COARSE_FROM * size), 0.0, 1.0), SMOOTH * size)[:, :, None]
     if landmarks is not None and MOUTH_SHARP:
-        coarse = coarse * (1.0 - mouth_weight(*landmarks, size))[:, :, None]
+        # not when the whole face moves (a turn carries the mouth along: its sharp remainder
+        # is then the mis-registered lips, a second mouth beside the first)
+        core = (face if face is not None else conf) > 0.5
+        still = 1.0 - min(float(np.median(texture_mag[core])) / (COARSE_FROM * size), 1.0) if core.any() else 0.0
+        coarse = coarse * (1.0 - still * mouth_weight(*landmarks, size))[:, :, None]
     rest = (_gauss(rest, FINE_SIGMA * size) * (1 - coarse)
             + _gauss(rest, REMAINDER_SIGMA * size) * coarse) * changed[:, :, None]
     if face is not None:
