@@ -200,7 +200,7 @@ def bench_c2f(args):
 # ----------------------------------------------------------------------------- quality
 
 def load_faces(src, n, resolution):
-    from realedit.invert.encoder import RealFaces
+    from realedit.training.encoder import RealFaces
     faces = RealFaces(src, resolution)
     idx = list(range(len(faces) - n, len(faces)))  # the last n: a fixed, reproducible set
     import numpy as np
@@ -210,7 +210,8 @@ def load_faces(src, n, resolution):
 
 def bench_quality(args):
     from realedit import models
-    from realedit.invert.encoder import default_encoder_path, load_encoder
+    from realedit.invert.encoder import load_encoder
+    from realedit.training.encoder import default_encoder_path
     torch.set_num_threads(args.threads)
     G = models.load(args.model)
     D = models.load_discriminator(args.model)

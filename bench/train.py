@@ -44,7 +44,7 @@ def gan_rate(dev, batch: int, iters: int) -> float:
 
 
 def encoder_rate(dev, iters: int) -> float:
-    from realedit.invert.encoder import EncoderTrainOptions, train_encoder
+    from realedit.training.encoder import EncoderTrainOptions, train_encoder
     from realedit.models import load
 
     G = load("realedit-celeba64", device=dev)

@@ -51,3 +51,11 @@ def default_batch(device: torch.device) -> int:
     faces cost little more than one step); on the CPU compute is the limit, and a small
     batch only saves per-step overhead (bench/edit.py measures both)."""
     return 32 if torch.device(device).type in ("cuda", "mps") else 8
+
+
+def model_device(m) -> torch.device:
+    """Where ``m``'s parameters live; the CPU for a module without any, or an object that is
+    not a module (a generator stand-in that only has ``synthesis``)."""
+    for p in getattr(m, "parameters", tuple)():
+        return p.device
+    return torch.device("cpu")

@@ -19,7 +19,7 @@ import torch
 
 from realedit import invert, models
 from realedit.edit import bank_for_model, format_layers
-from realedit.invert.encoder import default_encoder_path
+from realedit.training.encoder import default_encoder_path
 from realedit.training.gan import save_grid
 
 ROOT = Path(__file__).resolve().parents[1]

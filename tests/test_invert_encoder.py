@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from realedit import invert
 from realedit.errors import FormatError, OutputError, UsageError
 from realedit.invert.base import estimate_w_stats
-from realedit.invert.encoder import (Encoder, EncoderTrainOptions, load_encoder, read_encoder_file,
-                                     train_encoder)
+from realedit.invert.encoder import Encoder, load_encoder, read_encoder_file
+from realedit.training.encoder import EncoderTrainOptions, train_encoder
 from realedit.models.pggan import PGGANGenerator
 from realedit.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 

@@ -16,13 +16,13 @@ landmarks drift but keep a high score, while a false positive is weak on both.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageError, UsageError
+from ..errors import UsageError
 from .dlib_models import dlib_model_path
+from .face import Face, as_rgb_array  # noqa: F401 (re-exported)
 
 # Smallest face box (pixels of the image it runs on) dlib's HOG detector finds: its window.
 _HOG_MIN_FACE = 80.0
@@ -54,75 +54,6 @@ def face_quality(score: float, drift: float) -> float:
     """0..1 plausibility of a detection from its detector score and landmark drift."""
     z = _Z_OFFSET + min(float(score), _SCORE_CAP) - drift / _DRIFT_UNIT
     return float(1.0 / (1.0 + np.exp(-2.0 * z)))
-
-
-@dataclass(frozen=True)
-class Face:
-    """One detected face, in the coordinates of the full-resolution photo.
-
-    box: (left, top, right, bottom) in pixels; landmarks: (68, 2) float64 (x, y), dlib's
-    iBUG-300W order; score: detector confidence (HOG SVM margin or MMOD confidence; the two
-    scales differ); quality: 0..1 landmark stability (1 = rock-steady); accepted: quality
-    passed the detector's threshold.
-    """
-
-    box: tuple[float, float, float, float]
-    landmarks: np.ndarray = field(repr=False)
-    score: float
-    quality: float
-    accepted: bool = True
-    detector: str = "hog"
-
-    @property
-    def eye_left(self) -> np.ndarray:
-        """Centre of the eye on the left of the image (landmarks 36-41)."""
-        return self.landmarks[36:42].mean(axis=0)
-
-    @property
-    def eye_right(self) -> np.ndarray:
-        return self.landmarks[42:48].mean(axis=0)
-
-    @property
-    def size(self) -> float:
-        """Side of the FFHQ quad in photo pixels: the natural measure of face size."""
-        from .ffhq import ffhq_quad
-
-        quad = ffhq_quad(self.landmarks)
-        return float(np.hypot(*(quad[3] - quad[0])))
-
-    def to_dict(self) -> dict:
-        return {
-            "box": [float(v) for v in self.box],
-            "landmarks": self.landmarks.round(3).tolist(),
-            "score": float(self.score),
-            "quality": float(self.quality),
-            "accepted": bool(self.accepted),
-            "detector": self.detector,
-        }
-
-
-def as_rgb_array(image) -> np.ndarray:
-    """HxWx3 uint8 RGB view of ``image`` (ndarray, PIL image, or an object with ``.rgb``)."""
-    if hasattr(image, "rgb"):  # realedit.io.Photo
-        image = image.rgb
-    if not isinstance(image, np.ndarray):
-        from PIL import Image
-
-        if isinstance(image, Image.Image):
-            image = np.asarray(image.convert("RGB"))
-        else:
-            raise UsageError(f"expected an image array, got {type(image).__name__}")
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ImageError(f"expected an HxWx3 image, got an array of shape {image.shape}")
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        raise ImageError(f"expected uint8 pixels, got {image.dtype} (use realedit.io.read_image)")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ImageError(f"empty image of shape {image.shape}")
-    return image
 
 
 def _landmarks(predictor, image: np.ndarray, rect) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
-from .detect import Face, as_rgb_array
+from .face import Face, as_rgb_array, ffhq_quad  # noqa: F401 (ffhq_quad re-exported)
 
 # dlib's HOG face box in an FFHQ-aligned crop, in units of the crop side (left, top, right,
 # bottom): the mean over 400 CelebA photos (dlib 68 landmarks -> FFHQ quad). A face-sized
@@ -26,27 +26,6 @@ FACE_BOX_IN_FFHQ = (0.2006, 0.2841, 0.8056, 0.8929)
 # Canonical FFHQ eye centres as fractions of the crop side, derived from the recipe (a face
 # with eye_to_mouth perpendicular to eye_to_eye and 2|e2e| >= 1.8|e2m| puts the eyes here).
 # Faces with other proportions land slightly differently; tests measure real photos.
-
-
-def _rot90(v: np.ndarray) -> np.ndarray:
-    """(x, y) -> (-y, x): the recipe's 90-degree rotation."""
-    return np.array([-v[1], v[0]], dtype=np.float64)
-
-
-def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
-    """FFHQ quad (4, 2) from 68 dlib landmarks: top-left, bottom-left, bottom-right, top-right."""
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.shape != (68, 2):
-        raise UsageError(f"expected (68, 2) landmarks, got {lm.shape}")
-    eye_l, eye_r = lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)
-    eye_avg = (eye_l + eye_r) / 2
-    eye_to_eye = eye_r - eye_l
-    eye_to_mouth = (lm[48] + lm[54]) / 2 - eye_avg
-    x = eye_to_eye - _rot90(eye_to_mouth)
-    x = x / np.hypot(*x) * max(2.0 * np.hypot(*eye_to_eye), 1.8 * np.hypot(*eye_to_mouth))
-    y = _rot90(x)
-    c = eye_avg + 0.1 * eye_to_mouth
-    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
 def quad_to_affine(quad: np.ndarray, size: int) -> np.ndarray:

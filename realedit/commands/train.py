@@ -67,8 +67,8 @@ def _train_encoder(model, data, steps, output, resume, loss, batch, lr, real_fra
                    checkpoint_every, seed, register_name, device="cpu"):
     from .. import models
     from ..errors import UsageError, WeightsNotFound
-    from ..invert.encoder import (EncoderTrainOptions, default_encoder_path, register_encoder,
-                                  train_encoder as train)
+    from ..training.encoder import (EncoderTrainOptions, default_encoder_path, register_encoder,
+                                    train_encoder as train)
 
     if steps < 1 or batch < 1 or not 0 <= real_fraction < 1:
         raise UsageError("--steps and --batch must be >= 1 and --real-fraction in [0, 1)")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import EditError
-from ..invert.base import model_device
+from ..device import model_device
 from .apply import apply_edits
 from .directions import Direction, format_layers
 

@@ -2,6 +2,7 @@
 
 ``get(name, generator, **options)`` with name ``optimize``, ``encoder``, ``hybrid`` or ``pti``
 returns an object with ``invert(images, space=None, callback=None) -> Inversion``.
+Training an encoder is realedit.training.encoder (train_encoder, register_encoder).
 """
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from ..errors import UsageError
 from .base import Inversion, Inverter, ProgressCallback, latent_to_ws, synthesize
 from .losses import LOSS_NAMES, build_loss, parse_spec
 from .lpips import LPIPS
-from .encoder import (Encoder, EncoderConfig, EncoderTrainOptions, load_encoder, register_encoder,
-                      save_encoder, train_encoder)
+from .encoder_file import load_encoder, save_encoder
+from .encoder_net import Encoder, EncoderConfig
 from .optimize import OptimizeInverter, OptimizeOptions
 
 METHODS = ("optimize", "encoder", "hybrid", "pti")
@@ -34,5 +35,4 @@ def get(name: str, generator, **options) -> Inverter:
 
 __all__ = ["get", "METHODS", "Inversion", "Inverter", "ProgressCallback", "LPIPS", "LOSS_NAMES",
            "build_loss", "parse_spec", "latent_to_ws", "synthesize", "OptimizeInverter",
-           "OptimizeOptions", "Encoder", "EncoderConfig", "EncoderTrainOptions", "load_encoder",
-           "save_encoder", "train_encoder", "register_encoder"]
+           "OptimizeOptions", "Encoder", "EncoderConfig", "load_encoder", "save_encoder"]

@@ -9,6 +9,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from ..device import model_device  # noqa: F401 (re-exported: the inverters take it from here)
 from ..errors import UsageError
 from .losses import resize
 
@@ -160,14 +161,6 @@ def synthesize(G, latent: torch.Tensor, space: str, noise: dict[str, torch.Tenso
 def supports_stop_at(G) -> bool:
     """Skip generators whose low-resolution RGB output is exact (StyleGAN2)."""
     return getattr(G, "kind", "") == "stylegan2"
-
-
-def model_device(m) -> torch.device:
-    """Where ``m``'s parameters live; the CPU for a module without any, or an object that is
-    not a module (a generator stand-in that only has ``synthesis``)."""
-    for p in getattr(m, "parameters", tuple)():
-        return p.device
-    return torch.device("cpu")
 
 
 @contextlib.contextmanager
