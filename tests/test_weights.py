@@ -470,7 +470,7 @@ def test_bundled_entries_resolve_in_repo_weights_folder(tmp_path, monkeypatch, r
     bdir = tmp_path / "repo_weights"
     bdir.mkdir()
     shutil.copy(W.builtin_registry_path(), bdir / "registry.toml")
-    monkeypatch.setattr(W, "bundled_dir", lambda: bdir)
+    monkeypatch.setattr(W.entries, "bundled_dir", lambda: bdir)
     (bdir / "celeba64.pt").write_bytes(PAYLOAD)
     reg({"tiny": {"bundled": "celeba64.pt", "kind": "realedit", "format": "realedit-model",
                   "sha256": SHA, "resolution": 64},
@@ -484,7 +484,7 @@ def test_bundled_entries_resolve_in_repo_weights_folder(tmp_path, monkeypatch, r
 
 def test_missing_builtin_registry_is_an_error_not_an_empty_registry(tmp_path, monkeypatch):
     # a wheel without weights/ used to load as a registry without the embedded model
-    monkeypatch.setattr(W, "bundled_dir", lambda: tmp_path)
+    monkeypatch.setattr(W.entries, "bundled_dir", lambda: tmp_path)
     with pytest.raises(WeightsError, match="registry .* is missing.*incomplete"):
         W.registry()
     monkeypatch.undo()
@@ -492,7 +492,7 @@ def test_missing_builtin_registry_is_an_error_not_an_empty_registry(tmp_path, mo
 
 
 def test_verify_reports_ok_mismatch_missing(reg, home, monkeypatch):
-    monkeypatch.setattr(W, "_package_dir", lambda package: None)  # skip hashing 130 MB of dlib
+    monkeypatch.setattr(W.cache, "_package_dir", lambda package: None)  # skip hashing 130 MB of dlib
     reg({"a": {"file": "a.pt", "sha256": SHA}, "b": {"file": "b.pt", "sha256": SHA},
          "c": {"file": "c.pt", "sha256": SHA}})
     (home / "weights").mkdir(parents=True)
@@ -568,7 +568,7 @@ def _one_line_error(result, code=None):
 
 
 def test_cli_list_download_path_verify(server, reg, home, monkeypatch):
-    monkeypatch.setattr(W, "_package_dir", lambda package: None)  # skip hashing 130 MB of dlib
+    monkeypatch.setattr(W.cache, "_package_dir", lambda package: None)  # skip hashing 130 MB of dlib
     server.files["/g.pkl"] = PAYLOAD
     reg({"toy": {"file": "g.pkl", "kind": "stylegan2", "resolution": 64, "licence": "MIT",
                  "urls": [server.url("/g.pkl")], "sha256": SHA}})

@@ -6,6 +6,7 @@ import sys
 import click
 
 from .. import weights as W
+from ..errors import WeightsNotFound
 from . import HELP_SETTINGS, one_line_errors
 
 
@@ -113,7 +114,7 @@ def verify_cmd(name: str | None):
         e = W.entry(name)
         how = (f"`realedit weights download {name}` fetches it" if e.urls
                else f"get {e.file} from {e.page or 'its publisher'}")
-        raise W.WeightsNotFound(f"'{name}' ({e.file}) is not present: {how}, or place it at "
+        raise WeightsNotFound(f"'{name}' ({e.file}) is not present: {how}, or place it at "
                                 f"{results[0].path}")
     shown = results if name else [r for r in results if r.status != "missing"]
     for r in shown:
