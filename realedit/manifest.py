@@ -194,7 +194,7 @@ def direction_entries(bank: str) -> list:
 def registered_parts(name: str) -> RegisteredParts:
     """The parts of a registered model; WeightsNotFound for an unknown name."""
     from . import weights
-    from .models.psp_format import REGISTRY_FORMATS
+    from .models.legacy.psp import REGISTRY_FORMATS
 
     e = weights.entry(name)
     # Files that name this model as their partner (realedit's own encoder and bank files).
@@ -220,7 +220,7 @@ def default_encoder(name_or_path, files: ModelFiles, source_format: str = "",
     it is a pSp / e4e checkpoint; a registered model's ``encoder`` entry (fetched on first use
     unless ``download=False``); else the manifest's / sidecar's realedit encoder, or None."""
     from . import weights
-    from .models.psp_format import ENCODER_TYPES, REGISTRY_FORMATS
+    from .models.legacy.psp import ENCODER_TYPES, REGISTRY_FORMATS
 
     if source_format in ENCODER_TYPES.values():
         return (files.generator or Path(weights.resolve(str(name_or_path), download=download)), True)
@@ -247,7 +247,7 @@ def default_inverter(name_or_path) -> str:
     a pSp / e4e file (the official StyleGAN2 FFHQ models), else "hybrid". Reads no weights
     (a model file is only opened to see whether it is a pSp / e4e checkpoint)."""
     from . import weights
-    from .models.psp_format import REGISTRY_FORMATS, is_psp_object
+    from .models.legacy.psp import REGISTRY_FORMATS, is_psp_object
 
     if name_or_path is None:
         from .pipeline import default_model_name

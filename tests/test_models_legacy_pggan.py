@@ -50,7 +50,7 @@ def test_tf_round_trip(tmp_path, z, fused, protocol):
 def test_tf_conversion_agrees_with_the_module_table(fused):
     G = fx.tiny_pggan(seed=2, resolution=16, fused_scale=fused)
     Gs = restricted_load(io.BytesIO(fx.export_tf_pggan(G)))[2]
-    from realedit.models.legacy import _from_tf_pggan
+    from realedit.models.legacy.nvidia_tf import _from_tf_pggan
     ck = _from_tf_pggan(Gs, "x.pkl")
     tf_vars = Gs.all_variables()
     names = G.tf_variable_names()

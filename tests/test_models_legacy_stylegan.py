@@ -47,10 +47,10 @@ def test_tf_round_trip(tmp_path, z, kw):
 
 
 def test_tf_conversion_agrees_with_the_module_table(G):
-    """Two independent codings of the official table: legacy.py and StyleGANGenerator.from_tf."""
+    """Two independent codings of the official table: realedit.models.legacy and StyleGANGenerator.from_tf."""
     nets = restricted_load(io.BytesIO(fx.export_tf_stylegan(G)))
     tf_vars = nets[2].all_variables()
-    from realedit.models.legacy import _from_tf_stylegan
+    from realedit.models.legacy.nvidia_tf import _from_tf_stylegan
     ck = _from_tf_stylegan(nets[2], "x.pkl")
     names = G.tf_variable_names()
     assert set(names) == set(ck.G)

@@ -56,14 +56,13 @@ def load_encoder(path_or_name, device=None):
     """An encoder from a file or registry name: realedit's own (:class:`Encoder`) or a pSp / e4e
     checkpoint (:class:`realedit.invert.psp.PSPEncoder`, whose output includes latent_avg).
     Either maps (N, 3, H, W) images in [-1, 1] to codes of its generator."""
-    from ..models import psp_format
-    from ..models.legacy import read_torch_object
+    from ..models.legacy import psp, read_torch_object
 
     path = _resolve(path_or_name)
     loaded = read_torch_object(path, what="encoder")
-    if psp_format.is_psp_object(loaded):
+    if psp.is_psp_object(loaded):
         from .psp import encoder_from_checkpoint
-        return encoder_from_checkpoint(psp_format.parse_psp(loaded, path), device)
+        return encoder_from_checkpoint(psp.parse_psp(loaded, path), device)
     obj = read_encoder_file(path, loaded)
     try:
         E = Encoder(EncoderConfig(**obj["config"]))

@@ -273,12 +273,12 @@ class PSPEncoder(nn.Module):
 
 
 def encoder_from_checkpoint(pc, device=None) -> PSPEncoder:
-    """A :class:`PSPEncoder` from a parsed pSp / e4e file (``realedit.models.psp_format``).
+    """A :class:`PSPEncoder` from a parsed pSp / e4e file (``realedit.models.legacy.psp``).
 
     The network is built without initialising its weights and takes the file's tensors as they
     are (memory-mapped for zip files): no copy of the 1 GB encoder is made on the CPU.
     """
-    from ..models.psp_format import latent_avg_rows
+    from ..models.legacy.psp import latent_avg_rows
 
     path = pc.path
     spec = spec_from_state(pc.encoder, pc.family, path)
@@ -312,14 +312,14 @@ def _decoder_w_avg(pc) -> torch.Tensor:
     """Mean w of the file's own decoder, for a checkpoint trained relative to latent_avg that
     does not store it (what e4e's own loader computes in that case)."""
     from ..models import generator_from_checkpoint
-    from ..models.legacy import estimate_w_avg
-    from ..models.psp_format import decoder_checkpoint
+    from ..models.base import estimate_w_avg
+    from ..models.legacy.psp import decoder_checkpoint
 
     G = generator_from_checkpoint(decoder_checkpoint(pc), pc.path)
     return estimate_w_avg(G, n=10000).float()
 
 
 def load_psp_encoder(path, device=None) -> PSPEncoder:
-    from ..models.psp_format import read_psp
+    from ..models.legacy.psp import read_psp
 
     return encoder_from_checkpoint(read_psp(Path(path)), device)

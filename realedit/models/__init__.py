@@ -5,7 +5,8 @@
     load_discriminator(path_or_registry_name, device=None) -> discriminator or None
     save(generator, path, discriminator=None, meta=None)
 
-``load`` detects the file's format from its content (see :mod:`realedit.models.legacy`):
+``load`` detects the file's format from its content (see :mod:`realedit.models.legacy`; realedit's
+own format is :mod:`realedit.models.own_format`):
 realedit's own files, NVIDIA TF1 pickles, stylegan2-ada-pytorch pickles, rosinality ``.pt``,
 genforce/interfacegan ``.pth``. Foreign pickles go through a restricted unpickler; nothing
 stored in a weight file is ever executed.
@@ -19,7 +20,10 @@ import torch
 
 from ..errors import FormatError, OutputError, UsageError, WeightsError
 from ..fsutil import atomic_write
-from .legacy import KINDS, Checkpoint, estimate_w_avg, read_checkpoint, to_own
+from .base import estimate_w_avg
+from .checkpoint import KINDS, Checkpoint
+from .legacy import read_checkpoint
+from .own_format import to_own
 
 _FAMILY_MODULES = {"pggan": "pggan", "stylegan": "stylegan", "stylegan2": "stylegan2"}
 
@@ -68,7 +72,7 @@ def _registry_kind(path_or_name):
         return None
     kind = getattr(e, "kind", None)
     role = getattr(e, "role", "") or ""
-    from .psp_format import REGISTRY_FORMATS
+    from .legacy.psp import REGISTRY_FORMATS
     if getattr(e, "format", "") in REGISTRY_FORMATS:  # a pSp / e4e file holds its generator
         return "stylegan2"
     if role and role != "generator" and kind not in KINDS + ("realedit",):

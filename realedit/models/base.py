@@ -89,3 +89,14 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
+
+
+def estimate_w_avg(G, n: int = 4096, seed: int = 0) -> torch.Tensor:
+    """Mean of mapping(z) over a fixed set of z (for files that do not store w_avg)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, G.z_dim, generator=gen)
+    with torch.no_grad():
+        saved = G.w_avg.clone()
+        ws = G.mapping(z)
+        G.w_avg.copy_(saved)
+    return ws[:, 0].mean(0)

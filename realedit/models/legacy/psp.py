@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import FormatError, WeightsNotFound
+from ...errors import FormatError, WeightsNotFound
 
 # opts.encoder_type -> how realedit names the encoder family. Both share one parameter layout
 # (IR-SE-50 + one map-to-style head per W+ layer); only the way codes are formed differs.
@@ -74,7 +74,7 @@ def is_psp_object(obj) -> bool:
 
 def load_object(path: Path):
     """The torch object in ``path`` (weights-only, memory-mapped for zip files)."""
-    from .legacy import ZIP_MAGIC, _torch_load
+    from .files import ZIP_MAGIC, _torch_load
 
     try:
         with open(path, "rb") as f:
@@ -140,8 +140,8 @@ def latent_avg_rows(pc: PSPCheckpoint, n_styles: int, w_dim: int) -> torch.Tenso
 
 
 def decoder_checkpoint(pc: PSPCheckpoint):
-    """The decoder as a realedit :class:`~realedit.models.legacy.Checkpoint` (StyleGAN2)."""
-    from .legacy import from_rosinality
+    """The decoder as a realedit :class:`~realedit.models.checkpoint.Checkpoint` (StyleGAN2)."""
+    from .rosinality import from_rosinality
 
     la = pc.latent_avg
     obj = {"g_ema": pc.decoder}
