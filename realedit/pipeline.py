@@ -36,6 +36,7 @@ from .errors import EditArgumentError, EditError, UsageError, WeightsError
 from .threads import ticking
 
 from .manifest import DEFAULT_MODELS, default_model_name  # noqa: F401 (re-exported)
+from .prepare import PreparedPhoto, crop_to_tensor, prepare_photo  # noqa: F401 (re-exported)
 
 DETAIL_MODES = ("residual", "warp", "replace")
 # "warp" won against "residual" on the measurements (README, `realedit eval --detail`): head
@@ -176,63 +177,6 @@ def transfer_detail(original_crop: np.ndarray, before: torch.Tensor, after: torc
     else:
         raise UsageError(f"unknown detail mode {mode!r}: use {' or '.join(DETAIL_MODES)}")
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def crop_to_tensor(crop: np.ndarray, resolution: int, device=None) -> torch.Tensor:
-    """(S, S, 3) uint8 -> (1, 3, R, R) in [-1, 1], downsampled with antialiasing."""
-    from PIL import Image
-
-    if crop.shape[0] != resolution:
-        crop = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.LANCZOS))
-    x = torch.from_numpy(np.array(crop, copy=True)).permute(2, 0, 1).float() / 127.5 - 1
-    return x[None].to(device)
-
-
-@dataclass
-class PreparedPhoto:
-    """A photo read, its faces detected and aligned: the CPU half of an inversion. Picklable
-    (numpy arrays and dataclasses), so worker processes can make it."""
-
-    photo: object              # realedit.io.Photo
-    faces: list                # realedit.align.Face kept by the policy
-    aligned: list              # realedit.align.AlignedFace at the working crop size
-    skipped: list              # realedit.align.select.Skipped
-    inputs: list               # per face: (R, R, 3) uint8 crop at the generator's resolution
-    timings: dict = field(default_factory=dict)
-
-
-def prepare_photo(photo, faces="largest", *, resolution: int, min_face: float = 32,
-                  detector=None) -> PreparedPhoto:
-    """Read, detect, select and align the faces of ``photo`` for a generator of
-    ``resolution`` px. Pure CPU work; NoFaceError when no usable face remains."""
-    from PIL import Image
-
-    from .align import align_face
-    from .align.select import pick_faces
-    from .io import read_image
-
-    t = {}
-    t0 = time.perf_counter()
-    ph = read_image(photo)
-    t["read"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    where = str(ph.path) if ph.path else "photo"
-    kept, skipped = pick_faces(ph.rgb, faces, min_size=min_face, detector=detector, where=where)
-    t["detect"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    aligned, inputs = [], []
-    for face in kept:
-        # Work at the face's own scale (at least the generator's, at most 1024 px) so the
-        # residual edit lands on a crop as sharp as the photo.
-        size = int(np.clip(round(face.size), resolution, 1024))
-        a = align_face(ph.rgb, face, size)
-        aligned.append(a)
-        crop = a.image
-        if crop.shape[0] != resolution:  # antialiased downsampling to the generator's input
-            crop = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.LANCZOS))
-        inputs.append(np.ascontiguousarray(crop))
-    t["align"] = time.perf_counter() - t0
-    return PreparedPhoto(ph, kept, aligned, skipped, inputs, t)
 
 
 def default_workers(device) -> int:

@@ -62,15 +62,15 @@ def test_directions_list_without_a_model_uses_the_default():
 
 def test_serve_sliders_say_what_they_do():
     from realedit.edit import load_bank
-    from realedit.serve.app import attribute_list
+    from realedit.edit.sliders import sliders
 
     bank = load_bank(BANK)
     editor = SimpleNamespace(space="wp", bank=bank, model_name="realedit-celeba64")
-    attrs = {a["name"]: a for a in attribute_list(editor)}
+    attrs = {a["name"]: a for a in sliders(editor.bank, editor.model_name, editor.space)}
     assert attrs["sefa0"]["group"] == "unnamed" and "SeFa component 0" in attrs["sefa0"]["note"]
     assert "not calibrated" in attrs["gender"]["note"]
     assert attrs["smile"]["group"] == "named" and "+1 moves smile by +0.22 logit" in attrs["smile"]["note"]
-    names = [a["name"] for a in attribute_list(editor)]
+    names = [a["name"] for a in sliders(editor.bank, editor.model_name, editor.space)]
     assert names.index("smile") < names.index("gender") < names.index("sefa0")  # named first
     js = (REPO / "realedit" / "serve" / "static" / "app.js").read_text()
     assert "a.note" in js and "Unnamed directions" in js

@@ -29,7 +29,8 @@ from bad_inputs.make import landscape, png_bomb  # noqa: E402
 from realedit.commands.serve import exposure_warning  # noqa: E402
 from realedit.pipeline import Editor  # noqa: E402
 from realedit.serve import ServeConfig, create_app  # noqa: E402
-from realedit.serve.app import download_ext, downscaled, safe_stem  # noqa: E402
+from realedit.prepare import downscaled  # noqa: E402
+from realedit.serve.media import download_ext, safe_stem  # noqa: E402
 from serve_helpers import GatedInverter, png_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

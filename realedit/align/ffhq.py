@@ -28,6 +28,18 @@ FACE_BOX_IN_FFHQ = (0.2006, 0.2841, 0.8056, 0.8929)
 # Faces with other proportions land slightly differently; tests measure real photos.
 
 
+# The largest crop the pipeline works at: beyond it a face gains nothing (the generators' output
+# is at most 1024 px) and pasting costs more.
+MAX_CROP = 1024
+
+
+def crop_size(face_size: float, resolution: int) -> int:
+    """The side of the aligned crop a face is worked on: the face's own scale (its FFHQ quad
+    side), at least the generator's ``resolution`` and at most MAX_CROP, so an edit lands on a
+    crop as sharp as the photo. The one rule for inversion, serve's previews and batch jobs."""
+    return int(np.clip(round(face_size), resolution, MAX_CROP))
+
+
 def quad_to_affine(quad: np.ndarray, size: int) -> np.ndarray:
     """3x3 matrix mapping crop pixel coords (u, v, 1) to the quad's frame (square quads only).
 

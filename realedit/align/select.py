@@ -97,12 +97,12 @@ def skipped_lines(skipped: list[Skipped]) -> list[str]:
     return out
 
 
-def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAULT_MIN_SIZE,
-               detector=None, where: str = "photo") -> tuple[list[Face], list[Skipped]]:
-    """detect_faces + select_faces; NoFaceError (one line, with reasons) when none is left."""
-    from .detect import detect_faces
-
-    from .detect import as_rgb_array, default_detector
+def detect_and_select(image, policy: str | int = "largest", *, min_size: float = DEFAULT_MIN_SIZE,
+                      detector=None, where: str = "photo"
+                      ) -> tuple[list[Face], list[Face], list[Skipped]]:
+    """(every detection, rejected ones flagged; the faces the policy keeps; those skipped):
+    detect_faces + select_faces, NoFaceError (one line, with reasons) when none is kept."""
+    from .detect import as_rgb_array, default_detector, detect_faces
 
     rgb = as_rgb_array(image)
     detector = detector or default_detector()
@@ -110,4 +110,12 @@ def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAUL
     kept, skipped = select_faces(faces, policy, min_size=min_size)
     if not kept:
         raise NoFaceError(no_face_message(skipped, where, detector=detector, shape=rgb.shape[:2]))
+    return faces, kept, skipped
+
+
+def pick_faces(image, policy: str | int = "largest", *, min_size: float = DEFAULT_MIN_SIZE,
+               detector=None, where: str = "photo") -> tuple[list[Face], list[Skipped]]:
+    """detect_faces + select_faces; NoFaceError (one line, with reasons) when none is left."""
+    _, kept, skipped = detect_and_select(image, policy, min_size=min_size, detector=detector,
+                                         where=where)
     return kept, skipped

@@ -61,7 +61,7 @@ def prepare(opts: dict, task: Task):
     """CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
     failed Record that ends this photo."""
     from ..align.detect import default_detector
-    from ..pipeline import prepare_photo
+    from ..prepare import prepare_photo
 
     t0 = time.perf_counter()
     try:

@@ -14,16 +14,14 @@
 
 Every error is a JSON body {"error": one line, "kind": ...} with a 4xx status (503 when the
 server is full, with Retry-After; 5xx otherwise only for a bug), and the server keeps serving.
-Writes (POST, DELETE) sent by another site's web page are refused (403), whatever the Host.
+Writes (POST, DELETE) sent by another site's web page are refused (403), whatever the Host
+(realedit.serve.guards); uploads are judged and encoded by realedit.serve.media.
 """
 from __future__ import annotations
 
 import copy
-import io
-import ipaddress
 import logging
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,25 +29,22 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
-import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EditError, ImageError, NoFaceError, RealeditError, UsageError
+from ..errors import RealeditError, UsageError
+from ..prepare import downscaled
+from .guards import BodyLimit, RequestGuard, client_address, error_response, status_for
 from .jobs import Busy, Conflict, InversionQueue, Session, SessionStore, TooManyPolls
+from .media import MEDIA_TYPES, decode_upload, download_ext, jpeg, safe_stem
+
 
 log = logging.getLogger("realedit.serve")
 STATIC = Path(__file__).with_name("static")
-
-# Formats a client may upload; everything else is refused from the header, before decoding
-# (Pillow also opens e.g. EPS, which would hand the bytes to Ghostscript).
-UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
-MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
-               "TIFF": "image/tiff", "BMP": "image/bmp", "GIF": "image/gif"}
 
 
 @dataclass(frozen=True)
@@ -74,291 +69,6 @@ class ServeConfig:
     sweep_every: float = 30.0
 
 
-# ------------------------------------------------------------------------------ errors
-
-def _status(exc: RealeditError) -> int:
-    if isinstance(exc, TooManyPolls):
-        return 429
-    if isinstance(exc, Busy):
-        return 503
-    if isinstance(exc, Conflict):
-        return 409
-    if isinstance(exc, (NoFaceError, EditError)):
-        return 422
-    if isinstance(exc, (ImageError, UsageError)):
-        return 400
-    return 500
-
-
-def error_response(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": message, "kind": kind}, status_code=status)
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` gets a 413 JSON error, judged by
-    Content-Length when sent and by counting otherwise, so a huge upload is never stored."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, int(max_bytes)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        message = (f"upload refused: larger than the server's limit of "
-                   f"{self.max_bytes / 2**20:.0f} MB")
-        length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await error_response(413, message, "too_large")(scope, receive, send)
-        seen, over, answered = 0, False, False
-
-        async def counted():
-            nonlocal seen, over
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    over = True
-                    return {"type": "http.disconnect"}  # stops the form parser here
-            return msg
-
-        async def guarded(msg):
-            nonlocal answered
-            if over:  # whatever the app answered to a cut body, the client gets the 413
-                if not answered:
-                    answered = True
-                    await error_response(413, message, "too_large")(scope, receive, send)
-                return
-            await send(msg)
-
-        try:
-            await self.app(scope, counted, guarded)
-        except Exception:
-            if not over:
-                raise
-        if over and not answered:
-            await error_response(413, message, "too_large")(scope, receive, send)
-
-
-# Methods that change nothing on the server: any page may send them (as <img> or a link can).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _host_port(netloc: str | None, default_port: int | None = None):
-    """(host, port) of a Host header or an origin's netloc, host lower-case without IPv6
-    brackets; None when malformed (a port that is not a number, user info, a path)."""
-    from urllib.parse import urlsplit
-
-    if not netloc or any(c in netloc for c in "/?#@\\ "):
-        return None
-    try:
-        u = urlsplit("//" + netloc)
-        host, port = u.hostname, u.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    return host, port if port is not None else default_port
-
-
-def _cross_origin(headers, host) -> str | None:
-    """Why a write comes from another site's web page, or None when it does not: a browser
-    says who sent it (Sec-Fetch-Site, Origin); clients that are not browsers (curl, scripts)
-    send neither and are let through, as the API's users."""
-    from urllib.parse import urlsplit
-
-    site = headers.get("sec-fetch-site")
-    if site in ("cross-site", "same-site"):
-        return f"the request came from a page of another site (Sec-Fetch-Site: {site})"
-    origin = headers.get("origin")
-    if origin is None:
-        return None
-    u = urlsplit(origin)
-    if origin == "null" or u.scheme not in ("http", "https"):
-        return f"the request came from a page without an origin of its own ({origin[:60]})"
-    ports = {"http": 80, "https": 443}
-    theirs = _host_port(u.netloc, ports[u.scheme])
-    # a Host without a port is the port the page's scheme implies (e.g. behind a proxy)
-    ours = None if host is None else (host[0], host[1] if host[1] else ports[u.scheme])
-    if theirs is None or theirs != ours:
-        return f"the request came from the page {origin[:80]}, not from this server's own page"
-    return None
-
-
-class RequestGuard:
-    """ASGI middleware: answers only requests addressed to ``allowed_hosts`` (None: any name),
-    and refuses writes (POST, DELETE, ...) sent by another site's web page, whose "simple"
-    form posts a browser sends without asking (they filled every photo slot).
-
-    Starlette's TrustedHostMiddleware answers in plain text and knows nothing of origins, and
-    its CORS middleware only tells browsers what they may read, not what they may send; this is
-    both checks, answering with the API's JSON errors."""
-
-    def __init__(self, app, allowed_hosts=None):
-        self.app = app
-        self.allowed = (None if allowed_hosts is None
-                        else sorted({h.strip("[]").lower() for h in allowed_hosts}))
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        from starlette.datastructures import Headers
-
-        headers = Headers(scope=scope)
-        host = _host_port(headers.get("host"))
-        if self.allowed is not None and (host is None or host[0] not in self.allowed):
-            shown = (headers.get("host") or "")[:80]
-            return await error_response(
-                400, f"refused: this server answers requests addressed to "
-                     f"{', '.join(self.allowed)}, not to the host {shown!r}",
-                "host")(scope, receive, send)
-        if scope["method"] not in SAFE_METHODS:
-            why = _cross_origin(headers, host)
-            if why is not None:
-                return await error_response(
-                    403, f"refused: {why}; only the server's own page, or a client that is not "
-                         "a browser page, may upload, invert or delete", "cross_origin",
-                )(scope, receive, send)
-        await self.app(scope, receive, send)
-
-
-def client_address(request) -> str | None:
-    """The remote client's IP address, or None for this machine's clients (loopback) and for
-    peers without one: what the per-client share of photo slots counts by."""
-    host = request.client.host if request.client else None
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return None if ip.is_loopback else str(ip)
-
-
-# ------------------------------------------------------------------------------ helpers
-
-def safe_stem(filename: str | None) -> str:
-    """The upload's file stem reduced to [A-Za-z0-9._-] (download names only; never a path)."""
-    stem = Path(str(filename or "")).name.rsplit(".", 1)[0] if filename else ""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:80]
-    return stem or "photo"
-
-
-def download_ext(filename: str | None, photo) -> str:
-    """Like the CLI, the upload's own extension when it names the decoded format (.jpeg stays
-    .jpeg), else the format's usual one."""
-    from ..io import extension_for, format_for
-
-    suffix = Path(str(filename or "")).suffix.lower()
-    if suffix and format_for(f"x{suffix}") == ("JPEG" if photo.format == "MPO" else photo.format):
-        return suffix
-    return extension_for(photo)
-
-
-def decode_upload(data: bytes, max_pixels: int):
-    """Photo from uploaded bytes, judged by its content alone (ImageError otherwise)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..io import read_image
-
-    if not data:
-        raise ImageError("the file is empty (0 bytes)")
-    limit = f"the server's limit is {max_pixels / 1e6:.0f} megapixels"
-    try:
-        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:  # the header only
-            w, h = img.size
-    except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours
-        raise ImageError(f"refused: far too many pixels ({limit}; decompression bomb?)") from None
-    except UnidentifiedImageError:
-        raise ImageError("not a photo: the file is not a JPEG, PNG, WebP, TIFF, BMP or GIF "
-                         "image") from None
-    except Exception as exc:  # noqa: BLE001 - a header Pillow chokes on is a bad upload
-        raise ImageError(f"not a readable photo ({exc})") from None
-    if w * h > max_pixels:
-        raise ImageError(f"refused: the photo is {w}x{h} = {w * h / 1e6:.0f} megapixels, and "
-                         f"{limit}")
-    return read_image(data, max_pixels=max_pixels)
-
-
-def downscaled(rgb: np.ndarray, size: int) -> np.ndarray:
-    """``rgb`` with its long side at most ``size`` (area averaging: fast, no aliasing)."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    if scale >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                      interpolation=cv2.INTER_AREA)
-
-
-def jpeg(rgb: np.ndarray, quality: int = 88) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def preview_inversion(inverted, size: int, resolution: int):
-    """The same inversion (same latents) on a copy of the photo whose long side is at most
-    ``size``, each face re-aligned there, so a slider's preview costs what the preview's
-    pixels cost: Editor.apply on a 12 MP photo spends most of a second warping and pasting
-    at full size, though the preview shows a 768 px copy."""
-    from dataclasses import replace
-
-    from ..align import align_face
-    from ..io import Photo
-
-    rgb = inverted.photo.rgb
-    small = downscaled(rgb, size)
-    if small is rgb:
-        return inverted
-    # pixel centres sit at integer coordinates: x -> (x + 0.5) * scale - 0.5, per axis
-    scale = np.array([small.shape[1] / rgb.shape[1], small.shape[0] / rgb.shape[0]])
-    faces = []
-    for fi in inverted.faces:
-        f = fi.face
-        box = (np.asarray(f.box, np.float64).reshape(2, 2) + 0.5) * scale - 0.5
-        face = replace(f, box=tuple(float(v) for v in box.ravel()),
-                       landmarks=(f.landmarks + 0.5) * scale - 0.5)
-        crop = int(np.clip(round(face.size), resolution, 1024))  # Editor.invert's rule
-        faces.append(replace(fi, face=face, aligned=align_face(small, face, crop)))
-    return replace(inverted, photo=Photo(rgb=small), faces=faces)
-
-
-def attribute_note(d) -> str:
-    """One line for a slider: what moving it does, as far as the bank knows."""
-    cal = d.stats.get("calibration") or {}
-    if d.source == "sefa":
-        k = "".join(ch for ch in d.name if ch.isdigit())
-        return (f"SeFa component {k or '?'}: an unsupervised direction (an eigenvector of the "
-                "generator's first style weights), whatever the model varies most along it; "
-                "not named, not calibrated")
-    if cal.get("per_unit") is not None:
-        photos = f" on {cal['photos']} photos" if cal.get("photos") else ""
-        return (f"+1 moves {d.name} by {cal['per_unit']:+.2g} {cal.get('unit', '')}".rstrip()
-                + f" (measured{photos}); range ±{d.sensible_range:g} keeps the person")
-    return (f"not calibrated: amounts are unit normals, range ±{d.sensible_range:g} by default, "
-            "effect not measured")
-
-
-def attribute_list(editor) -> list[dict]:
-    """One slider per attribute the editor's bank can move its codes along, named ones first;
-    ``group`` "unnamed" marks SeFa components (the page folds them away)."""
-    from ..edit import direction_spaces, format_layers
-
-    spaces = direction_spaces(editor.space)
-    out = []
-    for name in editor.bank.names(model=editor.model_name, space=spaces):
-        d = editor.bank.get(name, model=editor.model_name, space=spaces)
-        span = float(d.sensible_range)  # the bank's calibrated range, else the default +-3
-        out.append({"name": name, "min": -span, "max": span, "step": round(span / 30, 3),
-                    "calibrated": d.amount_range is not None, "scale": d.scale,
-                    "layers": format_layers(d.layers) if d.layers is not None else "all",
-                    "source": d.source or "", "note": attribute_note(d),
-                    "group": "unnamed" if d.source == "sefa" else "named"})
-    out.sort(key=lambda a: (a["group"] != "named", not a["calibrated"], a["name"]))
-    return out
-
-
 class InvertRequest(BaseModel):
     faces: str | int = "largest"
 
@@ -376,8 +86,6 @@ class DetectLane:
 WORKING = ("queued", "inverting")
 
 
-# ------------------------------------------------------------------------------ the app
-
 def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = None,
                allowed_hosts: list[str] | None = None) -> FastAPI:
     """The web app around a loaded ``Editor``. ``warn``: a line shown on the page (e.g. that
@@ -388,8 +96,9 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
 
     from fastapi_offline import FastAPIOffline
 
-    from ..align.detect import detect_faces
-    from ..align.select import no_face_message, parse_policy, select_faces
+    from ..align.select import detect_and_select, parse_policy
+    from ..edit.sliders import sliders
+    from ..prepare import rescaled
 
     cfg = config or ServeConfig()
     per_client = (cfg.max_per_client if cfg.max_per_client is not None
@@ -398,7 +107,7 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
                          max_per_owner=per_client)
     queue = InversionQueue(editor, max_waiting=cfg.max_waiting)
     store.on_close = queue.drop
-    attributes = attribute_list(editor)
+    attributes = sliders(editor.bank, editor.model_name, editor.space)
     # Face search is CPU-bound, one photo at a time per detector. A big photo takes long (a
     # 40 MP one ~37 s on one core: the small-face pass scans ~5x its pixels), so photos over
     # big_photo_pixels queue in a lane of their own, with a copy of the detector (its own dlib
@@ -440,7 +149,7 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
 
     @app.exception_handler(RealeditError)
     async def _realedit_error(request, exc: RealeditError):
-        r = error_response(_status(exc), str(exc), type(exc).__name__)
+        r = error_response(status_for(exc), str(exc), type(exc).__name__)
         if isinstance(exc, Busy):
             r.headers["Retry-After"] = str(exc.retry_after)
         return r
@@ -532,11 +241,9 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
             name = safe_stem(file.filename)
             lane = lanes["big" if photo.width * photo.height > cfg.big_photo_pixels else "small"]
             with lane.lock:
-                found = detect_faces(photo.rgb, detector=lane.detector, keep_rejected=True)
-            usable, skipped = select_faces(found, "all", min_size=editor.min_face)
-            if not usable:
-                where = f"this photo ({photo.width}x{photo.height})"
-                raise NoFaceError(no_face_message(skipped, where, detector=lane.detector))
+                found, usable, skipped = detect_and_select(
+                    photo.rgb, "all", min_size=editor.min_face, detector=lane.detector,
+                    where=f"this photo ({photo.width}x{photo.height})")
             s = store.create(slot, name=name, ext=download_ext(file.filename, photo),
                              photo=photo, faces=found, usable=usable, skipped=skipped)
         if policy is not None:
@@ -615,8 +322,8 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
                 rgb = downscaled(s.photo.rgb, cfg.preview_size)
             else:
                 if preview is None:  # made once per session, on its first preview
-                    preview = s.preview = preview_inversion(inverted, cfg.preview_size,
-                                                            editor.G.resolution)
+                    preview = s.preview = rescaled(inverted, cfg.preview_size,
+                                                   editor.G.resolution)
                 rgb = editor.apply(preview, moves, keep).photo.rgb
             return Response(jpeg(rgb), media_type="image/jpeg", headers=headers)
         # no move: the photo itself, bit for bit

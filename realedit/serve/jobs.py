@@ -67,7 +67,7 @@ class Session:
     total: int = 0
     error: str | None = None
     inverted: object = None     # realedit.pipeline.InvertedPhoto once ready
-    preview: object = None      # the same at preview size (realedit.serve.app.preview_inversion)
+    preview: object = None      # the same at preview size (realedit.prepare.rescaled)
     owner: str | None = None    # the remote client address that uploaded it (None: this
                                 # machine's, or unknown), for the per-client share of slots
     created: float = field(default_factory=time.monotonic)
@@ -323,7 +323,7 @@ class InversionQueue:
         def progress(step, total, loss):
             s.step, s.total = int(step), int(total)
 
-        from ..pipeline import prepare_photo
+        from ..prepare import prepare_photo
 
         def found(image, keep_rejected=False):  # the detections made at upload
             return [f for f in s.faces if keep_rejected or f.accepted]
