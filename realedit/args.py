@@ -27,6 +27,18 @@ DEFAULT_AMOUNT_RANGE = 3.0
 # judges each face.
 AMOUNT_LIMIT = 3.0
 
+# The choices the pipeline offers, named once here (no model or torch needed to know them): the
+# CLI's options, the API's checks and the error messages all take them from these.
+INVERTERS = ("hybrid", "encoder", "optimize", "pti")   # realedit.invert.get
+SPACES = ("z", "w", "wp")                              # latent spaces
+# How an edit reaches the photo (realedit.blend.transfer). "warp" won against "residual" on the
+# measurements (README, `realedit eval --detail`): head yaw moves more under pose=+3, identity
+# is better kept, and the turn leaves no ghost.
+DETAIL_MODES = ("warp", "residual", "replace")
+DEFAULT_DETAIL = "warp"
+BLEND_MODES = ("alpha", "poisson")                     # how the edited crop is pasted
+DETECTORS = ("hog", "cnn")                             # realedit.align.Detector kinds
+
 
 def parse_edits(items: Sequence[str]) -> dict[str, float]:
     """["age=+3", "smile=-1.5"] -> {"age": 3.0, "smile": -1.5}; EditError on a bad item.
@@ -63,6 +75,17 @@ def parse_policy(value) -> str | int:
     if policy < 0:
         raise UsageError(f"face index must be >= 0, got {policy}")
     return policy
+
+
+def check_choice(what: str, value, choices: Sequence[str]) -> None:
+    """UsageError (exit 2, HTTP 400) unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}: use {' or '.join(choices)}")
+
+
+def check_detail(detail) -> None:
+    """The one check of a detail mode (CLI, API, batch specs): one of DETAIL_MODES."""
+    check_choice("detail mode", detail, DETAIL_MODES)
 
 
 def check_keep(edits, keep: Sequence[str]) -> None:

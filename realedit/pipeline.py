@@ -38,11 +38,7 @@ from .threads import ticking
 from .manifest import DEFAULT_MODELS, default_model_name  # noqa: F401 (re-exported)
 from .prepare import PreparedPhoto, crop_to_tensor, prepare_photo  # noqa: F401 (re-exported)
 
-DETAIL_MODES = ("residual", "warp", "replace")
-# "warp" won against "residual" on the measurements (README, `realedit eval --detail`): head
-# yaw moves more under pose=+3, identity is better kept, and the turn leaves no ghost.
-DEFAULT_DETAIL = "warp"
-BLEND_MODES = ("alpha", "poisson")
+from .args import BLEND_MODES, DEFAULT_DETAIL, DETAIL_MODES  # noqa: F401 (re-exported)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..args import DETECTORS
 from ..errors import UsageError
 from .dlib_models import dlib_model_path
 from .face import Face, as_rgb_array  # noqa: F401 (re-exported)
@@ -107,7 +108,7 @@ class Detector:
                  max_side: int = 2048, upsample: int | str = "auto",
                  min_face: float | None = None, tile: int = 4096,
                  workers: int | None = None, min_score: float = 0.0, min_quality: float = 0.5):
-        if kind not in ("hog", "cnn"):
+        if kind not in DETECTORS:
             raise UsageError(f"unknown detector {kind!r}: use 'hog' or 'cnn'")
         if max_side < 64:
             raise UsageError("max_side must be at least 64")

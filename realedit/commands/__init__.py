@@ -5,6 +5,7 @@ import functools
 
 import click
 
+from ..args import DETECTORS
 from ..errors import RealeditError
 
 
@@ -68,7 +69,7 @@ def threads_option():
 def detector_option():
     """--detector hog|cnn: which dlib face detector finds the faces."""
     return click.option(
-        "--detector", type=click.Choice(["hog", "cnn"]), default="hog", show_default=True,
+        "--detector", type=click.Choice(DETECTORS), default="hog", show_default=True,
         help="Face detector: hog (fast, frontal faces) or cnn (dlib's MMOD CNN: several times "
              "slower, finds turned or partly covered faces, e.g. a hand or sunglasses, that "
              "hog misses).")

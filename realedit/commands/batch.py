@@ -8,6 +8,10 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, detector_option, min_face_option, one_line_errors
+from ..args import DETAIL_MODES, INVERTERS
+
+# pti fine-tunes a copy of the generator per face: not offered for folders of photos.
+BATCH_INVERTERS = tuple(m for m in INVERTERS if m != "pti")
 
 
 @click.command("batch", context_settings=HELP_SETTINGS)
@@ -35,11 +39,11 @@ from . import HELP_SETTINGS, detector_option, min_face_option, one_line_errors
               help="Faces of several photos inverted together.")
 @click.option("--retry-failed", is_flag=True, help="Retry photos that failed in an earlier run.")
 @click.option("--model", default=None, help="Registry name or model file.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize"]), default=None,
+@click.option("--inverter", type=click.Choice(BATCH_INVERTERS), default=None,
               help="Default: encoder for pSp / e4e models, else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--faces", default="largest", show_default=True, help="largest, all, or an index.")
-@click.option("--detail", type=click.Choice(["residual", "warp", "replace"]), default=None,
+@click.option("--detail", type=click.Choice(DETAIL_MODES), default=None,
               help="How the edit reaches the photo, as for `realedit edit` (default: its default).")
 @click.option("--compare", is_flag=True, help="Also write NAME_compare.EXT (before | after).")
 @click.option("--device", default="cpu", show_default=True, help="Device of the network workers.")

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
+from ..args import SPACES
 from ..errors import OutputError, RealeditError
 
 
@@ -58,7 +59,7 @@ def _unit_summary(d) -> str:
 @cli.command(name="list")
 @click.argument("source", required=False)
 @click.option("--model", "model", default=None, help="Only directions of this model id.")
-@click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None, help="Only this space.")
+@click.option("--space", type=click.Choice(SPACES), default=None, help="Only this space.")
 @_one_line_errors
 def list_cmd(source, model, space):
     """List the directions of SOURCE (model name, bank file or InterFaceGAN folder; default:
@@ -96,7 +97,7 @@ def list_cmd(source, model, space):
 @click.argument("source")
 @click.argument("names", nargs=-1)
 @click.option("--model", "model", default=None, help="Model id (when SOURCE holds several).")
-@click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None,
+@click.option("--space", type=click.Choice(SPACES), default=None,
               help="Latent space (when the model has directions in several).")
 @_one_line_errors
 def cosine(source, names, model, space):
@@ -175,7 +176,7 @@ def _save_into(new_dirs, out: str, replace: bool):
               help="Folder holding the attribute networks named by male/smile/age/gender "
                    "(default $REALEDIT_SCORER_DIR).")
 @click.option("--samples", type=click.IntRange(min=10), default=10000, show_default=True)
-@click.option("--space", type=click.Choice(["z", "w", "wp"]), default="w", show_default=True)
+@click.option("--space", type=click.Choice(SPACES), default="w", show_default=True)
 @click.option("-o", "--output", "out", required=True,
               help="Bank to write (NAME -> NAME.npz + NAME.json); an existing bank is extended.")
 @click.option("--name", default=None, help="Attribute name (default: the scorer's name).")

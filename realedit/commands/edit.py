@@ -11,6 +11,7 @@ import click
 
 from . import HELP_SETTINGS, detector_option, min_face_option, threads_option
 
+from ..args import BLEND_MODES, DEFAULT_DETAIL, DETAIL_MODES, INVERTERS, SPACES
 from ..errors import ImageError, OutputError, RealeditError, UsageError
 from ..io import IMAGE_SUFFIXES, expand_source
 
@@ -100,23 +101,23 @@ def _attr_help() -> str:
 @click.option("--model", default=None,
               help="Registry name or model file. Default: an official model if cached, else the "
                    "embedded realedit-celeba64.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
+@click.option("--inverter", type=click.Choice(INVERTERS),
               default=None,
               help="How photos are turned into latent codes. Default: encoder for models whose "
                    "encoder is a pSp / e4e file (the official StyleGAN2 FFHQ models: e4e), "
                    "hybrid otherwise. hybrid and pti start from the encoder's code (pti: then a "
                    "copy of the generator fine-tuned on each face; closer to the photo, slower).")
-@click.option("--space", type=click.Choice(["z", "w", "wp"]), default=None,
+@click.option("--space", type=click.Choice(SPACES), default=None,
               help="Latent space to invert into (default: wp, or z for PGGAN).")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None,
               help="Refinement / optimisation steps (default: the inverter's; 0 with "
                    "hybrid: the encoder's answer alone, fastest).")
 @click.option("--faces", default="largest", show_default=True,
               help="Which faces: largest, all, or an index (0 = largest).")
-@click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True,
+@click.option("--blend", type=click.Choice(BLEND_MODES), default=BLEND_MODES[0], show_default=True,
               help="How the edited face goes back into the photo: alpha (feathered mask) or "
                    "poisson (seamless cloning).")
-@click.option("--detail", type=click.Choice(["warp", "residual", "replace"]), default="warp",
+@click.option("--detail", type=click.Choice(DETAIL_MODES), default=DEFAULT_DETAIL,
               show_default=True, help="warp: move the photo's own pixels as the generator moved "
                                       "its face (a turn turns the face, no ghost), plus the rest "
                                       "of the change; residual: add the generator's change to the "

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
+from ..args import DETAIL_MODES, INVERTERS, check_choice
 from ..errors import UsageError
 
 
@@ -23,7 +24,7 @@ from ..errors import UsageError
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("eval"), show_default=True,
               help="Folder for report.json and grid.png.")
 @click.option("--model", default=None, help="Registry name or model file (default: as for edit).")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
+@click.option("--inverter", type=click.Choice(INVERTERS),
               default=None, help="Default: encoder for pSp / e4e models, else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--scorer", "scorer_opts", multiple=True, metavar="ATTR=NAME_OR_PATH",
@@ -75,10 +76,8 @@ def parse_run(spec: str) -> tuple[dict[str, float], list[str]]:
 
 def check_detail(detail) -> None:
     """UsageError unless ``detail`` is None (edit's default) or one of the transfer modes."""
-    from ..pipeline import DETAIL_MODES
-
-    if detail is not None and detail not in DETAIL_MODES:
-        raise UsageError(f"unknown --detail {detail!r}: use {' or '.join(DETAIL_MODES)}")
+    if detail is not None:
+        check_choice("--detail", detail, DETAIL_MODES)
 
 
 def input_photos(photos, limit) -> list[Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from . import HELP_SETTINGS, one_line_errors
+from ..args import INVERTERS
 from ..errors import OutputError, UsageError
 
 
@@ -23,7 +24,7 @@ from ..errors import OutputError, UsageError
 @click.option("--cell", type=click.IntRange(64, 1024), default=256, show_default=True,
               help="Side of each face crop in pixels.")
 @click.option("--model", default=None, help="Registry name or model file (default: as for edit).")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]), default=None,
+@click.option("--inverter", type=click.Choice(INVERTERS), default=None,
               help="Default: encoder for pSp / e4e models, else hybrid.")
 @click.option("--steps", type=click.IntRange(0, 100000), default=None)
 @click.option("--detail", default=None, metavar="MODE",

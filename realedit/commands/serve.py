@@ -7,6 +7,7 @@ import sys
 import click
 
 from . import HELP_SETTINGS, detector_option, one_line_errors, threads_option
+from ..args import INVERTERS
 from ..errors import UsageError
 
 
@@ -33,7 +34,7 @@ def exposure_warning(host: str) -> str | None:
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE",
               help="Where the networks run: auto (a GPU when there is one), cpu, cuda, cuda:N "
                    "or mps.")
-@click.option("--inverter", type=click.Choice(["hybrid", "encoder", "optimize", "pti"]),
+@click.option("--inverter", type=click.Choice(INVERTERS),
               default=None,
               help="How uploaded photos are inverted (once per photo). Default: encoder for "
                    "pSp / e4e models (e4e for the official StyleGAN2 FFHQ ones), else hybrid.")

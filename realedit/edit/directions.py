@@ -32,8 +32,8 @@ from ..errors import EditArgumentError, EditError, OutputError, UnsafePickleErro
 from ..fsutil import atomic_write_bytes, atomic_write_text
 
 from ..args import DEFAULT_AMOUNT_RANGE  # noqa: F401 (re-exported)
+from ..args import SPACES
 
-SPACES = ("z", "w", "wp")
 BANK_FORMAT = "realedit-directions"
 BANK_VERSION = 1
 

@@ -6,6 +6,7 @@ Training an encoder is realedit.training.encoder (train_encoder, register_encode
 """
 from __future__ import annotations
 
+from ..args import INVERTERS
 from ..errors import UsageError
 from .base import Inversion, Inverter, ProgressCallback, latent_to_ws, synthesize
 from .losses import LOSS_NAMES, build_loss, parse_spec
@@ -14,7 +15,7 @@ from .encoder_file import load_encoder, save_encoder
 from .encoder_net import Encoder, EncoderConfig
 from .optimize import OptimizeInverter, OptimizeOptions
 
-METHODS = ("optimize", "encoder", "hybrid", "pti")
+METHODS = INVERTERS
 
 
 def get(name: str, generator, **options) -> Inverter:
