@@ -250,7 +250,6 @@ def default_inverter(name_or_path) -> str:
     from .models.legacy.psp import REGISTRY_FORMATS, is_psp_object
 
     if name_or_path is None:
-        from .pipeline import default_model_name
         name_or_path = default_model_name()
     p = Path(os.fspath(name_or_path))
     if p.is_file():
