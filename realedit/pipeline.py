@@ -29,7 +29,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from .args import parse_edits  # noqa: F401  (re-exported: realedit.pipeline.parse_edits)
 from .errors import EditArgumentError, EditError, UsageError, WeightsError
@@ -39,6 +38,8 @@ from .manifest import DEFAULT_MODELS, default_model_name  # noqa: F401 (re-expor
 from .prepare import PreparedPhoto, crop_to_tensor, prepare_photo  # noqa: F401 (re-exported)
 
 from .args import BLEND_MODES, DEFAULT_DETAIL, DETAIL_MODES  # noqa: F401 (re-exported)
+from .blend import transfer
+from .blend.transfer import edit_delta, transfer_detail  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -142,37 +143,6 @@ class EditResult:
     def save(self, path, **kwargs):
         from .io import write_image
         return write_image(path, self.photo, **kwargs)
-
-
-def edit_delta(before: torch.Tensor, after: torch.Tensor, size: int) -> np.ndarray:
-    """The generator's change (after - before, (3, R, R) in [-1, 1]) as an (S, S, 3) float32
-    array in 0..255 pixel units, upsampled to the crop size."""
-    delta = (after - before).detach().float()[None] * 127.5
-    delta = F.interpolate(delta, size=(size, size), mode="bicubic", align_corners=False)[0]
-    return delta.permute(1, 2, 0).cpu().numpy()  # upsampled where the tensors are (a GPU's)
-
-
-def transfer_detail(original_crop: np.ndarray, before: torch.Tensor, after: torch.Tensor,
-                    mode: str = "residual") -> np.ndarray:
-    """New crop (S, S, 3) uint8 from the photo's crop and the generator's before/after images.
-
-    before/after: (3, R, R) in [-1, 1]. residual: crop + upsampled (after - before);
-    warp: crop moved by the generator's motion plus the rest (realedit.blend.flow);
-    replace: upsampled ``after``.
-    """
-    size = original_crop.shape[0]
-    if mode == "residual":
-        out = original_crop.astype(np.float32) + edit_delta(before, after, size)
-    elif mode == "warp":
-        from .blend.flow import apply_field, edit_field
-        out = apply_field(original_crop, edit_field(before, after)).astype(np.float32)
-    elif mode == "replace":
-        img = (after.detach().float()[None] + 1) * 127.5
-        out = F.interpolate(img, size=(size, size), mode="bicubic", align_corners=False)[0]
-        out = out.permute(1, 2, 0).cpu().numpy()
-    else:
-        raise UsageError(f"unknown detail mode {mode!r}: use {' or '.join(DETAIL_MODES)}")
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def default_workers(device) -> int:
@@ -543,17 +513,14 @@ class Editor:
     def apply(self, inverted: InvertedPhoto, edits: Mapping[str, float], keep: Sequence[str] = (),
               *, blend: str = "alpha", mask="landmarks", detail: str = DEFAULT_DETAIL) -> EditResult:
         """Edit the faces of an inverted photo and paste them back. Cheap: no inversion."""
-        if blend not in BLEND_MODES:
-            raise UsageError(f"unknown blend {blend!r}: use {' or '.join(BLEND_MODES)}")
-        if detail not in DETAIL_MODES:
-            raise UsageError(f"unknown detail mode {detail!r}: use {' or '.join(DETAIL_MODES)}")
+        paste = transfer.strategy(detail, blend)  # UsageError for an unknown mode, before any work
         if inverted.model != self.model_name:
             raise EditError(f"this inversion was made with {inverted.model}, not {self.model_name}")
         with self.threads.stage():
-            return self._apply(inverted, edits, keep, blend=blend, mask=mask, detail=detail)
+            return self._apply(inverted, edits, keep, paste=paste, mask=mask)
 
     @torch.no_grad()
-    def _apply(self, inverted, edits, keep, *, blend, mask, detail) -> EditResult:
+    def _apply(self, inverted, edits, keep, *, paste, mask) -> EditResult:
         from PIL import Image
 
         from .blend.guard import broken_reason, check_generated, sensible_text
@@ -587,10 +554,7 @@ class Editor:
                 check_generated(after, before, edits,
                                 sensible=sensible_text(edits, self.bank, self.model_name))
             b, a = before[0].cpu(), after[0].cpu()
-            if detail == "warp":
-                rgb, alpha, crop = self._paste_warp(rgb, fi.aligned, b, a, blend, mask, edits)
-            else:
-                rgb, alpha, crop = self._paste_detail(rgb, fi.aligned, b, a, detail, blend, mask)
+            rgb, alpha, crop = paste(rgb, fi.aligned, b, a, mask=mask, edits=edits)
             face_edits.append(FaceEdit(fi.index, fi.face, fi.latent, new_latent,
                                        Image.fromarray(fi.aligned.image), Image.fromarray(crop), alpha,
                                        (b, a)))
@@ -598,43 +562,6 @@ class Editor:
         return EditResult(inverted.photo.with_rgb(rgb), inverted.photo, face_edits, inverted.skipped,
                           self.model_name, inverted.inverter, inverted.space, dict(edits),
                           tuple(keep), t)
-
-    @staticmethod
-    def _paste_detail(rgb, aligned, before, after, detail, blend, mask):
-        """detail="residual"/"replace": (new rgb, alpha, edited crop)."""
-        from .blend import paste_back, paste_delta
-
-        crop = transfer_detail(aligned.image, before, after, detail)
-        if detail == "residual" and blend == "alpha":
-            # Add the change in photo space: the photo's pixels are never resampled.
-            delta = edit_delta(before, after, aligned.image.shape[0])
-            rgb, alpha = paste_delta(rgb, aligned, delta, mask=mask, return_mask=True)
-        else:
-            rgb, alpha = paste_back(rgb, aligned, crop, mask=mask, color=(detail == "replace"),
-                                    poisson=(blend == "poisson"), return_mask=True)
-        return rgb, alpha, crop
-
-    @staticmethod
-    def _paste_warp(rgb, aligned, before, after, blend, mask, edits=()):
-        """detail="warp": (new rgb, alpha, edited crop); see realedit.blend.flow. The hair's
-        colour change is carried for the ``edits`` that recolour hair (flow.HAIR_EDITS)."""
-        from .blend import flow, paste_back
-        from .blend.paste import crop_mask
-
-        n = flow.FLOW_SIZE
-        lm = None if aligned.face is None else \
-            (aligned.to_crop(aligned.face.landmarks) + 0.5) * (n / aligned.size) - 0.5
-        field = flow.face_field(before, after, face=crop_mask(aligned, n, mask), photo_landmarks=lm,
-                                photo=aligned.image, hair=flow.recolours_hair(edits))
-        crop = flow.apply_field(aligned.image, field)
-        if blend == "alpha":
-            rgb, alpha = flow.paste_field(rgb, aligned, field, mask=mask, return_mask=True)
-        else:  # poisson clones the warped crop, on the region where the edit acts
-            size = crop.shape[0]
-            where = crop_mask(aligned, size, mask) * flow.field_at(field, size).act
-            rgb, alpha = paste_back(rgb, aligned, crop, mask=where, color=False, poisson=True,
-                                    return_mask=True)
-        return rgb, alpha, crop
 
     def edit(self, photo, edits: Mapping[str, float], keep: Sequence[str] = (), faces="largest",
              *, blend: str = "alpha", mask="landmarks", detail: str = DEFAULT_DETAIL,

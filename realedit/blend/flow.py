@@ -657,11 +657,11 @@ def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_ma
     import cv2
 
     from ..align.ffhq import quad_to_affine
-    from .paste import _crop_alpha, _photo_pixels
+    from .paste import crop_alpha, photo_pixels
 
-    as_photo, rgb = _photo_pixels(photo, aligned)
+    as_photo, rgb = photo_pixels(photo, aligned)
     n = field.size
-    alpha_grid = paste_weight(_crop_alpha(aligned, n, mask), field)
+    alpha_grid = paste_weight(crop_alpha(aligned, n, mask), field)
     h, w = rgb.shape[:2]
     full_alpha = np.zeros((h, w), np.float32) if return_mask else None
     out = rgb

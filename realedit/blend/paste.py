@@ -102,10 +102,10 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
     """
     import cv2
 
-    as_photo, rgb = _photo_pixels(photo, aligned)
+    as_photo, rgb = photo_pixels(photo, aligned)
     crop = _as_crop(new_crop)
     size = crop.shape[0]
-    alpha_crop = _crop_alpha(aligned, size, mask)
+    alpha_crop = crop_alpha(aligned, size, mask)
 
     if color:
         orig_crop = aligned.image
@@ -126,7 +126,7 @@ def paste_back(photo, aligned: AlignedFace, new_crop, *, mask="landmarks",
     return (result, full_alpha) if return_mask else result
 
 
-def _photo_pixels(photo, aligned: AlignedFace) -> tuple[bool, np.ndarray]:
+def photo_pixels(photo, aligned: AlignedFace) -> tuple[bool, np.ndarray]:
     """(is a Photo, its HxWx3 uint8 pixels), checked against the photo the face came from."""
     from ..io import Photo
 
@@ -140,7 +140,7 @@ def _photo_pixels(photo, aligned: AlignedFace) -> tuple[bool, np.ndarray]:
     return as_photo, rgb
 
 
-def _crop_alpha(aligned: AlignedFace, size: int, mask) -> np.ndarray:
+def crop_alpha(aligned: AlignedFace, size: int, mask) -> np.ndarray:
     """The paste mask at crop size, zero over the recipe's synthetic padding."""
     import cv2
 
@@ -210,11 +210,11 @@ def paste_delta(photo, aligned: AlignedFace, delta, *, mask="landmarks", return_
     photo through the soft mask. The photo's own pixels are never resampled, so a zero delta
     returns the photo bit for bit, and detail finer than the generator survives an edit.
     Same ``mask`` options and return convention as ``paste_back``."""
-    as_photo, rgb = _photo_pixels(photo, aligned)
+    as_photo, rgb = photo_pixels(photo, aligned)
     delta = np.asarray(delta, dtype=np.float32)
     if delta.ndim != 3 or delta.shape[2] != 3 or delta.shape[0] != delta.shape[1]:
         raise UsageError(f"delta must be a square HxWx3 array, got shape {delta.shape}")
-    alpha_crop = _crop_alpha(aligned, delta.shape[0], mask)
+    alpha_crop = crop_alpha(aligned, delta.shape[0], mask)
 
     def combine(warped, orig, alpha):
         return orig.astype(np.float32) + warped * alpha[:, :, None]
