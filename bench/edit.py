@@ -63,7 +63,7 @@ def run_batched(editor, files, out_dir, edits, batch, workers):
 def batch_table(args, files, tmp):
     """photos/s per inverter: the one-at-a-time loop, then invert_many at each --batch."""
     from realedit.device import resolve_device
-    from realedit.pipeline import default_workers
+    from realedit.stream import default_workers
 
     device = resolve_device(args.device)
     workers = default_workers(device) if args.workers is None else args.workers
@@ -111,7 +111,7 @@ def random_1024_editor(method, steps):
 def transfer_rows(files):
     """(detail mode, edit, faces, median s per apply) for each transfer mode; the inversion
     (encoder, the cheapest) is done once per photo: apply's cost does not depend on it."""
-    from realedit.pipeline import DETAIL_MODES
+    from realedit.args import DETAIL_MODES
 
     editor = Editor.from_pretrained("realedit-celeba64", inverter="encoder")
     inverted = [editor.invert(f) for f in files]

@@ -24,22 +24,22 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .args import parse_edits  # noqa: F401  (re-exported: realedit.pipeline.parse_edits)
-from .errors import EditArgumentError, EditError, UsageError, WeightsError
+from .args import DEFAULT_DETAIL
+from .blend import transfer
+from .errors import EditArgumentError, EditError, UsageError
 from .threads import ticking
 
-from .manifest import DEFAULT_MODELS, default_model_name  # noqa: F401 (re-exported)
-from .prepare import PreparedPhoto, crop_to_tensor, prepare_photo  # noqa: F401 (re-exported)
-
-from .args import BLEND_MODES, DEFAULT_DETAIL, DETAIL_MODES  # noqa: F401 (re-exported)
-from .blend import transfer
-from .blend.transfer import edit_delta, transfer_detail  # noqa: F401 (re-exported)
+# Names this module has always offered, now made elsewhere: re-exported.
+from .args import BLEND_MODES, DETAIL_MODES, parse_edits  # noqa: F401,E402
+from .blend.transfer import edit_delta, transfer_detail  # noqa: F401,E402
+from .manifest import DEFAULT_MODELS, default_model_name  # noqa: F401,E402
+from .prepare import PreparedPhoto, crop_to_tensor, prepare_photo  # noqa: F401,E402
+from .stream import default_workers  # noqa: F401,E402
 
 
 @dataclass
@@ -145,95 +145,6 @@ class EditResult:
         return write_image(path, self.photo, **kwargs)
 
 
-def default_workers(device) -> int:
-    """Threads that read/detect/align while the network works: with a GPU, most cores
-    (up to 8); on the CPU one, beside the torch thread(s) (bench/edit.py measures it)."""
-    import os
-
-    cores = os.cpu_count() or 1
-    if torch.device(device).type == "cpu":
-        return 1 if cores >= 2 else 0
-    return max(1, min(8, cores - 2))
-
-
-def _prepare_job(args):
-    """A PreparedPhoto, or the exception it raised (each photo fails alone)."""
-    photo, faces, opts = args
-    try:
-        return prepare_photo(photo, faces, **opts)
-    except Exception as exc:  # noqa: BLE001 - isolated per photo, re-raised nowhere
-        return exc
-
-
-def _thread_detector(detector):
-    """A detector with ``detector``'s settings for one worker thread: a dlib detector keeps the
-    image it scans inside itself, so threads must not share one (the 68-point model is shared:
-    it is read-only). A callable that is not a Detector is shared as given."""
-    import copy
-
-    from .align.detect import Detector
-
-    if detector is None:
-        return Detector().load()
-    if isinstance(detector, Detector):  # its state leaves dlib's models out: loaded here
-        return copy.copy(detector).load()
-    return detector
-
-
-_END = object()
-
-
-def _prepared_stream(editor, photos, faces, workers: int, ahead: int = 0):
-    """(input, PreparedPhoto or exception) per photo, in order; prepared in ``workers``
-    threads up to ``ahead`` photos ahead of the consumer (a whole next batch can be made
-    while this one is inverted; bounded, so memory stays flat on long folders).
-
-    Threads, not processes: reading (PIL), detection (dlib) and alignment (OpenCV) release the
-    GIL while they work, and a thread needs no new interpreter. Worker processes started with
-    spawn or forkserver import the caller's main script again: a plain script that calls
-    `invert_many` at top level (README's example, without an ``if __name__ == "__main__"``
-    guard) ran itself once per worker and hung."""
-    from .align.select import parse_policy
-
-    parse_policy(faces)  # a bad policy is the caller's error, not every photo's
-    opts = dict(resolution=editor.G.resolution, min_face=editor.min_face, detector=editor.detector)
-    if workers == 0:
-        for src in photos:
-            yield src, _prepare_job((src, faces, opts))
-        return
-    import concurrent.futures as cf
-    import threading
-    from collections import deque
-
-    local = threading.local()
-
-    def job(src):
-        if not hasattr(local, "opts"):
-            local.opts = dict(opts, detector=_thread_detector(editor.detector))
-        return _prepare_job((src, faces, local.opts))
-
-    with cf.ThreadPoolExecutor(workers, thread_name_prefix="realedit-prepare") as pool:
-        queue: deque = deque()
-        it = iter(photos)
-        try:
-            for src in it:
-                queue.append((src, pool.submit(job, src)))
-                if len(queue) >= max(ahead, 2 * workers):
-                    break
-            while queue:
-                src, fut = queue.popleft()
-                nxt = next(it, _END)
-                if nxt is not _END:
-                    queue.append((nxt, pool.submit(job, nxt)))
-                try:
-                    yield src, fut.result()
-                except Exception as exc:  # noqa: BLE001 - this photo fails alone
-                    yield src, exc
-        finally:  # the consumer stopped early (or Ctrl-C): photos not started are dropped
-            for _, fut in queue:
-                fut.cancel()
-
-
 class Editor:
     """Generator + inverter + direction bank + detector, ready to edit photos.
 
@@ -273,7 +184,8 @@ class Editor:
                         loss: str | None = None, encoder=None, bank=None, detector=None,
                         min_face: float = 32, threads: int | None = None,
                         progress=None) -> "Editor":
-        """Load a model by registry name or path, with its encoder and direction bank.
+        """Load a model by registry name or path, with its encoder and direction bank (the
+        choices: realedit.assemble).
 
         inverter: "hybrid" (encoder + short refinement; falls back to "optimize" when the model
         has no encoder), "encoder", "optimize", or "pti" (hybrid, then a copy of the generator
@@ -288,89 +200,15 @@ class Editor:
         misses), a realedit.align.Detector, or any callable image -> [Face]. threads: torch's CPU threads; None (default)
         chooses per stage from the CPUs free at the time (realedit.threads), a number fixes it.
         """
-        from . import invert as inv
-        from .device import resolve_device
-        from . import models
+        from .assemble import assemble
         from .threads import start_monitor
 
         start_monitor()  # sampling while the model loads: the first inversion knows the load
-        from .edit import bank_for_model, load_bank
-        from .manifest import default_encoder, manifest_path, official_bank_set, resolve_model
-
-        device = resolve_device(device)
-        if device.type == "cuda":  # TF32 matmuls (cuDNN convs use it already): fp32 range, faster
-            torch.backends.cuda.matmul.allow_tf32 = True
-        name = name_or_path or default_model_name()
-        ckpt, path = models.read_model(name)  # once: G now, D below when the inverter needs it
-        G = models.generator_from_checkpoint(ckpt, path, device)
-        # The model's parts (encoder, bank, licence, default space): its manifest, else the
-        # older sidecar names (realedit.manifest is the one place that knows them).
-        files = resolve_model(name)
-        registered = not Path(str(name)).exists()
-        licence = files.licence
-        if space is None:  # the manifest's default, else the richest: W+ for StyleGANs, Z for PGGAN
-            space = files.default_space or ("wp" if "wp" in G.spaces else G.spaces[0])
-        if space not in G.spaces:
-            raise UsageError(f"model {name} has no {space!r} space; it has {', '.join(G.spaces)}")
-
-        # Direction bank: explicit, else the registry's (InterFaceGAN files + the model's own).
-        if bank is not None and not hasattr(bank, "direction"):
-            bank = load_bank(bank, model=str(name))
-        if bank is None:
-            official = official_bank_set(ckpt.meta.get("source_format", ""), ckpt.meta.get("psp_opts"))
-            if registered:
-                bank = bank_for_model(name)
-            elif files.bank is None and official:  # an e4e / pSp FFHQ file given by path
-                from .edit.directions import bank_for_set
-                bank = bank_for_set(str(name), official)
-            else:
-                if files.bank is None:
-                    side = Path(name).with_suffix("").as_posix() + ".directions.json"
-                    raise EditError(f"no direction bank for {name}: pass bank=..., save one as "
-                                    f"{side} or name one in {manifest_path(name)}")
-                bank = load_bank(files.bank)
-                for m in bank.models():
-                    bank = bank.relabel(m, str(name))
-
-        psp_encoder = False
-        if encoder is None and inverter in (None, "hybrid", "encoder", "pti"):
-            encoder, psp_encoder = default_encoder(name, files, ckpt.meta.get("source_format", ""))
-        if inverter is None:
-            inverter = "encoder" if psp_encoder else "hybrid"
-        asked = inverter
-        if encoder is None and inverter == "hybrid":
-            inverter = "optimize"
-        # steps=0 means "no refinement": the encoder's answer alone. Checked here, before any
-        # photo is read, so a batch does not fail photo by photo on a bad argument.
-        if steps is not None and int(steps) < 0:
-            raise UsageError(f"steps must be >= 0, got {steps}")
-        if steps is not None and int(steps) == 0:
-            if inverter == "hybrid":
-                inverter = "encoder"
-            elif inverter == "optimize" or (inverter == "pti" and encoder is None):
-                raise UsageError("the optimize inverter needs at least 1 step (steps=0 means the "
-                                 "encoder's answer alone: use the hybrid or encoder inverter)"
-                                 if asked == "optimize" else
-                                 f"steps=0 means the encoder's answer alone, but model {name} has "
-                                 "no encoder: give at least 1 step")
-        if encoder is None and inverter == "encoder":
-            raise WeightsError(f"model {name} has no encoder; use --inverter optimize or hybrid, "
-                               f"or train one with `realedit train-encoder --model {name}`")
-        opts: dict = {}
-        if inverter in ("hybrid", "optimize", "pti"):
-            D = models.discriminator_from_checkpoint(ckpt, path, device)
-            if loss is not None:
-                opts["loss"] = loss
-            if D is not None:
-                opts["discriminator"] = D
-            if steps is not None:
-                opts["steps"] = int(steps)
-        if encoder is not None:
-            opts["encoder"] = encoder
-        inverter_obj = inv.get(inverter, G, **opts)
-        return cls(G, bank, model_name=str(name), inverter=inverter_obj, space=space,
-                   device=device, detector=detector, min_face=min_face, licence=licence,
-                   threads=threads)
+        p = assemble(name_or_path, inverter=inverter, space=space, device=device, steps=steps,
+                     loss=loss, encoder=encoder, bank=bank)
+        return cls(p.generator, p.bank, model_name=p.model_name, inverter=p.inverter,
+                   space=p.space, device=p.device, detector=detector, min_face=min_face,
+                   licence=p.licence, threads=threads)
 
     # ------------------------------------------------------------------ checks
     def check_edits(self, edits: Mapping[str, float], keep: Sequence[str] = ()) -> list[str]:
@@ -463,36 +301,14 @@ class Editor:
         """Yield ``(input, InvertedPhoto or the exception)`` for each photo, in input order.
 
         Reading, detection and alignment run in ``workers`` threads (0: here; default
-        `default_workers`) while the network inverts faces of several photos in one batch. No
-        process is started, so a plain script needs no ``if __name__ == "__main__"`` guard. A bad
-        photo yields its own error (ImageError, NoFaceError, ...); it never stops the others.
+        `realedit.stream.default_workers`) while the network inverts faces of several photos in
+        one batch (realedit.stream, the engine `realedit PHOTOS...` and `realedit batch` share).
+        No process is started, so a plain script needs no ``if __name__ == "__main__"`` guard. A
+        bad photo yields its own error (ImageError, NoFaceError, ...); it never stops the others.
         """
-        from .device import default_batch
+        from .stream import invert_stream
 
-        batch = default_batch(self.device) if batch is None else int(batch)
-        if batch < 1:
-            raise UsageError(f"batch must be >= 1, got {batch}")
-        workers = default_workers(self.device) if workers is None else int(workers)
-        if workers < 0:
-            raise UsageError(f"workers must be >= 0, got {workers}")
-        pending: list = []   # (input, PreparedPhoto or exception), in input order
-
-        def flush():
-            ready = [p for _, p in pending if isinstance(p, PreparedPhoto)]
-            done = iter(self.invert_each(ready, batch=batch, progress=progress))
-            for src, p in pending:
-                yield src, (next(done) if isinstance(p, PreparedPhoto) else p)
-            pending.clear()
-
-        n_faces = 0
-        for src, prepared in _prepared_stream(self, photos, faces, workers, batch + 2 * workers):
-            pending.append((src, prepared))
-            if isinstance(prepared, PreparedPhoto):
-                n_faces += len(prepared.faces)
-            if n_faces >= batch:
-                yield from flush()
-                n_faces = 0
-        yield from flush()
+        return invert_stream(self, photos, faces, batch=batch, workers=workers, progress=progress)
 
     def invert_each(self, prepared: Sequence["PreparedPhoto"], *, batch: int | None = None,
                     progress=None) -> list:

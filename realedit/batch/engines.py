@@ -1,5 +1,5 @@
-"""Two ways to run the same job: in this process plus a process pool ("local"), or on a Ray
-cluster ("ray"). The driver loop is shared; an engine only knows how to start the two stages
+"""Two ways to run the same job: in this process ("local": the CPU stage in threads, as
+realedit.stream runs it for `realedit PHOTOS...`), or on a Ray cluster ("ray"). The driver loop is shared; an engine only knows how to start the two stages
 and wait for them.
 
 Stages: ``prepare`` (decode, detect, align; CPU) runs as many small tasks; ``process``
@@ -11,7 +11,6 @@ CPU stage has nothing more to give).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import os
 from typing import Callable, Sequence
 
@@ -20,62 +19,19 @@ from . import work
 from .job import JobSpec, Ledger, Record, Task
 
 
-def die_with_parent(parent: int) -> None:
-    """Initializer of the local engine's worker processes: end when the driver ends, however
-    it ends. A pool worker whose driver was killed (SIGKILL, or SIGTERM, which ends Python
-    without cleanup) blocked forever on its task pipe, whose write end it holds itself, and
-    with it multiprocessing's resource_tracker (it ends when the last holder of its pipe
-    does): ~430 MB per kill, for good.
-
-    On Linux the kernel sends the worker SIGKILL the moment the driver dies
-    (prctl PR_SET_PDEATHSIG): no code of the driver needs to run (SIGKILL allows none) and it
-    works while the worker is deep in dlib's C code holding the GIL, tens of seconds on a big
-    photo. The signal follows the thread that started the worker; the pool starts its workers
-    from the thread that submits tasks, the driver's own, which lives as long as the job.
-    Elsewhere (and should prctl be unavailable) a daemon thread checks every second that the
-    parent is still the driver. A process group killed by the driver would need the driver
-    to be alive to do it."""
-    import sys
-    import threading
-    import time
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            import signal
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the driver died before the signal was armed
-        os._exit(1)
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="realedit-watch-driver", daemon=True).start()
-
-
 class LocalEngine:
-    """Prepare in ``cpu_workers`` processes (0: in the driver's thread pool), process in one
-    thread of this process holding the model (torch releases the GIL while it computes)."""
+    """Prepare in ``cpu_workers`` threads (realedit.stream: each with its own detector; no
+    process is started, so a plain script needs no ``if __name__ == "__main__"`` guard), process
+    in one thread of this process holding the model (torch releases the GIL while it computes)."""
 
     name = "local"
 
     def __init__(self, spec: JobSpec, cpu_workers: int = 1):
         self.spec = spec
         self.slots = 1
-        if cpu_workers > 0:
-            # spawn: a forked child would inherit torch's thread pools and the driver's locks
-            self._cpu = cf.ProcessPoolExecutor(
-                cpu_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with_parent, initargs=(os.getpid(),))
-        else:
-            self._cpu = cf.ThreadPoolExecutor(1)
-        self._net = cf.ThreadPoolExecutor(1)
+        self._cpu = cf.ThreadPoolExecutor(max(int(cpu_workers), 1),
+                                          thread_name_prefix="realedit-prepare")
+        self._net = cf.ThreadPoolExecutor(1, thread_name_prefix="realedit-network")
         # load the model now: a bad --model fails before any photo is touched
         self._opts = work.prepare_options(work.load_editor(spec), spec)
 

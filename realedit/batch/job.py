@@ -144,6 +144,18 @@ def _read_path_list(path: Path) -> list[Path]:
     return out
 
 
+def output_name(photo: Path, kind: str) -> str:
+    """The name of one of a photo's outputs, as `realedit PHOTOS...` and `realedit batch` both
+    write them: NAME_edited.EXT (the photo's own format), NAME_compare.EXT (a JPEG or PNG like
+    the photo, else PNG), NAME_latent.npz."""
+    photo = Path(photo)
+    if kind == "compare":
+        ext = photo.suffix if photo.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+    else:
+        ext = ".npz" if kind == "latent" else photo.suffix
+    return f"{photo.stem}_{kind}{ext}"
+
+
 def plan_tasks(inputs: Sequence[Path], out: Path, compare: bool = False) -> list[Task]:
     """One Task per input; outputs mirror the inputs' folders below their common root, so
     a/x.jpg and b/x.jpg cannot collide, and refuse to land on an input."""
@@ -155,13 +167,10 @@ def plan_tasks(inputs: Sequence[Path], out: Path, compare: bool = False) -> list
     tasks = []
     for p in inputs:
         rel = p.relative_to(root)
-        # as `realedit edit` names them: the edit keeps the photo's format, the comparison is
-        # a JPEG/PNG like the photo, else PNG
-        cmp_ext = p.suffix if p.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
         base = out / rel.parent
-        names = [base / f"{p.stem}_edited{p.suffix}"]
+        names = [base / output_name(p, "edited")]
         if compare:
-            names.append(base / f"{p.stem}_compare{cmp_ext}")
+            names.append(base / output_name(p, "compare"))
         for n in names:
             if str(n) in srcs:
                 raise OutputError(f"{n}: an output would overwrite an input photo; use another -o")

@@ -60,15 +60,13 @@ def prepare_options(editor, spec: JobSpec) -> dict:
 def prepare(opts: dict, task: Task):
     """CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
     failed Record that ends this photo."""
-    from ..align.detect import default_detector
     from ..prepare import prepare_photo
+    from ..stream import local_detector
 
     t0 = time.perf_counter()
     try:
-        # cached per process: building a detector's dlib HOG models costs ~0.3 s each
-        min_face, kind = opts.get("detect_min_face"), opts.get("detector") or "hog"
-        det = (None if min_face is None and kind == "hog" else
-               default_detector(kind, min_face))
+        # one per thread (a dlib detector keeps the image it scans), made once per thread
+        det = local_detector(opts.get("detector") or "hog", opts.get("detect_min_face"))
         return prepare_photo(task.src, opts["faces"], resolution=opts["resolution"],
                              min_face=opts["min_face"], detector=det)
     except Exception as exc:  # noqa: BLE001 - isolated per photo, reported in its record

@@ -30,7 +30,7 @@ BATCH_INVERTERS = tuple(m for m in INVERTERS if m != "pti")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Network workers, each holding one loaded model (Ray actors).")
 @click.option("--cpu-workers", type=click.IntRange(0), default=1, show_default=True,
-              help="local engine: processes that decode, detect and align (0: in a thread).")
+              help="local engine: threads that decode, detect and align beside the network (0: one).")
 @click.option("--cpus-per-worker", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Ray: CPUs reserved per network worker.")
 @click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
@@ -66,7 +66,7 @@ def cli(sources, attrs, keep, out, engine, address, workers, cpu_workers, cpus_p
     has a line in OUT/manifest.jsonl (output paths relative to OUT)."""
     from ..align.select import parse_policy
     from ..batch import JobSpec, run_job
-    from ..pipeline import parse_edits
+    from ..args import parse_edits
 
     edits = parse_edits(attrs)
     if inverter is None:  # the model's own default, written into the job's settings

@@ -34,16 +34,22 @@ def expand_inputs(items) -> list[Path]:
     return unique
 
 
-def output_path(photo: Path, out: Path | None, suffix: str, ext: str | None = None,
-                single: bool = False) -> Path:
-    """NAME_edited.EXT beside the photo, or inside --out (a folder), or --out itself when it
-    names a file for a single photo."""
-    name = f"{photo.stem}_{suffix}{ext or photo.suffix}"
+def output_path(photo: Path, out: Path | None, kind: str, single: bool = False) -> Path:
+    """NAME_edited.EXT (realedit.batch.job.output_name, as `realedit batch` names them) beside
+    the photo, or inside --out (a folder), or --out itself when it names a file for a single
+    photo (its compare and latent files beside it, named after it)."""
+    from ..batch.job import output_name
+
     if out is None:
-        return photo.with_name(name)
+        return photo.with_name(output_name(photo, kind))
     if single and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
-        return out if suffix == "edited" else out.with_name(f"{out.stem}_{suffix}{ext or out.suffix}")
-    return out / name
+        if kind == "edited":
+            return out
+        ext = Path(output_name(photo, kind)).suffix
+        if kind == "compare" and ext == photo.suffix:  # a comparison like the photo: like -o
+            ext = out.suffix
+        return out.with_name(f"{out.stem}_{kind}{ext}")
+    return out / output_name(photo, kind)
 
 
 class _Bar:
@@ -261,7 +267,7 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
     # and align the next ones; results come back in order, each photo's error with it.
     stream = None
     if not single:
-        from ..pipeline import default_workers
+        from ..stream import default_workers
         workers = default_workers(editor.device) if workers is None else workers
         stream = editor.invert_many([p for p in files if p not in blocked], policy, batch=batch,
                                     workers=workers)
@@ -276,10 +282,8 @@ def _run(photos, attrs, keep, out, model, inverter, space, steps, faces, blend, 
             inverted = next(stream)[1] if stream is not None else None
             t1 = time.perf_counter()  # a batch's inversion is shared out below, not charged here
             dst = claim(output_path(path, out, "edited", single=single), path)
-            ext = None if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-            cmp_dst = claim(output_path(path, out, "compare", ext, single), path) if compare else None
-            lat_dst = (claim(output_path(path, out, "latent", ".npz", single), path)
-                       if save_latent else None)
+            cmp_dst = claim(output_path(path, out, "compare", single), path) if compare else None
+            lat_dst = claim(output_path(path, out, "latent", single), path) if save_latent else None
             if inverted is None:
                 inverted = editor.invert(path, policy, progress=bar)
             elif isinstance(inverted, BaseException):

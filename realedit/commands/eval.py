@@ -65,7 +65,7 @@ def _attr_pairs(items, option: str, form: str) -> dict[str, str]:
 
 def parse_run(spec: str) -> tuple[dict[str, float], list[str]]:
     """``"smile=+3,age=-1/gender"`` -> ({"smile": 3.0, "age": -1.0}, ["gender"])."""
-    from ..pipeline import parse_edits
+    from ..args import parse_edits
 
     edits_s, _, keep_s = spec.partition("/")
     items = [x.strip() for x in edits_s.split(",") if x.strip()]
@@ -114,7 +114,7 @@ def _run(photos, attrs, keep, runs, out, model, inverter, steps, scorer_opts, sc
          drift_opts, limit, detail, device="auto"):
     from ..device import resolve_device
     from ..evaluate import evaluate_runs, format_summary, save_report
-    from ..pipeline import parse_edits
+    from ..args import parse_edits
 
     if runs and (attrs or keep):
         raise UsageError("use either --attr/--keep or --edit, not both")

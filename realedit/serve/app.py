@@ -302,7 +302,7 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
         size), or the full-size photo in its own format, as the command line writes it.
         Amounts beyond an attribute's sensible range are rendered, with an X-Realedit-Warning
         header."""
-        from ..pipeline import parse_edits
+        from ..args import parse_edits
 
         s = session_or_404(sid)
         moves = {k: v for k, v in parse_edits(edit).items() if v != 0}
