@@ -91,5 +91,6 @@ def rescaled(inverted, size: int, resolution: int):
         box = (np.asarray(f.box, np.float64).reshape(2, 2) + 0.5) * scale - 0.5
         face = replace(f, box=tuple(float(v) for v in box.ravel()),
                        landmarks=(f.landmarks + 0.5) * scale - 0.5)
-        faces.append(replace(fi, face=face, aligned=align_face(small, face, crop_size(face.size, resolution))))
+        aligned = align_face(small, face, crop_size(face.size, resolution))
+        faces.append(replace(fi, face=face, aligned=aligned))
     return replace(inverted, photo=Photo(rgb=small), faces=faces)

@@ -1,6 +1,6 @@
 """Two ways to run the same job: in this process ("local": the CPU stage in threads, as
-realedit.stream runs it for `realedit PHOTOS...`), or on a Ray cluster ("ray"). The driver loop is shared; an engine only knows how to start the two stages
-and wait for them.
+realedit.stream runs it for `realedit PHOTOS...`), or on a Ray cluster ("ray"). The driver
+loop is shared; an engine only knows how to start the two stages and wait for them.
 
 Stages: ``prepare`` (decode, detect, align; CPU) runs as many small tasks; ``process``
 (batched inversion + edit + write) runs on workers that each hold one loaded model. The driver

@@ -23,8 +23,8 @@ def direction_note(d) -> str:
 
 
 def sliders(bank, model: str, space: str) -> list[dict]:
-    """One slider per attribute ``bank`` can move ``model``'s codes in ``space`` along, named ones first;
-    ``group`` "unnamed" marks SeFa components (the page folds them away)."""
+    """One slider per attribute ``bank`` can move ``model``'s codes in ``space`` along, named
+    ones first; ``group`` "unnamed" marks SeFa components (the page folds them away)."""
     spaces = direction_spaces(space)
     out = []
     for name in bank.names(model=model, space=spaces):

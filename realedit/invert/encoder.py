@@ -12,7 +12,8 @@ from torch import nn
 
 from ..errors import UsageError
 from .base import Inversion, check_space, latent_to_ws, model_device, prepare_images
-from .encoder_file import FORMAT, VERSION, load_encoder, read_encoder_file, save_encoder  # noqa: F401
+from .encoder_file import (FORMAT, VERSION, load_encoder, read_encoder_file,  # noqa: F401
+                           save_encoder)
 from .encoder_net import Encoder, EncoderConfig, check_compatible  # noqa: F401
 from .losses import MSELoss
 

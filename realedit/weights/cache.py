@@ -13,9 +13,9 @@ from pathlib import Path
 from ..fsutil import atomic_copy
 from ..errors import ChecksumError, FormatError, UsageError, WeightsError, WeightsNotFound
 from . import entries
-from .entries import (CHUNK, VerifyResult, WeightEntry, _META_FIELDS, _NAME_RE, _atomic_write_text, _dump_toml,
-                      _load_toml, _unknown_name, entry, pins_path, registry, user_registry_path,
-                      weights_dir)
+from .entries import (CHUNK, _META_FIELDS, _NAME_RE, VerifyResult, WeightEntry, _atomic_write_text,
+                      _dump_toml, _load_toml, _unknown_name, entry, pins_path, registry,
+                      user_registry_path, weights_dir)
 
 
 def _package_dir(package: str) -> Path | None:

@@ -15,10 +15,11 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import ChecksumError, DownloadError, FormatError, WeightsError, WeightsNotFound
-from .cache import (_check_digests, _existing, _fetch_command, _fetch_hint, _file_digests, _how_to_get,
-                    _page_kind, _quick_check, _read_head, _record_pin, _refuse_page, _target_path)
-from .entries import (CHUNK, ENV_OFFLINE, WeightEntry, _WEIGHT_SUFFIXES, _unknown_name, entry, offline,
-                      registry, weights_dir)
+from .cache import (_check_digests, _existing, _fetch_command, _fetch_hint, _file_digests,
+                    _how_to_get, _page_kind, _quick_check, _read_head, _record_pin, _refuse_page,
+                    _target_path)
+from .entries import (_WEIGHT_SUFFIXES, CHUNK, ENV_OFFLINE, WeightEntry, _unknown_name, entry,
+                      offline, registry, weights_dir)
 
 
 PART = ".part"

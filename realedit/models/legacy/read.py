@@ -58,26 +58,41 @@ def _psp_decoder(obj: dict, path: Path) -> Checkpoint:
     return psp.decoder_checkpoint(psp.parse_psp(obj, path))
 
 
+def _state_dict_with(*keys: str, prefix: str | None = None) -> Callable[[dict], bool]:
+    """Test: a bare state dict (str -> tensor) holding any of ``keys`` (and, with ``prefix``,
+    a key starting with it)."""
+    def test(obj: dict) -> bool:
+        return (_is_tensor_dict(obj) and any(k in obj for k in keys)
+                and (prefix is None or any(k.startswith(prefix) for k in obj)))
+    return test
+
+
+Reader = Callable[[object, Path], Checkpoint]
+
 # What a torch file's top-level dict is, tried in order: (format, test of the dict, reader).
 # A new torch-file format is one row here and one module beside this one.
-TORCH_FORMATS: tuple[tuple[str, Callable[[dict], bool], Callable[[dict, Path], Checkpoint]], ...] = (
+TORCH_FORMATS: tuple[tuple[str, Callable[[dict], bool], Reader], ...] = (
     (OWN_FORMAT, lambda o: o.get("format") == OWN_FORMAT, _from_own),
     ("psp / e4e", psp.is_psp_object, _psp_decoder),
     ("rosinality", lambda o: "g_ema" in o, from_rosinality),
-    ("rosinality g_ema state dict", lambda o: _is_tensor_dict(o) and "style.1.weight" in o,
+    ("rosinality g_ema state dict", _state_dict_with("style.1.weight"),
      lambda o, path: from_rosinality({"g_ema": o}, path)),
-    ("genforce stylegan", lambda o: _is_tensor_dict(o) and ("synthesis.layer0.first_layer" in o
-                                                            or "mapping.dense0.linear.weight" in o),
+    ("genforce stylegan",
+     _state_dict_with("synthesis.layer0.first_layer", "mapping.dense0.linear.weight"),
      from_genforce_stylegan),
-    ("genforce pggan", lambda o: _is_tensor_dict(o) and "layer0.conv.weight" in o
-     and any(k.startswith("output") for k in o), from_genforce_pggan),
-    ("state dict", lambda o: _is_tensor_dict(o) and "synthesis.b4.const" in o, _realedit_state_dict),
+    ("genforce pggan", _state_dict_with("layer0.conv.weight", prefix="output"), from_genforce_pggan),
+    ("state dict (realedit / ada layout)", _state_dict_with("synthesis.b4.const"),
+     _realedit_state_dict),
 )
 
+
+def _tf_triple(obj) -> bool:
+    return isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, TFNetworkStub) for n in obj)
+
+
 # What a pickle's top-level object is, tried in order: (format, test, reader).
-PICKLE_FORMATS: tuple[tuple[str, Callable[[object], bool], Callable[[object, Path], Checkpoint]], ...] = (
-    ("tf (G, D, Gs)", lambda o: isinstance(o, tuple) and len(o) == 3
-     and all(isinstance(n, TFNetworkStub) for n in o), lambda o, path: from_tf(o[2], path, tf_D=o[1])),
+PICKLE_FORMATS: tuple[tuple[str, Callable[[object], bool], Reader], ...] = (
+    ("tf (G, D, Gs)", _tf_triple, lambda o, path: from_tf(o[2], path, tf_D=o[1])),
     ("tf Gs", lambda o: isinstance(o, TFNetworkStub), from_tf),
     ("stylegan2-ada", lambda o: isinstance(o, dict) and isinstance(o.get("G_ema"), PersistentStub),
      from_ada),
@@ -91,7 +106,8 @@ def _from_torch_object(obj, path: Path) -> Checkpoint:
         if test(obj):
             return reader(obj, path)
     sample = ", ".join(repr(k) for k in list(obj)[:3])
-    raise FormatError(f"{path}: a torch file, but not a generator of a known family (keys {sample})")
+    raise FormatError(f"{path}: a torch file, but not a generator of a known family "
+                      f"(keys {sample})")
 
 
 def _from_pickle_object(obj, path: Path) -> Checkpoint:
