@@ -146,3 +146,41 @@ def test_transfer_detail_residual_is_exact_for_no_change():
     assert brighter.astype(int).mean() > crop.astype(int).mean() + 20
     replaced = transfer_detail(crop, g, g, mode="replace")
     assert replaced.shape == crop.shape
+
+
+def test_inverter_choice_and_its_fallbacks():
+    """realedit.assemble.choose_inverter: the default per model, the fallbacks its parts force,
+    and the combinations refused before anything loads."""
+    from realedit.assemble import choose_inverter
+    from realedit.errors import UsageError, WeightsError
+
+    def pick(asked, enc=True, psp=False, steps=None):
+        return choose_inverter(asked, has_encoder=enc, psp_encoder=psp, steps=steps, name="m")
+
+    assert pick(None) == "hybrid" and pick(None, psp=True) == "encoder"
+    assert pick(None, enc=False) == "optimize" and pick("hybrid", enc=False) == "optimize"
+    assert pick("hybrid", steps=0) == "encoder" and pick("pti", steps=0) == "pti"
+    assert pick("optimize", steps=3) == "optimize"
+    with pytest.raises(UsageError, match="needs at least 1 step"):
+        pick("optimize", steps=0)
+    with pytest.raises(UsageError, match="no encoder: give at least 1 step"):
+        pick("pti", enc=False, steps=0)
+    with pytest.raises(UsageError, match="steps must be >= 0"):
+        pick(None, steps=-1)
+    with pytest.raises(WeightsError, match="has no encoder"):
+        pick("encoder", enc=False)
+
+
+def test_every_detail_mode_has_one_paste_strategy(editor):
+    """The names the CLI offers (realedit.args) are exactly the strategies blend/transfer.py
+    has, and an unknown mode or blend is refused before any work."""
+    from realedit.args import DETAIL_MODES
+    from realedit.blend import transfer
+    from realedit.errors import UsageError
+
+    assert set(transfer.STRATEGIES) == set(DETAIL_MODES)
+    for bad in (dict(detail="blur"), dict(blend="feather")):
+        with pytest.raises(UsageError, match="unknown"):
+            transfer.strategy(**{"detail": "warp", "blend": "alpha", **bad})
+        with pytest.raises(UsageError, match="unknown"):
+            editor.apply(None, {"age": 1.0}, **bad)  # refused before the inversion is read
