@@ -51,8 +51,8 @@ def main() -> None:
             dt = time.perf_counter() - t0
             rows.append((label, s.done, s.failed, dt, (s.done + s.failed) / dt))
 
-        one("local, 0 cpu workers", cpu_workers=0)
-        one("local, 1 cpu worker", cpu_workers=1)
+        one("local, 1 cpu thread", cpu_workers=1)
+        one("local, 2 cpu threads", cpu_workers=2)
         if args.ray_workers:
             import os
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # 127.0.0.1 only
