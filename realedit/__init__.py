@@ -6,7 +6,7 @@ directions (realedit.edit) -> synthesize (realedit.models) -> paste back (realed
 """
 import sys as _sys
 
-__version__ = "0.1.0"
+from .version import __version__
 
 if "torch" not in _sys.modules:
     # OpenMP reads its settings when torch loads it: a short spin before a waiting thread

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import exit_codes_help
 
 # name -> (module, attribute, one-line help). A module's `cli` may be a group whose own

@@ -66,6 +66,24 @@ def expand_source(item: str | os.PathLike, *, recursive: bool) -> list[Path] | N
     return None
 
 
+def expand_inputs(items) -> list[Path]:
+    """Files as given, folders' images and globs as expand_source lists them (as
+    `realedit batch` does, except that a folder's subfolders are not entered: outputs go to one
+    flat folder), globs expanded here so they work whatever the shell did. A name that matches
+    nothing is kept, to be reported as missing."""
+    out: list[Path] = []
+    for item in items:
+        found = expand_source(item, recursive=False)
+        out += [Path(item)] if found is None else found
+    seen, unique = set(), []
+    for p in out:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
 @dataclass(frozen=True)
 class Photo:
     """A decoded photo.

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from realedit import evaluate as ev
-from realedit.commands.edit import expand_inputs
+from realedit.io import expand_inputs
 from realedit.edit import direction_spaces
 from realedit.errors import RealeditError
 from realedit.pipeline import Editor

@@ -127,7 +127,7 @@ def test_folder_glob_and_duplicates(photos, model, tmp_path):
 
 def test_edit_and_batch_list_a_folder_by_the_same_rules(tmp_path):
     from realedit.batch import list_inputs
-    from realedit.commands.edit import expand_inputs
+    from realedit.io import expand_inputs
 
     d = tmp_path / "mixed"
     for name in ("b.jpg", "A.JPG", "c.Png", ".hidden.jpg", "._b.jpg", "notes.txt", "jpg",

@@ -13,25 +13,7 @@ from . import HELP_SETTINGS, detector_option, min_face_option, threads_option
 
 from ..args import BLEND_MODES, DEFAULT_DETAIL, DETAIL_MODES, INVERTERS, SPACES
 from ..errors import ImageError, OutputError, RealeditError, UsageError
-from ..io import IMAGE_SUFFIXES, expand_source
-
-
-def expand_inputs(items) -> list[Path]:
-    """Files as given, folders' images and globs as realedit.io.expand_source lists them (as
-    `realedit batch` does, except that a folder's subfolders are not entered: outputs go to one
-    flat folder), globs expanded here so they work whatever the shell did. A name that matches
-    nothing is kept, to be reported as missing."""
-    out: list[Path] = []
-    for item in items:
-        found = expand_source(item, recursive=False)
-        out += [Path(item)] if found is None else found
-    seen, unique = set(), []
-    for p in out:
-        key = os.path.abspath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
+from ..io import IMAGE_SUFFIXES, expand_inputs
 
 
 def output_path(photo: Path, out: Path | None, kind: str, single: bool = False) -> Path:

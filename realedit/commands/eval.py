@@ -82,7 +82,7 @@ def check_detail(detail) -> None:
 
 def input_photos(photos, limit) -> list[Path]:
     """The first ``limit`` photos PHOTOS names (as for edit); UsageError when there are none."""
-    from .edit import expand_inputs
+    from ..io import expand_inputs
 
     files = expand_inputs(photos)[:limit]
     if not files:

@@ -365,5 +365,5 @@ def create_app(editor, config: ServeConfig | None = None, *, warn: str | None = 
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
     return __version__
