@@ -57,7 +57,9 @@ def test_directions_list_without_a_model_uses_the_default():
     res = CliRunner().invoke(cli, ["directions", "list"])
     assert res.exit_code == 0, res.output
     assert "realedit-celeba64" in res.output and "smile|gender" in res.output
-    assert "+1: +0.4 logit" in res.output
+    entries = json.loads(BANK.read_text())["directions"]
+    kept = next(e for e in entries if e["name"] == "smile" and e["conditions"] == ["gender"])
+    assert f"+1: {kept['stats']['calibration']['per_unit']:+.2g} logit" in res.output  # the bank's own
 
 
 def test_serve_sliders_say_what_they_do():
