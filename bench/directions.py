@@ -5,7 +5,7 @@
     python bench/directions.py --adapters 160     # FFHQ-crop -> scorer framing, measured
 
 Fitting rows: seconds to sample + synthesise, to score, and for the SVM; total; validation
-and all-sample accuracy (see realedit.edit.fit). Model: --model, else the registered
+and all-sample accuracy (see realedit.research.fit). Model: --model, else the registered
 ``realedit-celeba64`` if its file is present, else a random StyleGAN2 with the same
 architecture (said in the output: its accuracies then only measure the pipeline).
 
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 
-from realedit.edit import scorers as S  # noqa: E402
-from realedit.edit.fit import fit_boundary, sample_and_score  # noqa: E402
+from realedit.research import scorers as S  # noqa: E402
+from realedit.research.fit import fit_boundary, sample_and_score  # noqa: E402
 
 
 def pick_model(arg: str | None):
@@ -91,8 +91,8 @@ def bench_fit(args):
     table(rows, ("model", "scorer", "space", "samples", "synth s", "score s", "svm s", "total s",
                  "img/s", "val acc", "all acc", "unscored"))
     if args.output:
-        from realedit.edit import DirectionBank
-        print("written", *DirectionBank(bank).save(args.output))
+        from realedit.edit import DirectionBank, save_bank
+        print("written", *save_bank(DirectionBank(bank), args.output))
 
 
 def _load_rgb(path):

@@ -111,7 +111,7 @@ def main():
     files = photos(args.photos)
     scorers = {}
     if Path(args.scorer_dir).is_dir():
-        from realedit.edit import get_scorer
+        from realedit.research import get_scorer
         scorers = {"smile": get_scorer("smile", scorer_dir=args.scorer_dir),
                    "gender": get_scorer("gender", scorer_dir=args.scorer_dir)}
     else:

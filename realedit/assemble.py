@@ -68,7 +68,7 @@ def direction_bank(name: str, files, ckpt, bank=None):
     if not Path(str(name)).exists():
         return bank_for_model(name)
     if files.bank is None and official:
-        from .edit.directions import bank_for_set
+        from .edit.banks import bank_for_set
         return bank_for_set(str(name), official)
     if files.bank is None:
         side = Path(name).with_suffix("").as_posix() + ".directions.json"

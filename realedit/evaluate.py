@@ -249,7 +249,7 @@ def measure_face(src: np.ndarray, out: np.ndarray, face, paste_mask: np.ndarray,
 def load_scorer(spec, *, scorer_dir=None, device="cpu"):
     """A judge for an attribute: :data:`HEAD_YAW` (landmark geometry, measured inside
     measure_face) stays the marker, any other spec is loaded with realedit.edit.get_scorer."""
-    from .edit import get_scorer
+    from .research import get_scorer
 
     return HEAD_YAW if spec == HEAD_YAW else get_scorer(spec, scorer_dir=scorer_dir, device=device)
 

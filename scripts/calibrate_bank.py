@@ -11,7 +11,7 @@ generator's upsampled difference through the soft face mask), and the result is 
 independent measures: the CelebA smile logit, the faceres age and P(male), head yaw in
 degrees (dlib's 68 landmarks + a 3D head, realedit.evaluate.head_yaw), mouth width and
 mouth-corner lift from the landmarks (in inter-ocular units: a smile is a shape change), and
-dlib's identity descriptor distance (< 0.45 = same person). realedit.edit.calibrate turns the
+dlib's identity descriptor distance (< 0.45 = same person). realedit.research.calibrate turns the
 table into a per-direction scale (so that +-3 reaches the target effect where identity allows)
 and a sensible range; --write stores them in the bank (vectors unchanged). A pose direction
 whose positive steps turn heads to the subject's right (negative yaw) is flipped, so that
@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fit_bank import as_photo_codes  # noqa: E402  (the same cache format)
 
 from realedit import models  # noqa: E402
-from realedit.edit import get_scorer, load_bank, save_bank  # noqa: E402
-from realedit.edit.calibrate import calibrate  # noqa: E402
-from realedit.edit.learn import _steps, edited_crops  # noqa: E402
-from realedit.edit.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, to_uint8  # noqa: E402
+from realedit.edit import load_bank, save_bank  # noqa: E402
+from realedit.research import get_scorer  # noqa: E402
+from realedit.research.calibrate import calibrate  # noqa: E402
+from realedit.research.learn import _steps, edited_crops  # noqa: E402
+from realedit.research.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, to_uint8  # noqa: E402
 
 # The effect +-3 should have, in each measure's units (the "a person sees it" bar;
 # --margin aims above it).

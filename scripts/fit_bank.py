@@ -10,7 +10,7 @@ whole bank affordable on 2 cores. The scorers are research-only files passed by 
 of them is written into the bank.
 
 With --learn (default: age), the bank also gets a W+ direction per named attribute, conditioned
-on gender, learned on real photos (realedit.edit.learn): --photos are aligned and inverted once
+on gender, learned on real photos (realedit.research.learn): --photos are aligned and inverted once
 (cached in --photo-cache), 80 % to learn on, 20 % to choose the step; the start is the
 conditional SVM direction on its searched layer window. `--attr age=+3 --keep gender` on a W+
 code then uses the learned entry; plain `--attr age=+3` still uses the SVM direction.
@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 from realedit import models
-from realedit.edit import (Direction, DirectionBank, condition, fit_boundary, format_layers,
-                           get_scorer, parse_layers, save_bank, sefa)
-from realedit.edit.layers import search_layers
-from realedit.edit.learn import PhotoCodes, learn_direction
-from realedit.edit.scorers import AgeGenderScorer
+from realedit.edit import (Direction, DirectionBank, condition, format_layers, parse_layers,
+                           save_bank)
+from realedit.research import fit_boundary, get_scorer, sefa
+from realedit.research.layers import search_layers
+from realedit.research.learn import PhotoCodes, learn_direction
+from realedit.research.scorers import AgeGenderScorer
 from realedit.errors import RealeditError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -51,7 +52,7 @@ def sample(G, n, batch=64, seed=0):
 
 def choose_layers(G, bank, args, ag):
     """Restrict age and smile to the W+ layers where, with gender kept, they most often move
-    their score while P(male) moves < 0.1 (realedit.edit.layers); the table goes in stats."""
+    their score while P(male) moves < 0.1 (realedit.research.layers); the table goes in stats."""
     gender = AgeGenderScorer(Path(args.scorer_dir) / "age_faceres.pt", "male")
     for attr in ("age", "smile"):
         if attr not in bank or "gender" not in bank:

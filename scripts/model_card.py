@@ -179,7 +179,7 @@ Cosine similarity between fitted directions:
 
 {table(("",) + tuple(names), [(n,) + tuple(f"{v:.2f}" for v in row) for n, row in zip(names, cos)])}
 
-Learned on real photos (`realedit.edit.learn`, run by `scripts/fit_bank.py --learn`): CelebA
+Learned on real photos (`realedit.research.learn`, run by `scripts/fit_bank.py --learn`): CelebA
 photos aligned at 256 px and inverted with the hybrid inverter; starting from the conditional
 SVM direction, one unit vector per W+ layer of the window is fitted by gradient descent through
 the generator and the age/gender net (and, for smile, the smile classifier) so that the photo, edited the way realedit pastes an edit,
@@ -191,7 +191,7 @@ edit of the listed size in unit normals; score moved the asked way and P(male) m
         "held-out success: start", "learned", "step kept"), learned_rows)}
 
 ### Calibrated amounts
-`--attr NAME=X` moves the code by X × scale unit normals (`realedit.edit.calibrate`, measured
+`--attr NAME=X` moves the code by X × scale unit normals (`realedit.research.calibrate`, measured
 by `scripts/calibrate_bank.py` on cached inverted CelebA photos no direction was learned on):
 the scale makes ±3 reach a change a person sees (smile logit ±2, ±8 years, 8° of head yaw from
 landmarks; aimed 20 % higher, for photos it was not measured on) unless dlib's identity distance reaches 0.45 on more than 5 % of photos first, in

@@ -8,7 +8,8 @@ import pytest
 
 from realedit.errors import EditError, UnsafePickleError
 from realedit.edit import (Direction, DirectionBank, condition, from_idinvert, load_bank,
-                           load_idinvert_file, parse_interfacegan_name, parse_layers, project_out)
+                           load_idinvert_file, parse_interfacegan_name, parse_layers, project_out,
+                           save_bank)
 
 from datapaths import SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 BOUNDARIES = SHARED / "data" / "interfacegan_boundaries"
@@ -151,7 +152,7 @@ def test_own_format_roundtrip_and_no_pickles(tmp_path):
         Direction("pose", rng.normal(size=(4, 8)), "toy", "wp", None, (), "idinvert"),
         Direction("age", rng.normal(size=8), "toy", "z", None, ("smile",), "conditional"),
     ])
-    npz, js = bank.save(tmp_path / "toy")
+    npz, js = save_bank(bank, tmp_path / "toy")
     assert npz.name == "toy.npz" and js.name == "toy.json"
     meta = json.loads(js.read_text())
     assert meta["format"] == "realedit-directions" and len(meta["directions"]) == 3
@@ -170,7 +171,7 @@ def test_own_format_roundtrip_and_no_pickles(tmp_path):
 
 def test_malformed_bank_files_are_clear_errors(tmp_path):
     bank = DirectionBank([Direction("smile", np.ones(4), "toy", "w")])
-    bank.save(tmp_path / "b")
+    save_bank(bank, tmp_path / "b")
     meta = json.loads((tmp_path / "b.json").read_text())
     # arrays and metadata out of sync
     np.savez(tmp_path / "b.npz", d0=np.arange(4.0))
@@ -277,7 +278,7 @@ def test_registered_model_gets_its_interfacegan_bank_under_its_own_name():
 
 def test_registered_model_with_a_fitted_bank(tmp_path, monkeypatch):
     fitted = DirectionBank([Direction("smile", np.ones(4), "celeba64-run3", "w", source="fit")])
-    fitted.save(tmp_path / "fitted")
+    save_bank(fitted, tmp_path / "fitted")
     reg = tmp_path / "reg.toml"
     reg.write_text('schema = 1\n[weights."toy-gen"]\nfile = "toy.pt"\nkind = "stylegan2"\n'
                    f'directions = "{tmp_path / "fitted"}"\n'

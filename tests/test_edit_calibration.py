@@ -160,7 +160,7 @@ def test_directions_list_shows_scale_range_and_effect(bank, tmp_path):
 
 # ----------------------------------------------------------------------------- calibrate()
 
-from realedit.edit.calibrate import calibrate  # noqa: E402
+from realedit.research.calibrate import calibrate  # noqa: E402
 
 STEPS = [2.0, 4.0, 8.0]
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from realedit.errors import EditError, UsageError
-from realedit.edit import (BrightnessScorer, DirectionBank, apply_edits, as_scorer, fit_boundary,
-                           fit_direction, load_bank, sample_and_score)
+from realedit.edit import DirectionBank, apply_edits, load_bank, save_bank
+from realedit.research import (BrightnessScorer, as_scorer, fit_boundary, fit_direction,
+                               sample_and_score)
 from realedit.models.stylegan2 import StyleGAN2Generator
 
 
@@ -100,7 +101,7 @@ def test_conditional_fitted_direction_leaves_kept_score_flat(linear_fit):
 
 def test_fit_stats_survive_save_and_load(linear_fit, tmp_path):
     _, bank = linear_fit
-    bank.save(tmp_path / "lin")
+    save_bank(bank, tmp_path / "lin")
     back = load_bank(tmp_path / "lin.npz").get("a")
     for key in ("val_accuracy", "all_accuracy", "offset", "samples", "scorer", "seed", "ratio"):
         assert back.stats[key] == bank.get("a").stats[key]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from realedit.edit import Direction, format_layers
-from realedit.edit.layers import layer_windows, search_layers
+from realedit.research.layers import layer_windows, search_layers
 from realedit.errors import EditError
 
 D = 8

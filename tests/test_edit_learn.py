@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from realedit.edit.learn import PhotoCodes, edited_crops, learn_direction, measure
+from realedit.research.learn import PhotoCodes, edited_crops, learn_direction, measure
 from realedit.errors import EditError
 
 D, L = 8, 3

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from realedit.errors import UsageError
-from realedit.edit import apply_edits, sefa
-from realedit.edit.sefa import sefa_matrix, stylegan2_affines
+from realedit.edit import apply_edits
+from realedit.research import sefa
+from realedit.research.sefa import sefa_matrix, stylegan2_affines
 from realedit.models.pggan import PGGANGenerator
 from realedit.models.stylegan2 import StyleGAN2Generator
 

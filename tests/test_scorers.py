@@ -12,8 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from realedit.errors import FormatError, UsageError, WeightsNotFound
-from realedit.edit import scorers as S
-from realedit.edit.attribute_nets import _same_pad
+from realedit.research import scorers as S
+from realedit.research.attribute_nets import _same_pad
 
 from datapaths import REPO as ROOT, SHARED  # noqa: E402  (honours REALEDIT_SHARED)
 ATTR = SHARED / "models" / "attributes"

@@ -70,7 +70,8 @@ def list_cmd(source, model, space):
     mean effect of --attr NAME=+1 on photos, where the bank was calibrated. Source ganspace (e4e's
     named GANSpace edits): the amount is the fraction of e4e's published edit (+1: exactly it).
     """
-    from ..edit.directions import format_layers, load_bank, space_label
+    from ..edit import format_layers, load_bank
+    from ..edit.bank import space_label
     from ..manifest import default_model_name
 
     if source is None:
@@ -102,7 +103,7 @@ def list_cmd(source, model, space):
 @_one_line_errors
 def cosine(source, names, model, space):
     """Cosine similarities between the primal directions of SOURCE (optionally only NAMES)."""
-    from ..edit.directions import load_bank
+    from ..edit import load_bank
 
     bank = load_bank(source, model=model)
     labels, m = bank.cosine(list(names) or None, model=model, space=space)
@@ -126,7 +127,8 @@ def _load_generator(model: str, device=None):
 
 def _open_output(out: str):
     """The bank at OUT (empty if absent); OutputError if OUT exists but is not a bank."""
-    from ..edit.directions import DirectionBank, _bank_paths, load_bank
+    from ..edit import DirectionBank, load_bank
+    from ..edit.files import _bank_paths
 
     npz, js = _bank_paths(out)
     if not (js.exists() or npz.exists()):
@@ -142,7 +144,7 @@ def _check_writable(out: str) -> None:
     """Fail before the work if the bank's folder cannot be created or written."""
     import os
 
-    from ..edit.directions import _bank_paths
+    from ..edit.files import _bank_paths
 
     folder = _bank_paths(out)[0].parent.absolute()
     probe = folder
@@ -160,11 +162,13 @@ def _check_free(bank, key, replace: bool, out: str) -> None:
 
 def _save_into(new_dirs, out: str, replace: bool):
     """Add the new directions to the bank at OUT (created if absent); atomic writes."""
+    from ..edit.files import save_bank
+
     bank = _open_output(out)
     for d in new_dirs:
         _check_free(bank, d.key, replace, out)
         bank.add(d)
-    return bank.save(out)
+    return save_bank(bank, out)
 
 
 @cli.command()
@@ -196,9 +200,10 @@ def _save_into(new_dirs, out: str, replace: bool):
 def fit(model, scorer, scorer_dir, samples, space, out, name, layers, ratio, val_fraction, batch,
         seed, model_id, replace, device):
     """Fit a direction the InterFaceGAN way: sample, synthesise, score, linear SVM."""
-    from ..edit.directions import DirectionBank, _bank_paths, parse_layers
-    from ..edit.fit import fit_direction
-    from ..edit.scorers import get_scorer
+    from ..edit import DirectionBank, parse_layers
+    from ..edit.files import _bank_paths
+    from ..research.fit import fit_direction
+    from ..research.scorers import get_scorer
 
     from ..device import resolve_device
 
@@ -244,8 +249,8 @@ def fit(model, scorer, scorer_dir, samples, space, out, name, layers, ratio, val
 @_one_line_errors
 def sefa(model, layers, num, out, model_id, replace):
     """SeFa: closed-form unsupervised directions, listed with their eigenvalues."""
-    from ..edit.directions import format_layers
-    from ..edit.sefa import sefa as run_sefa
+    from ..edit import format_layers
+    from ..research.sefa import sefa as run_sefa
 
     if out:
         _check_writable(out)

@@ -1,24 +1,23 @@
-"""Attribute directions and latent edits: banks, conditioning, fitting, SeFa, scorers.
+"""Attribute directions and latent edits at run time: direction banks, conditioning, apply_edits.
 
     bank = load_bank("path/to/interfacegan_boundaries", model="stylegan_ffhq")
     d = bank.direction("age", keep=["gender"], space="w")
     ws2 = apply_edits(ws, "wp", {"age": 3.0}, keep=["gender"], bank=bank, model="stylegan_ffhq")
-    d = fit_direction(G, get_scorer("male", scorer_dir=...), samples=10000, space="w")
 
+The maths is vectors.py, the bank bank.py, direction files files.py and formats.py (other
+projects'), where a model's bank comes from banks.py. Fitting, learning and judging directions
+(fit, learn, layers, SeFa, calibration, scorers) is offline work: realedit.research.
 """
+from ..args import DEFAULT_AMOUNT_RANGE, SPACES
 from .apply import MODES, amount_warnings, apply_edits, direction_spaces
-from .directions import (DEFAULT_AMOUNT_RANGE, SPACES, Direction, DirectionBank, bank_for_model, condition, cosine_matrix,
-                         format_layers, from_idinvert, load_bank, load_idinvert_file,
-                         load_interfacegan_dir, load_interfacegan_file, parse_interfacegan_name,
-                         parse_layers, project_out, save_bank)
-from .fit import fit_boundary, fit_direction, sample_and_score
-from .scorers import (AgeGenderScorer, BrightnessScorer, CelebAClassifierScorer, PoseScorer,
-                      Scorer, as_scorer, get_scorer)
-from .sefa import sefa
+from .bank import Direction, DirectionBank, condition
+from .banks import bank_for_model, load_bank
+from .files import (from_idinvert, load_idinvert_file, load_interfacegan_dir, load_interfacegan_file,
+                    parse_interfacegan_name, save_bank)
+from .vectors import cosine_matrix, format_layers, parse_layers, project_out
 
-__all__ = ["DEFAULT_AMOUNT_RANGE", "MODES", "amount_warnings", "SPACES", "AgeGenderScorer", "BrightnessScorer", "CelebAClassifierScorer",
-           "Direction", "DirectionBank", "PoseScorer", "bank_for_model", "Scorer", "apply_edits", "as_scorer",
-           "condition", "cosine_matrix", "direction_spaces", "fit_boundary", "fit_direction", "format_layers",
-           "from_idinvert", "get_scorer", "load_bank", "load_idinvert_file",
+__all__ = ["DEFAULT_AMOUNT_RANGE", "MODES", "SPACES", "Direction", "DirectionBank", "amount_warnings",
+           "apply_edits", "bank_for_model", "condition", "cosine_matrix", "direction_spaces",
+           "format_layers", "from_idinvert", "load_bank", "load_idinvert_file",
            "load_interfacegan_dir", "load_interfacegan_file", "parse_interfacegan_name",
-           "parse_layers", "project_out", "sample_and_score", "save_bank", "sefa"]
+           "parse_layers", "project_out", "save_bank"]

@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import EditArgumentError, EditError
-from .directions import Direction, DirectionBank, _dedupe, condition, format_layers, space_label
+from .bank import Direction, DirectionBank, _dedupe, condition, space_label
+from .vectors import format_layers
 from .formats import ganspace_step, is_ganspace
 
 # Acceptable direction spaces for a code of each space, in order of preference.

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EditError, UnsafePickleError
-from .directions import Direction, DirectionBank
+from .bank import Direction, DirectionBank
+from .files import load_interfacegan_file
 
 # e4e's published GANSpace edits for StyleGAN2 FFHQ (its inference notebook; values from the
 # GANSpace repository): name -> (component, first W+ layer, end layer (excluded), strength).
@@ -128,7 +129,6 @@ def ganspace_step(primal: Direction, codes: np.ndarray, amount: float) -> np.nda
 
 # Registry ``format`` -> reader of one downloaded direction file: (path, model id) -> bank.
 def _interfacegan(path, model):
-    from .directions import load_interfacegan_file
     return DirectionBank([load_interfacegan_file(path, model=model)])
 
 

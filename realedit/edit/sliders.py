@@ -3,7 +3,7 @@ is calibrated and a line saying what moving it does (serve's page, the CLI's lis
 from __future__ import annotations
 
 from .apply import direction_spaces
-from .directions import format_layers
+from .vectors import format_layers
 
 
 def direction_note(d) -> str:

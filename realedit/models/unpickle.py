@@ -216,26 +216,39 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+# What a numpy-pickled dict of arrays needs, and nothing else (idinvert's direction files).
+NUMPY_ONLY: dict[tuple[str, str], Any] = {
+    k: v for k, v in ALLOWED.items() if k[0].split(".")[0] == "numpy"
+    or k == ("collections", "OrderedDict")}
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose globals come only from :data:`ALLOWED`."""
+    """``pickle.Unpickler`` whose globals come only from an allow-list (:data:`ALLOWED`, or a
+    part of it such as :data:`NUMPY_ONLY`): realedit's one way to read a foreign pickle."""
+
+    def __init__(self, f, allowed: dict | None = None, what: str = "inert model classes"):
+        super().__init__(f)
+        self.allowed = ALLOWED if allowed is None else allowed
+        self.what = what
 
     def find_class(self, module, name):
         try:
-            return ALLOWED[(module, name)]
+            return self.allowed[(module, name)]
         except KeyError:
             raise UnsafePickleError(
-                f"pickle asks for {module}.{name}, which is not on the allow-list of inert model "
-                f"classes; refused, nothing from the file was executed") from None
+                f"pickle asks for {module}.{name}, which is not on the allow-list of {self.what}; "
+                f"refused, nothing from the file was executed") from None
 
     def persistent_load(self, pid):
         raise UnsafePickleError("pickle uses persistent ids (not a plain network pickle); refused")
 
 
-def restricted_load(f: BinaryIO):
-    """Unpickle ``f`` with :class:`RestrictedUnpickler` (raises UnsafePickleError on a refused global)."""
+def restricted_load(f: BinaryIO, allowed: dict | None = None, what: str = "inert model classes"):
+    """Unpickle ``f`` with :class:`RestrictedUnpickler` (raises UnsafePickleError on a refused
+    global); ``allowed``: the allow-list (default :data:`ALLOWED`), ``what`` names it in errors."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return RestrictedUnpickler(f).load()
+        return RestrictedUnpickler(f, allowed, what).load()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -19,8 +19,9 @@ import torch
 
 from ..errors import EditError
 from ..device import model_device
-from .apply import apply_edits
-from .directions import Direction, format_layers
+from ..edit.apply import apply_edits
+from ..edit.bank import Direction
+from ..edit.vectors import format_layers
 
 
 @dataclass

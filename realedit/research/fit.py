@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import EditError, UsageError
-from .directions import Direction, parse_layers
+from ..edit.bank import Direction
+from ..edit.vectors import parse_layers
 
 ProgressFn = Callable[[int, int], None]
 

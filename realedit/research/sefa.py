@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from .directions import Direction, DirectionBank, parse_layers
+from ..edit.bank import Direction, DirectionBank
+from ..edit.vectors import parse_layers
 from .fit import model_id_of
 
 
