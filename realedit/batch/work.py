@@ -46,6 +46,10 @@ def load_editor(spec: JobSpec):
     editor = Editor.from_pretrained(spec.model, inverter=spec.inverter, space=spec.space,
                                     steps=spec.steps, device=spec.device, threads=spec.threads)
     editor.check_edits(spec.edits, spec.keep)
+    from ..args import DEFAULT_DETAIL
+    from ..blend.transfer import strategy
+
+    strategy(spec.detail or DEFAULT_DETAIL, spec.blend or "alpha")  # a bad mode fails the job now
     return editor
 
 
