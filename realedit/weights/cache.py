@@ -99,6 +99,7 @@ def where_found(e: WeightEntry) -> str:
     return "package"
 
 
+# Pins: size + sha256 recorded for files whose authors publish no checksum.
 def _read_pins() -> dict:
     p = pins_path()
     if not p.is_file():
