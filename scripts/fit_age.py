@@ -30,7 +30,7 @@ encoded CelebA photos judged in the photo view (the real crop plus the upsampled
 makes, over the whole crop, so hair counts) and the generator's own samples. Signed latent
 steps of ``--tmin``..``--tmax`` unit normals, half older, half younger, ask for
 - the age net (faceres, on a jittered face box) to move ``--k-age`` years per unit step,
-- the hair to grey (realedit.edit.appearance hair_grey, lighter and less coloured) or, younger,
+- the hair to grey (realedit.research.appearance hair_grey, lighter and less coloured) or, younger,
   to regain colour, ``--k-hair`` per unit,
 while hinge penalties hold P(male) (|change| < 0.05 free), the face descriptor of the net
 (cosine change < ``--id-free``, an identity proxy; dlib judges identity afterwards), the
@@ -54,9 +54,10 @@ import torch
 from torch.nn import functional as F
 
 from realedit import models
-from realedit.edit import Direction, DirectionBank, appearance, load_bank, save_bank
-from realedit.edit.directions import format_layers, parse_layers
-from realedit.edit.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, faceres_input
+from realedit.edit import Direction, DirectionBank, load_bank, save_bank
+from realedit.edit import format_layers, parse_layers
+from realedit.research import appearance
+from realedit.research.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, faceres_input
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CROP = 128          # photo-view resolution (the net's 224 px input of a 0.6-wide face box)
@@ -226,10 +227,10 @@ def score(rec) -> float:
 
 def write_calibration(args) -> None:
     """Calibrate the learned age entries from a calibrate_photos.py report (photos edited through
-    Editor.apply, the product's own transfer; see realedit.edit.calibrate for the rule)."""
+    Editor.apply, the product's own transfer; see realedit.research.calibrate for the rule)."""
     from dataclasses import replace
 
-    from realedit.edit.calibrate import calibrate
+    from realedit.research.calibrate import calibrate
 
     rep = json.loads(Path(args.calibrate).read_text())["age|gender"]
     full = {float(k): v for k, v in rep["table"].items()}
@@ -376,7 +377,7 @@ def main(argv=None):
     full = np.array(v0, dtype=np.float64)
     full[layers] = vec
     stats = {"signals": "learned through G: age net (faceres, jittered box) + hair greyness "
-                        "(realedit.edit.appearance) asked for; P(male), the net's face descriptor, "
+                        "(realedit.research.appearance) asked for; P(male), the net's face descriptor, "
                         "D's realism, skin colour and tone (cast), skin colour noise and background "
                         "held; judged held out also by the net on grey-scale input",
              "photos": f"{len(tr)} encoded CelebA photos (held-out identities: {len(va)})",

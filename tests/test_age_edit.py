@@ -12,7 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from realedit import models
-from realedit.edit import appearance, apply_edits, bank_for_model
+from realedit.edit import apply_edits, bank_for_model
+from realedit.research import appearance
 
 from datapaths import SHARED  # noqa: E402
 AGE_NET = SHARED / "models" / "attributes" / "age_faceres.pt"
@@ -72,7 +73,7 @@ def test_amount_zero_is_the_identity_and_other_layers_stay(bank, codes):
 @pytest.mark.slow
 @needs_age_net
 def test_older_and_younger_read_as_such_by_several_signals(G, bank, codes):
-    from realedit.edit.scorers import AgeGenderScorer
+    from realedit.research.scorers import AgeGenderScorer
 
     net = AgeGenderScorer(AGE_NET)
     with torch.no_grad():
@@ -107,7 +108,7 @@ def test_older_and_younger_read_as_such_by_several_signals(G, bank, codes):
 def test_the_edited_face_keeps_its_descriptor(G, bank, codes):
     """The age net's face descriptor (an identity proxy; dlib judges photos in realedit eval)
     stays much closer to the face's own than another sample's is."""
-    from realedit.edit.scorers import AgeGenderScorer, faceres_input
+    from realedit.research.scorers import AgeGenderScorer, faceres_input
 
     net = AgeGenderScorer(AGE_NET)
 

@@ -1,4 +1,4 @@
-"""Model-free appearance measures (realedit.edit.appearance): each moves the way its name says
+"""Model-free appearance measures (realedit.research.appearance): each moves the way its name says
 on images built to differ in exactly that, and not on the others."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from realedit.edit import appearance as A
+from realedit.research import appearance as A
 
 
 def lab_image(size=64, hair=(30.0, 20.0, 25.0), skin=(65.0, 15.0, 18.0), bg=(85.0, 0.0, 0.0)):

@@ -1,6 +1,7 @@
 """Offline work on directions: fitting them on generated samples (fit), learning them on real
 photos (learn), choosing their W+ layers (layers), SeFa's unsupervised ones (sefa), calibrating
-amounts (calibrate), and the judges all of it uses (scorers, attribute_nets). Nothing at run time
+amounts (calibrate), and the judges all of it uses (scorers, attribute_nets, and appearance:
+model-free measures of hair greyness, skin detail and shading). Nothing at run time
 imports this room; `realedit directions fit|sefa`, `realedit eval` and scripts/ do.
 
     d = fit_direction(G, get_scorer("male", scorer_dir=...), samples=10000, space="w")
