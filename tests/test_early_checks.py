@@ -113,7 +113,9 @@ def test_folder_run_reports_each_photos_share_of_the_batch(tmp_path, model):
     assert res.exit_code == 0, res.output
     times = [float(t) for t in re.findall(r"edited in ([0-9.]+) s", res.output)]
     assert len(times) == 4 and min(times) > 0, res.output
-    assert max(times) < 3 * min(times) + 0.05, times
+    # The bug charged one photo ~99 % of the total. Equal shares are 25 %; a loaded machine can
+    # stretch one photo's own paste (a 3x-of-the-fastest rule failed at load 11-13).
+    assert max(times) < 0.6 * sum(times), times
     assert "its share of" in res.output and "4 faces inverted together" in res.output
 
 
