@@ -49,17 +49,23 @@ def _torch_load(path: Path, mmap: bool = False):
             raise FormatError(f"{path}: truncated or corrupt torch file ({_first_line(exc)})") from None
 
 
-def read_torch_object(path, what: str = "model") -> object:
-    """The object in a torch file (weights-only unpickler; a zip file is memory-mapped).
-    FormatError for anything that is not a readable torch file."""
-    path = Path(path)
+def read_head(path: Path, size: int = 16) -> bytes:
+    """The first ``size`` bytes of a weights file, which tell its format apart.
+    WeightsNotFound if it is missing, WeightsError if it cannot be read."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            return f.read(size)
     except FileNotFoundError:
         raise WeightsNotFound(f"{path}: no such file") from None
     except OSError as exc:
         raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_torch_object(path, what: str = "model") -> object:
+    """The object in a torch file (weights-only unpickler; a zip file is memory-mapped).
+    FormatError for anything that is not a readable torch file."""
+    path = Path(path)
+    head = read_head(path)
     if not (head.startswith(ZIP_MAGIC) or head.startswith(LEGACY_TORCH_MAGIC)):
         raise FormatError(f"{path}: not a readable {what} file (not a torch file)")
     return _torch_load(path, mmap=head.startswith(ZIP_MAGIC))

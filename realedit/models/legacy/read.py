@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Callable
 
 
-from ...errors import FormatError, WeightsError, WeightsNotFound
+from ...errors import FormatError
 from ..checkpoint import Checkpoint, _float_dict
 from ..own_format import OWN_FORMAT, _from_own
 from ..unpickle import PersistentStub, TFNetworkStub
 from . import psp
 from .ada import from_ada
-from .files import LEGACY_TORCH_MAGIC, ZIP_MAGIC, _is_tensor_dict, _pickle_load, _torch_load
+from .files import (LEGACY_TORCH_MAGIC, ZIP_MAGIC, _is_tensor_dict, _pickle_load, _torch_load,
+                    read_head)
 from .genforce import from_genforce_pggan, from_genforce_stylegan
 from .layouts import stylegan2_config_from_state
 from .nvidia_tf import from_tf
@@ -27,13 +28,7 @@ def read_checkpoint(path, kind: str | None = None) -> Checkpoint:
     (a global outside the allow-list), WeightsError (missing or misshapen tensors).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except FileNotFoundError:
-        raise WeightsNotFound(f"{path}: no such file") from None
-    except OSError as exc:
-        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    head = read_head(path)
     if not head:
         raise FormatError(f"{path}: empty file, not a model")
     if head.startswith(ZIP_MAGIC) or head.startswith(LEGACY_TORCH_MAGIC):
