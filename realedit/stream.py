@@ -1,7 +1,8 @@
 """The engine for many photos: worker threads read, detect and align photos (the prepare
 stage) while the network inverts the faces of several photos in one batch. `realedit PHOTOS...`
 (through Editor.invert_many) and `realedit batch`'s local engine (realedit.batch.engines) both
-run their CPU stage here.
+run on `invert_stream`; they differ only in what they do with each inverted photo (the CLI's
+output names and messages; the batch job's ledger).
 
 Threads, not processes: reading (PIL), detection (dlib) and alignment (OpenCV) release the GIL
 while they work, and a thread needs no new interpreter. Worker processes started with spawn or

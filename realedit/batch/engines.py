@@ -1,18 +1,19 @@
-"""Two ways to run the same job: in this process ("local": the CPU stage in threads, as
-realedit.stream runs it for `realedit PHOTOS...`), or on a Ray cluster ("ray"). The driver
-loop is shared; an engine only knows how to start the two stages and wait for them.
+"""Two ways to run the same job: in this process ("local": realedit.stream, the engine
+`realedit PHOTOS...` runs on), or on a Ray cluster ("ray"). An engine turns tasks into Records
+(`records`); `drive` keeps the ledger: it records each photo as it comes, writes progress, and
+stops the job when the output folder refuses a write.
 
-Stages: ``prepare`` (decode, detect, align; CPU) runs as many small tasks; ``process``
-(batched inversion + edit + write) runs on workers that each hold one loaded model. The driver
+Ray's stages: ``prepare`` (decode, detect, align; CPU) runs as many small tasks; ``process``
+(batched inversion + edit + write) runs on actors that each hold one loaded model. Its loop
 keeps a bounded window of photos in flight, so memory stays flat on a 200 000-photo job, and
-hands prepared photos to the network workers in batches as soon as a batch is full (or the
-CPU stage has nothing more to give).
+hands prepared photos to the actors in batches as soon as a batch is full (or the CPU stage
+has nothing more to give).
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
 import os
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import OutputError, RealeditError, UsageError
 from . import work
@@ -20,38 +21,31 @@ from .job import JobSpec, Ledger, Record, Task
 
 
 class LocalEngine:
-    """Prepare in ``cpu_workers`` threads (realedit.stream: each with its own detector; no
-    process is started, so a plain script needs no ``if __name__ == "__main__"`` guard), process
-    in one thread of this process holding the model (torch releases the GIL while it computes)."""
+    """realedit.stream in this process: ``cpu_workers`` threads (at least one) read, detect
+    and align photos, each with its own detector, while this thread inverts their faces
+    ``batch`` at a time, then edits and writes each photo. No process is started, so a plain
+    script needs no ``if __name__ == "__main__"`` guard."""
 
     name = "local"
 
     def __init__(self, spec: JobSpec, cpu_workers: int = 1):
         self.spec = spec
-        self.slots = 1
-        self._cpu = cf.ThreadPoolExecutor(max(int(cpu_workers), 1),
-                                          thread_name_prefix="realedit-prepare")
-        self._net = cf.ThreadPoolExecutor(1, thread_name_prefix="realedit-network")
+        self.workers = max(int(cpu_workers), 1)
         # load the model now: a bad --model fails before any photo is touched
-        self._opts = work.prepare_options(work.load_editor(spec), spec)
+        self.editor = work.load_editor(spec)
 
-    def submit_prepare(self, task: Task):
-        return self._cpu.submit(work.prepare, self._opts, task)
+    def records(self, tasks: Sequence[Task], *, batch: int) -> Iterator[list[Record]]:
+        """[Record] per task, in order."""
+        from ..stream import invert_stream
 
-    def submit_process(self, tasks, prepared_handles):
-        prepared = [h.result() for h in prepared_handles]
-        return self._net.submit(work.process, self.spec, tasks, prepared)
-
-    def wait(self, handles, timeout):
-        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        return list(done)
-
-    def result(self, handle):
-        return handle.result()
+        stream = invert_stream(self.editor, [t.src for t in tasks], self.spec.faces, batch=batch,
+                               workers=self.workers)
+        with contextlib.closing(stream):  # stopped early: the prepare threads are let go
+            for task, (_, inverted) in zip(tasks, stream):
+                yield [work.finish(self.editor, self.spec, task, inverted)]
 
     def shutdown(self):
-        self._cpu.shutdown(wait=True, cancel_futures=True)
-        self._net.shutdown(wait=True, cancel_futures=True)
+        pass
 
 
 class RayEngine:
@@ -111,10 +105,47 @@ class RayEngine:
                 raise cause from None
             raise
 
-    def submit_prepare(self, task: Task):
+    def records(self, tasks: Sequence[Task], *, batch: int,
+                window: int | None = None) -> Iterator[list[Record] | None]:
+        """Each batch's Records as it finishes (in the order batches finish), and None about
+        once a second while nothing finishes. window: photos in flight at most (prepared or
+        being prepared, and being processed)."""
+        batch = max(int(batch), 1)
+        window = window or max(4 * batch * self.slots, 16)
+        todo = list(tasks)[::-1]            # pop() from the end keeps the input order
+        preparing: dict = {}                # handle -> task
+        ready: list = []                    # (task, handle) prepared, waiting for an actor
+        processing: dict = {}               # handle -> tasks
+        in_flight = 0
+        while todo or preparing or ready or processing:
+            while todo and in_flight < window:
+                t = todo.pop()
+                preparing[self._submit_prepare(t)] = t
+                in_flight += 1
+            # hand full batches (or the tail, once nothing is being prepared) to free actors
+            while ready and len(processing) < self.slots and (len(ready) >= batch or not preparing):
+                chunk, ready = ready[:batch], ready[batch:]
+                h = self._submit_process([t for t, _ in chunk], [p for _, p in chunk])
+                processing[h] = [t for t, _ in chunk]
+            handles = list(preparing) + list(processing)
+            if not handles:
+                continue
+            done = self._wait(handles, timeout=1.0)
+            if not done:
+                yield None
+            for h in done:
+                if h in preparing:
+                    ready.append((preparing.pop(h), h))
+                else:
+                    processing.pop(h)
+                    recs = self._result(h)
+                    in_flight -= len(recs)
+                    yield recs
+
+    def _submit_prepare(self, task: Task):
         return self._prepare.remote(self._opts, task)
 
-    def submit_process(self, tasks, prepared_handles):
+    def _submit_process(self, tasks, prepared_handles):
         idle = [a for a in self._actors if a not in self._busy.values()]
         actor = idle[0]
         # the prepared photos travel worker-to-worker through the object store, not via here
@@ -122,11 +153,11 @@ class RayEngine:
         self._busy[ref] = actor
         return ref
 
-    def wait(self, handles, timeout):
+    def _wait(self, handles, timeout):
         done, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
         return done
 
-    def result(self, handle):
+    def _result(self, handle):
         self._busy.pop(handle, None)
         return self.ray.get(handle)
 
@@ -173,64 +204,37 @@ class _EditActor:
         return work.process(self.spec, tasks, prepared)
 
 
-def drive(engine, tasks: Sequence[Task], ledger: Ledger, *, batch: int = 8, window: int | None = None,
+def drive(engine, tasks: Sequence[Task], ledger: Ledger, *, batch: int = 8,
           on_record: Callable[[Record], None] | None = None,
           on_progress: Callable[[dict], None] | None = None, progress_every: float = 5.0) -> None:
-    """Run ``tasks`` on ``engine``, recording each finished photo in ``ledger`` as it comes.
-
-    window: photos in flight at most (prepared or being prepared, and being processed)."""
+    """Run ``tasks`` on ``engine``, recording each finished photo in ``ledger`` as it comes."""
     import time
 
-    batch = max(int(batch), 1)
-    window = window or max(4 * batch * engine.slots, 16)
-    todo = list(tasks)[::-1]            # pop() from the end keeps the input order
-    preparing: dict = {}                # handle -> task
-    ready: list = []                    # (task, handle) prepared, waiting for a network slot
-    processing: dict = {}               # handle -> tasks
-    in_flight = 0
     last_progress = time.monotonic()
-    remaining = len(todo)
-
-    while todo or preparing or ready or processing:
-        while todo and in_flight < window:
-            t = todo.pop()
-            preparing[engine.submit_prepare(t)] = t
-            in_flight += 1
-        # hand full batches (or the tail, once nothing is being prepared) to free workers
-        while ready and len(processing) < engine.slots and (len(ready) >= batch or not preparing):
-            chunk, ready = ready[:batch], ready[batch:]
-            h = engine.submit_process([t for t, _ in chunk], [p for _, p in chunk])
-            processing[h] = [t for t, _ in chunk]
-        handles = list(preparing) + list(processing)
-        if not handles:
-            continue
-        for h in engine.wait(handles, timeout=1.0):
-            if h in preparing:
-                ready.append((preparing.pop(h), h))
-            else:
-                processing.pop(h)
-                stop = None
-                for rec in engine.result(h):
-                    ledger.record(rec)
-                    in_flight -= 1
-                    remaining -= 1
-                    if on_record:
-                        on_record(rec)
-                    if rec.cause == "output" and stop is None:
-                        stop = rec
-                if stop is not None:
-                    # the output folder refused a write: every further photo would be inverted
-                    # for nothing and fail the same way
-                    ledger.write_progress(remaining)
-                    raise OutputError(f"{stop.error}; the job stopped there (every photo would "
-                                      "fail the same way): fix the output folder and rerun the "
-                                      "same command, which redoes the photos that failed so")
-        now = time.monotonic()
-        if now - last_progress >= progress_every:
-            last_progress = now
-            p = ledger.write_progress(remaining)
-            if on_progress:
-                on_progress(p)
+    remaining = len(tasks)
+    with contextlib.closing(engine.records(tasks, batch=max(int(batch), 1))) as finished:
+        for records in finished:  # None: nothing finished for a while
+            stop = None
+            for rec in records or ():
+                ledger.record(rec)
+                remaining -= 1
+                if on_record:
+                    on_record(rec)
+                if rec.cause == "output" and stop is None:
+                    stop = rec
+            if stop is not None:
+                # the output folder refused a write: every further photo would be inverted for
+                # nothing and fail the same way
+                ledger.write_progress(remaining)
+                raise OutputError(f"{stop.error}; the job stopped there (every photo would fail "
+                                  "the same way): fix the output folder and rerun the same "
+                                  "command, which redoes the photos that failed so")
+            now = time.monotonic()
+            if now - last_progress >= progress_every:
+                last_progress = now
+                p = ledger.write_progress(remaining)
+                if on_progress:
+                    on_progress(p)
     p = ledger.write_progress(0)
     if on_progress:
         on_progress(p)

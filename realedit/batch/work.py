@@ -1,6 +1,8 @@
-"""What a worker does: the CPU stage (read, detect, align) and the network stage (invert a
-batch of faces from many photos, edit, paste, write). Both engines call these functions, so
-local and Ray jobs make the same files.
+"""What a job does to each photo. The local engine streams photos through realedit.stream (the
+engine `realedit PHOTOS...` runs on); Ray runs the same two stages as its own tasks: `prepare`
+(read, detect, align) and `process` (invert a batch of faces from many photos). Either way each
+photo ends in `finish` (edit, paste, write, its Record), so local and Ray jobs make the same
+files.
 
 A failure of one photo becomes a failed Record for that photo alone; nothing it started
 writing is left behind (outputs go to a temporary name first, see realedit.io.write_image).
@@ -43,8 +45,14 @@ def load_editor(spec: JobSpec):
     (realedit.threads)."""
     from ..pipeline import Editor
 
+    detector = None  # the process-wide default, as `realedit PHOTOS...` has it
+    if spec.detector != "hog" or spec.min_face is not None:
+        from ..align import Detector
+
+        detector = Detector(spec.detector, min_face=spec.min_face)
     editor = Editor.from_pretrained(spec.model, inverter=spec.inverter, space=spec.space,
-                                    steps=spec.steps, device=spec.device, threads=spec.threads)
+                                    steps=spec.steps, device=spec.device, threads=spec.threads,
+                                    detector=detector)
     editor.check_edits(spec.edits, spec.keep)
     from ..args import DEFAULT_DETAIL
     from ..blend.transfer import strategy
@@ -54,7 +62,7 @@ def load_editor(spec: JobSpec):
 
 
 def prepare_options(editor, spec: JobSpec) -> dict:
-    """What the CPU stage needs from the model (its input size, the smallest face it takes),
+    """What Ray's CPU stage needs from the model (its input size, the smallest face it takes),
     so CPU workers never load the network."""
     return {"faces": spec.faces, "resolution": int(editor.G.resolution),
             "min_face": float(editor.min_face), "detect_min_face": spec.min_face,
@@ -62,7 +70,7 @@ def prepare_options(editor, spec: JobSpec) -> dict:
 
 
 def prepare(opts: dict, task: Task):
-    """CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
+    """Ray's CPU stage: the photo read, its faces found and aligned (a PreparedPhoto), or the
     failed Record that ends this photo."""
     from ..prepare import prepare_photo
     from ..stream import local_detector
@@ -78,8 +86,8 @@ def prepare(opts: dict, task: Task):
 
 
 def process(spec: JobSpec, tasks: Sequence[Task], prepared: Sequence) -> list[Record]:
-    """Network stage for a batch: one inversion over all faces of the prepared photos, then
-    each photo edited and written. Returns one Record per task, in order."""
+    """Ray's network stage for a batch: one inversion over all faces of the prepared photos,
+    then each photo edited and written (`finish`). Returns one Record per task, in order."""
     editor = load_editor(spec)
     records: list[Record | None] = [None] * len(tasks)
     todo = []
@@ -89,16 +97,22 @@ def process(spec: JobSpec, tasks: Sequence[Task], prepared: Sequence) -> list[Re
         else:
             todo.append(i)
     if todo:
-        t0 = time.perf_counter()
         inverted = editor.invert_each([prepared[i] for i in todo], batch=len(todo))
-        per = (time.perf_counter() - t0) / len(todo)
         for i, inv in zip(todo, inverted):
-            t = tasks[i]
-            if isinstance(inv, BaseException):
-                records[i] = _failure(t, inv, "invert", {"invert": per})
-                continue
-            records[i] = _edit_and_write(editor, spec, t, inv, per)
+            records[i] = finish(editor, spec, tasks[i], inv)
     return records  # type: ignore[return-value]
+
+
+def finish(editor, spec: JobSpec, task: Task, inverted) -> Record:
+    """The Record of one photo out of the inversion (an InvertedPhoto, or the exception that
+    ended it while it was read, detected, aligned or inverted): edited and written, or failed.
+    Both engines end every photo here."""
+    if isinstance(inverted, BaseException):
+        return _failure(task, inverted, "prepare or invert")
+    t = inverted.timings
+    timings = {"prepare": round(sum(float(t.get(k, 0.0)) for k in ("read", "detect", "align")), 4),
+               "invert": round(float(t.get("invert", 0.0)), 4)}
+    return _edit_and_write(editor, spec, task, inverted, timings)
 
 
 def _folder_error(exc: BaseException) -> OSError | None:
@@ -109,12 +123,11 @@ def _folder_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, invert_s: float) -> Record:
+def _edit_and_write(editor, spec: JobSpec, task: Task, inverted, timings: dict) -> Record:
     from pathlib import Path
 
     from ..io import write_image
 
-    timings = {"invert": round(invert_s, 4)}
     try:
         t0 = time.perf_counter()
         how = {k: v for k, v in (("blend", spec.blend), ("detail", spec.detail)) if v is not None}
