@@ -7,7 +7,7 @@ import ipaddress
 from fastapi.responses import JSONResponse
 
 from ..errors import EditError, ImageError, NoFaceError, RealeditError, UsageError
-from .jobs import Busy, Conflict, TooManyPolls
+from .jobs import Busy, Conflict, TooLarge, TooManyPolls
 
 
 def status_for(exc: RealeditError) -> int:
@@ -18,6 +18,8 @@ def status_for(exc: RealeditError) -> int:
         return 503
     if isinstance(exc, Conflict):
         return 409
+    if isinstance(exc, TooLarge):
+        return 413
     if isinstance(exc, (NoFaceError, EditError)):
         return 422
     if isinstance(exc, (ImageError, UsageError)):

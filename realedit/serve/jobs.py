@@ -45,6 +45,14 @@ class TooManyPolls(Busy):
     """As many clients wait on the server (long polls) as it lets wait at once."""
 
 
+class TooLarge(RealeditError):
+    """An upload over the server's limit (realedit.serve.guards.BodyLimit refuses most before
+    they reach a route)."""
+
+    exit_code = 1
+    kind = "too_large"  # the error body's kind, as BodyLimit's
+
+
 class Conflict(RealeditError):
     """The session is not in a state that allows the request (e.g. edit before inversion)."""
 
