@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import FormatError, OutputError
-from ..fsutil import atomic_write
+from ..errors import FormatError
+from ..models.checkpoint import save_torch
 from .encoder_net import Encoder, EncoderConfig
 
 FORMAT = "realedit-encoder"
@@ -29,13 +29,7 @@ def save_encoder(E: Encoder, path, *, step: int = 0, optimizer: dict | None = No
            "state_dict": {k: v.detach().cpu() for k, v in E.state_dict().items()},
            "step": int(step), "optimizer": optimizer, "train": dict(train or {}),
            "meta": dict(meta or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_write(path) as f:
-            torch.save(obj, f)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return save_torch(obj, path)
 
 
 def read_encoder_file(path_or_name, obj=None) -> dict:

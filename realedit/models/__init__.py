@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 
 from ..errors import FormatError, OutputError, UsageError, WeightsError
-from ..fsutil import atomic_write
 from .base import estimate_w_avg
-from .checkpoint import KINDS, Checkpoint
+from .checkpoint import KINDS, Checkpoint, save_torch
 from .legacy import read_checkpoint
 from .own_format import to_own
 
@@ -210,10 +209,4 @@ def save(generator, path, discriminator=None, meta=None) -> Path:
     m.pop("w_avg", None)  # w_avg is now stored in the state dict itself
     _check_plain(m)
     obj = to_own(kind, config, generator.state_dict(), D_state, D_config, m)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_write(path) as f:
-            torch.save(obj, f)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return save_torch(obj, path)

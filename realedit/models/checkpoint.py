@@ -8,7 +8,8 @@ from typing import Callable
 
 import torch
 
-from ..errors import FormatError
+from ..errors import FormatError, OutputError
+from ..fsutil import atomic_write
 
 
 KINDS = ("pggan", "stylegan", "stylegan2")
@@ -43,3 +44,16 @@ def _float_dict(sd: dict, path: Path) -> dict[str, torch.Tensor]:
             raise FormatError(f"{path}: entry {k!r} is not a tensor")
         out[k] = v.detach().to(torch.float32).contiguous()
     return out
+
+
+def save_torch(obj, path) -> Path:
+    """torch.save ``obj`` to ``path`` (its folder made) atomically: a model or encoder file is
+    never half-written. OutputError when the file system refuses."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            torch.save(obj, f)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
