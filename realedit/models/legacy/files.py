@@ -96,10 +96,12 @@ def _tensor(x, name: str, path: Path) -> torch.Tensor:
 
 
 class _Source:
-    """Named foreign tensors; a missing name becomes one clear WeightsError."""
+    """Named foreign tensors; a missing name becomes one clear WeightsError. Remembers the
+    names taken, so a converter can refuse a file with tensors it did not expect."""
 
     def __init__(self, tensors: dict, path: Path, what: str):
         self.t, self.path, self.what = tensors, path, what
+        self.used: set[str] = set()
 
     def __contains__(self, name):
         return name in self.t
@@ -109,7 +111,59 @@ class _Source:
             value = self.t[name]
         except KeyError:
             raise WeightsError(f"{self.path}: {self.what} lacks the variable {name!r}") from None
+        self.used.add(name)
         return _tensor(value, name, self.path)
+
+    def check_all_used(self, ignore: re.Pattern, hint: str = "") -> None:
+        """FormatError naming the first tensor neither taken nor matched by ``ignore``."""
+        extra = [k for k in self.t if k not in self.used and not ignore.match(k)]
+        if extra:
+            raise FormatError(f"{self.path}: {self.what} has unexpected tensor {extra[0]!r}"
+                              + (f" ({hint})" if hint else ""))
+
+
+# How a foreign tensor becomes ours, named for the tables of the converters (None: as stored).
+def tf_conv(w):  # TF's [kh, kw, in, out] -> torch's [out, in, kh, kw]
+    return w.permute(3, 2, 0, 1)
+
+
+def tf_up_conv(w):  # TF's up-sampling conv is a transposed conv: its kernel flipped
+    return w.flip(0, 1).permute(3, 2, 0, 1)
+
+
+def transposed(w):  # TF's dense [in, out] -> torch's [out, in]
+    return w.t()
+
+
+def first(w):  # a leading axis of one (a batch of one, a conv of one sample)
+    return w[0]
+
+
+def plane(w):  # a [1, 1, H, W] noise image -> [H, W]
+    return w[0, 0]
+
+
+def scalar(w):
+    return w.reshape([])
+
+
+def flat(w):
+    return w.reshape(-1)
+
+
+def plus_one(b):  # a bias TF adds 1 to at run time
+    return b + 1
+
+
+def take(src: "_Source", rows, **names) -> dict:
+    """Our tensors from a foreign file by a table: each row ``(ours, theirs, how)`` names a
+    tensor of realedit's layout and the foreign one it comes from, both with ``{placeholders}``
+    filled from ``names``; ``how`` re-lays it out (None: as stored)."""
+    out = {}
+    for ours, theirs, how in rows:
+        t = src(theirs.format(**names))
+        out[ours.format(**names)] = how(t) if how is not None else t
+    return out
 
 
 def _plain_kwargs(kw: dict) -> dict:

@@ -133,12 +133,6 @@ def _fused_setting(fused_res: set, up_res: list, path: Path):
     raise FormatError(f"{path}: fused up-convolutions at {sorted(fused_res)} follow no known fused_scale setting")
 
 
-def _drop_known(sd: dict, used: set, ignore: re.Pattern, path: Path, what: str):
-    extra = [k for k in sd if k not in used and not ignore.match(k)]
-    if extra:
-        raise FormatError(f"{path}: {what} has unexpected tensor {extra[0]!r}")
-
-
 _PGGAN_FIXED_KWARGS = {"use_wscale": True, "use_leakyrelu": True, "fmap_decay": 1.0}
 
 

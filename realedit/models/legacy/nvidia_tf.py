@@ -10,10 +10,64 @@ from pathlib import Path
 from ...errors import FormatError, WeightsError
 from ..unpickle import TFNetworkStub
 from ..checkpoint import Checkpoint
-from .files import _Source, _plain_kwargs
+from .files import (_plain_kwargs, _Source, plane, plus_one, scalar, take, tf_conv, tf_up_conv,
+                    transposed)
 from .layouts import (_PGGAN_FIXED_KWARGS, _SG1_FIXED_KWARGS, _check_fixed, _lod_zero, _resolutions,
                       _sg1_layer_scope, pggan_config_from_state, stylegan2_config_from_state,
                       stylegan2_d_config_from_state, stylegan_config_from_state)
+
+
+def _paper_up_conv(w):  # G_paper's fused Conv0_up stores [kh, kw, out, in]
+    return w.permute(2, 3, 0, 1)
+
+
+# realedit's name <- the TF variable's, and how. {o}: our layer, {t}: the TF scope, {n}: its
+# noise input; TF keeps convs as [kh, kw, in, out] and denses as [in, out].
+SG2_MAPPING = (("mapping.fc{i}.weight", "mapping/Dense{i}/weight", transposed),
+               ("mapping.fc{i}.bias", "mapping/Dense{i}/bias", None))
+_SG2_STYLE = (("{o}.bias", "{t}/bias", None),
+              ("{o}.affine.weight", "{t}/mod_weight", transposed),
+              ("{o}.affine.bias", "{t}/mod_bias", plus_one))      # TF adds the 1 at run time
+_SG2_NOISE = (("{o}.noise_strength", "{t}/noise_strength", scalar),
+              ("{o}.noise_const", "synthesis/noise{n}", plane))
+SG2_CONV = (("{o}.weight", "{t}/weight", tf_conv),) + _SG2_STYLE + _SG2_NOISE
+SG2_UP_CONV = (("{o}.weight", "{t}/weight", tf_up_conv),) + _SG2_STYLE + _SG2_NOISE
+SG2_TO_RGB = (("{o}.weight", "{t}/weight", tf_conv),) + _SG2_STYLE
+SG2_D_FROM_RGB = (("b{r}.fromrgb.weight", "{r}x{r}/FromRGB/weight", tf_conv),
+                  ("b{r}.fromrgb.bias", "{r}x{r}/FromRGB/bias", None))
+SG2_D_BLOCK = (("b{r}.conv0.weight", "{r}x{r}/Conv0/weight", tf_conv),
+               ("b{r}.conv0.bias", "{r}x{r}/Conv0/bias", None),
+               ("b{r}.conv1.weight", "{r}x{r}/Conv1_down/weight", tf_conv),
+               ("b{r}.conv1.bias", "{r}x{r}/Conv1_down/bias", None),
+               ("b{r}.skip.weight", "{r}x{r}/Skip/weight", tf_conv))
+SG2_D_EPILOGUE = (("b4.conv.weight", "4x4/Conv/weight", tf_conv),
+                  ("b4.conv.bias", "4x4/Conv/bias", None),
+                  ("b4.fc.weight", "4x4/Dense0/weight", transposed),
+                  ("b4.fc.bias", "4x4/Dense0/bias", None),
+                  ("b4.out.weight", "Output/weight", transposed),
+                  ("b4.out.bias", "Output/bias", None))
+SG1_MAPPING = (("mapping.dense{j}.weight", "mapping/Dense{j}/weight", transposed),
+               ("mapping.dense{j}.bias", "mapping/Dense{j}/bias", None))
+SG1_WEIGHT = (("{o}.weight", "{t}/weight", tf_conv),)  # the fused Conv0_up too (TF transposes it at run time)
+SG1_LAYER = (("{o}.bias", "{t}/bias", None),
+             ("{o}.noise_strength", "{t}/Noise/weight", None),
+             ("{o}.noise_const", "synthesis/noise{n}", plane),
+             ("{o}.style.weight", "{t}/StyleMod/weight", transposed),
+             ("{o}.style.bias", "{t}/StyleMod/bias", None))
+SG1_TO_RGB = (("synthesis.torgb.weight", "synthesis/ToRGB_lod0/weight", tf_conv),
+              ("synthesis.torgb.bias", "synthesis/ToRGB_lod0/bias", None))
+PGGAN_HEAD = (("layer0.weight", "4x4/Dense/weight", transposed),  # TF [z, 16*C], row c*16 + h*4 + w
+              ("layer0.bias", "4x4/Dense/bias", None),
+              ("layer1.weight", "4x4/Conv/weight", tf_conv),
+              ("layer1.bias", "4x4/Conv/bias", None))
+_PGGAN_CONV1 = (("layer{j}.weight", "{r}x{r}/Conv1/weight", tf_conv),
+                ("layer{j}.bias", "{r}x{r}/Conv1/bias", None))
+PGGAN_BLOCK = (("layer{i}.weight", "{r}x{r}/Conv0/weight", tf_conv),
+               ("layer{i}.bias", "{r}x{r}/Conv0/bias", None)) + _PGGAN_CONV1
+PGGAN_FUSED_BLOCK = (("layer{i}.weight", "{r}x{r}/Conv0_up/weight", _paper_up_conv),
+                     ("layer{i}.bias", "{r}x{r}/Conv0_up/bias", None)) + _PGGAN_CONV1
+PGGAN_TO_RGB = (("torgb.weight", "ToRGB_lod0/weight", tf_conv),
+                ("torgb.bias", "ToRGB_lod0/bias", None))
 
 
 def from_tf(Gs: TFNetworkStub, path: Path, tf_D: TFNetworkStub | None = None) -> Checkpoint:
@@ -58,29 +112,17 @@ def _from_tf_stylegan2(Gs: TFNetworkStub, path: Path, tf_D) -> Checkpoint:
     n_map = len(_resolutions(v.t, r"mapping/Dense(\d+)/weight"))
     sd = {"mapping.w_avg": v("dlatent_avg")}
     for i in range(n_map):
-        sd[f"mapping.fc{i}.weight"] = v(f"mapping/Dense{i}/weight").t()
-        sd[f"mapping.fc{i}.bias"] = v(f"mapping/Dense{i}/bias")
+        sd.update(take(v, SG2_MAPPING, i=i))
     sd["synthesis.b4.const"] = v("synthesis/4x4/Const/const")[0]
-
-    def modconv(ours, tf, noise, flip=False):
-        w = v(f"{tf}/weight")                                    # [kh, kw, in, out]
-        if flip:  # TF's upsampling conv is a transposed conv with the kernel flipped
-            w = w.flip(0, 1)
-        sd[f"{ours}.weight"] = w.permute(3, 2, 0, 1)
-        sd[f"{ours}.bias"] = v(f"{tf}/bias")
-        sd[f"{ours}.affine.weight"] = v(f"{tf}/mod_weight").t()
-        sd[f"{ours}.affine.bias"] = v(f"{tf}/mod_bias") + 1    # TF adds the 1 at run time
-        if noise is not None:
-            sd[f"{ours}.noise_strength"] = v(f"{tf}/noise_strength").reshape([])
-            sd[f"{ours}.noise_const"] = v(f"synthesis/noise{noise}")[0, 0]
-
-    modconv("synthesis.b4.conv1", "synthesis/4x4/Conv", 0)
-    modconv("synthesis.b4.torgb", "synthesis/4x4/ToRGB", None)
+    sd.update(take(v, SG2_CONV, o="synthesis.b4.conv1", t="synthesis/4x4/Conv", n=0))
+    sd.update(take(v, SG2_TO_RGB, o="synthesis.b4.torgb", t="synthesis/4x4/ToRGB"))
     for r in res[1:]:
         l2 = int(math.log2(r))
-        modconv(f"synthesis.b{r}.conv0", f"synthesis/{r}x{r}/Conv0_up", 2 * l2 - 5, flip=True)
-        modconv(f"synthesis.b{r}.conv1", f"synthesis/{r}x{r}/Conv1", 2 * l2 - 4)
-        modconv(f"synthesis.b{r}.torgb", f"synthesis/{r}x{r}/ToRGB", None)
+        sd.update(take(v, SG2_UP_CONV, o=f"synthesis.b{r}.conv0", t=f"synthesis/{r}x{r}/Conv0_up",
+                       n=2 * l2 - 5))
+        sd.update(take(v, SG2_CONV, o=f"synthesis.b{r}.conv1", t=f"synthesis/{r}x{r}/Conv1",
+                       n=2 * l2 - 4))
+        sd.update(take(v, SG2_TO_RGB, o=f"synthesis.b{r}.torgb", t=f"synthesis/{r}x{r}/ToRGB"))
     sd = {k: t.contiguous() for k, t in sd.items()}
     cfg = stylegan2_config_from_state(sd, path, mapping_lr_multiplier=kw.get("mapping_lrmul"),
                                       w_avg_beta=kw.get("dlatent_avg_beta"))
@@ -99,22 +141,10 @@ def _from_tf_stylegan2_D(tf_D: TFNetworkStub, path: Path):
     res = _resolutions(v.t, r"(\d+)x\d+/")
     if not res:
         raise WeightsError(f"{path}: the StyleGAN2 TF discriminator has no variables")
-    top = res[-1]
-    conv = lambda name: v(name).permute(3, 2, 0, 1)  # noqa: E731
-    sd = {f"b{top}.fromrgb.weight": conv(f"{top}x{top}/FromRGB/weight"),
-          f"b{top}.fromrgb.bias": v(f"{top}x{top}/FromRGB/bias")}
+    sd = take(v, SG2_D_FROM_RGB, r=res[-1])
     for r in res[1:]:
-        sd[f"b{r}.conv0.weight"] = conv(f"{r}x{r}/Conv0/weight")
-        sd[f"b{r}.conv0.bias"] = v(f"{r}x{r}/Conv0/bias")
-        sd[f"b{r}.conv1.weight"] = conv(f"{r}x{r}/Conv1_down/weight")
-        sd[f"b{r}.conv1.bias"] = v(f"{r}x{r}/Conv1_down/bias")
-        sd[f"b{r}.skip.weight"] = conv(f"{r}x{r}/Skip/weight")
-    sd["b4.conv.weight"] = conv("4x4/Conv/weight")
-    sd["b4.conv.bias"] = v("4x4/Conv/bias")
-    sd["b4.fc.weight"] = v("4x4/Dense0/weight").t()
-    sd["b4.fc.bias"] = v("4x4/Dense0/bias")
-    sd["b4.out.weight"] = v("Output/weight").t()
-    sd["b4.out.bias"] = v("Output/bias")
+        sd.update(take(v, SG2_D_BLOCK, r=r))
+    sd.update(take(v, SG2_D_EPILOGUE))
     sd = {k: t.contiguous() for k, t in sd.items()}
     return sd, stylegan2_d_config_from_state(sd, path, mbstd_group_size=kw.get("mbstd_group_size"))
 
@@ -130,20 +160,11 @@ def _from_tf_stylegan(Gs: TFNetworkStub, path: Path) -> Checkpoint:
     n_layers = 2 * len(res)
     sd = {"mapping.w_avg": v("dlatent_avg"), "synthesis.const": v("synthesis/4x4/Const/const")[0]}
     for j in range(n_map):
-        sd[f"mapping.dense{j}.weight"] = v(f"mapping/Dense{j}/weight").t()
-        sd[f"mapping.dense{j}.bias"] = v(f"mapping/Dense{j}/bias")
+        sd.update(take(v, SG1_MAPPING, j=j))
     for i in range(n_layers):
-        t, p = f"synthesis/{_sg1_layer_scope(i)}", f"synthesis.layer{i}"
-        if i:
-            # TF [kh, kw, in, out] also for the fused Conv0_up (it transposes at run time).
-            sd[f"{p}.weight"] = v(f"{t}/weight").permute(3, 2, 0, 1)
-        sd[f"{p}.bias"] = v(f"{t}/bias")
-        sd[f"{p}.noise_strength"] = v(f"{t}/Noise/weight")
-        sd[f"{p}.noise_const"] = v(f"synthesis/noise{i}")[0, 0]
-        sd[f"{p}.style.weight"] = v(f"{t}/StyleMod/weight").t()
-        sd[f"{p}.style.bias"] = v(f"{t}/StyleMod/bias")
-    sd["synthesis.torgb.weight"] = v("synthesis/ToRGB_lod0/weight").permute(3, 2, 0, 1)
-    sd["synthesis.torgb.bias"] = v("synthesis/ToRGB_lod0/bias")
+        names = dict(o=f"synthesis.layer{i}", t=f"synthesis/{_sg1_layer_scope(i)}", n=i)
+        sd.update(take(v, (SG1_WEIGHT if i else ()) + SG1_LAYER, **names))
+    sd.update(take(v, SG1_TO_RGB))
     sd = {k: t.contiguous() for k, t in sd.items()}
     blur = kw.get("blur_filter", [1, 2, 1])
     cfg = stylegan_config_from_state(
@@ -161,22 +182,11 @@ def _from_tf_pggan(Gs: TFNetworkStub, path: Path) -> Checkpoint:
     _lod_zero(v, ("lod",), path)
     res = _resolutions(v.t, r"(\d+)x\d+/")
     fused = any(k.endswith("/Conv0_up/weight") for k in v.t)
-    sd = {"layer0.weight": v("4x4/Dense/weight").t(),           # TF [z, 16*C], row c*16 + h*4 + w
-          "layer0.bias": v("4x4/Dense/bias"),
-          "layer1.weight": v("4x4/Conv/weight").permute(3, 2, 0, 1),
-          "layer1.bias": v("4x4/Conv/bias")}
+    sd = take(v, PGGAN_HEAD)
     for k, r in enumerate(res[1:]):
-        i = 2 * k + 2
-        if fused:  # G_paper's fused Conv0_up stores [kh, kw, out, in]
-            sd[f"layer{i}.weight"] = v(f"{r}x{r}/Conv0_up/weight").permute(2, 3, 0, 1)
-            sd[f"layer{i}.bias"] = v(f"{r}x{r}/Conv0_up/bias")
-        else:
-            sd[f"layer{i}.weight"] = v(f"{r}x{r}/Conv0/weight").permute(3, 2, 0, 1)
-            sd[f"layer{i}.bias"] = v(f"{r}x{r}/Conv0/bias")
-        sd[f"layer{i + 1}.weight"] = v(f"{r}x{r}/Conv1/weight").permute(3, 2, 0, 1)
-        sd[f"layer{i + 1}.bias"] = v(f"{r}x{r}/Conv1/bias")
-    sd["torgb.weight"] = v("ToRGB_lod0/weight").permute(3, 2, 0, 1)
-    sd["torgb.bias"] = v("ToRGB_lod0/bias")
+        sd.update(take(v, PGGAN_FUSED_BLOCK if fused else PGGAN_BLOCK, i=2 * k + 2, j=2 * k + 3,
+                       r=r))
+    sd.update(take(v, PGGAN_TO_RGB))
     sd = {k: t.contiguous() for k, t in sd.items()}
     cfg = pggan_config_from_state(sd, path, fused_scale=fused,
                                   normalize_latents=kw.get("normalize_latents"),

@@ -8,11 +8,28 @@ import torch
 
 from ...errors import FormatError
 from ..checkpoint import Checkpoint
-from .files import _Source, _is_tensor_dict
+from .files import _is_tensor_dict, _Source, first, flat, plane, scalar, take
 from .layouts import _resolutions, stylegan2_config_from_state
 
 
 _ROSI_IGNORED = re.compile(r"(convs\.\d+\.conv\.blur\.kernel|to_rgbs\.\d+\.upsample\.kernel)$")
+
+# realedit's name <- rosinality's, and how. {o}: our layer, {t}: theirs, {n}: its noise image.
+# rosinality scales a conv weight by 1/sqrt(fan_in) before demodulating, ada does not:
+# demodulation cancels any constant factor, so the stored values carry over unchanged; in ToRGB
+# that 1/sqrt(in) is ada's weight_gain on the styles. style.0 is the PixelNorm.
+MAPPING = (("mapping.fc{i}.weight", "style.{j}.weight", None),
+           ("mapping.fc{i}.bias", "style.{j}.bias", None))
+STYLED_CONV = (("{o}.weight", "{t}.conv.weight", first),
+               ("{o}.affine.weight", "{t}.conv.modulation.weight", None),
+               ("{o}.affine.bias", "{t}.conv.modulation.bias", None),
+               ("{o}.noise_strength", "{t}.noise.weight", scalar),
+               ("{o}.bias", "{t}.activate.bias", None),
+               ("{o}.noise_const", "noises.noise_{n}", plane))
+TO_RGB = (("{o}.weight", "{t}.conv.weight", first),
+          ("{o}.affine.weight", "{t}.conv.modulation.weight", None),
+          ("{o}.affine.bias", "{t}.conv.modulation.bias", None),
+          ("{o}.bias", "{t}.bias", flat))
 
 
 def from_rosinality(obj: dict, path: Path) -> Checkpoint:
@@ -24,46 +41,19 @@ def from_rosinality(obj: dict, path: Path) -> Checkpoint:
     n_convs = len(_resolutions(g, r"convs\.(\d+)\.conv\.weight"))
     if n_map == 0 or "input.input" not in g or n_convs % 2:
         raise FormatError(f"{path}: not a rosinality StyleGAN2 generator (no style.1 / input.input)")
-    used = set()
-
-    def get(name):
-        used.add(name)
-        return src(name)
-
     sd = {}
-    for i in range(n_map):  # style.0 is the PixelNorm; EqualLinear stores weight/lr_mul as ada does
-        sd[f"mapping.fc{i}.weight"] = get(f"style.{i + 1}.weight")
-        sd[f"mapping.fc{i}.bias"] = get(f"style.{i + 1}.bias")
-    sd["synthesis.b4.const"] = get("input.input")[0]
-
-    def styled(ours, theirs, noise_idx):
-        # rosinality scales the conv weight by 1/sqrt(fan_in) before demodulating; ada does not.
-        # Demodulation cancels any constant factor, so the stored values carry over unchanged.
-        sd[f"{ours}.weight"] = get(f"{theirs}.conv.weight")[0]
-        sd[f"{ours}.affine.weight"] = get(f"{theirs}.conv.modulation.weight")
-        sd[f"{ours}.affine.bias"] = get(f"{theirs}.conv.modulation.bias")
-        sd[f"{ours}.noise_strength"] = get(f"{theirs}.noise.weight").reshape([])
-        sd[f"{ours}.bias"] = get(f"{theirs}.activate.bias")
-        sd[f"{ours}.noise_const"] = get(f"noises.noise_{noise_idx}")[0, 0]
-
-    def torgb(ours, theirs):
-        # ToRGB: rosinality's 1/sqrt(in) on the weight == ada's weight_gain on the styles.
-        sd[f"{ours}.weight"] = get(f"{theirs}.conv.weight")[0]
-        sd[f"{ours}.affine.weight"] = get(f"{theirs}.conv.modulation.weight")
-        sd[f"{ours}.affine.bias"] = get(f"{theirs}.conv.modulation.bias")
-        sd[f"{ours}.bias"] = get(f"{theirs}.bias").reshape(-1)
-
-    styled("synthesis.b4.conv1", "conv1", 0)
-    torgb("synthesis.b4.torgb", "to_rgb1")
+    for i in range(n_map):
+        sd.update(take(src, MAPPING, i=i, j=i + 1))
+    sd["synthesis.b4.const"] = src("input.input")[0]
+    sd.update(take(src, STYLED_CONV, o="synthesis.b4.conv1", t="conv1", n=0))
+    sd.update(take(src, TO_RGB, o="synthesis.b4.torgb", t="to_rgb1"))
     for k in range(n_convs // 2):
         r = 2 ** (k + 3)
-        styled(f"synthesis.b{r}.conv0", f"convs.{2 * k}", 2 * k + 1)
-        styled(f"synthesis.b{r}.conv1", f"convs.{2 * k + 1}", 2 * k + 2)
-        torgb(f"synthesis.b{r}.torgb", f"to_rgbs.{k}")
-    extra = [k for k in g if k not in used and not _ROSI_IGNORED.match(k)]
-    if extra:
-        raise FormatError(f"{path}: rosinality g_ema has unexpected tensor {extra[0]!r} "
-                          f"(not a StyleGAN2 'skip' generator?)")
+        sd.update(take(src, STYLED_CONV, o=f"synthesis.b{r}.conv0", t=f"convs.{2 * k}", n=2 * k + 1))
+        sd.update(take(src, STYLED_CONV, o=f"synthesis.b{r}.conv1", t=f"convs.{2 * k + 1}",
+                       n=2 * k + 2))
+        sd.update(take(src, TO_RGB, o=f"synthesis.b{r}.torgb", t=f"to_rgbs.{k}"))
+    src.check_all_used(_ROSI_IGNORED, "not a StyleGAN2 'skip' generator?")
     meta = {"source_format": "rosinality"}
     la = obj.get("latent_avg")
     if isinstance(la, torch.Tensor):
