@@ -403,6 +403,62 @@ def test_landmark_motion_is_followed_only_where_the_images_show_it(astro_grid):
     assert np.abs(flow.sample(unseen, la[[48]])).max() < 1.0
 
 
+def test_a_turn_is_followed_even_where_the_support_check_sees_no_change(astro_grid):
+    """A head turn (the nose and eyes all moving one way) is followed by a stiff spline before
+    the support check, in proportion to ``turn``; a still face (turn=0) keeps the check's
+    verdict, and a stiff spline cannot make one mouth corner move on its own."""
+    _, lm = astro_grid
+    n = flow.FLOW_SIZE
+    img = flow.generated_to_grid(gen_image(seed=6), n)
+    la = lm.copy()
+    lb = lm + (4.0, 0.0)                          # the whole face came from 4 px to the right
+    zero = np.zeros((n, n, 2), np.float32)
+    ones = np.ones((n, n), np.float32)
+    kw = dict(max_shift=flow.MAX_SHIFT * n, max_strain=flow.FOLLOW_MAX_STRAIN, sigma=flow.SMOOTH * n,
+              images=(img, img.copy()))           # the images show no motion: the check says no
+    checked = flow.follow_landmarks(zero, lb, la, ones, turn=0.0, **kw)
+    assert np.abs(flow.sample(checked, la[[30, 39, 42]])).max() < 1.0
+    turned = flow.follow_landmarks(zero, lb, la, ones, turn=1.0, **kw)
+    np.testing.assert_allclose(flow.sample(turned, la[[30, 33, 39, 42]])[:, 0], 4.0, atol=0.8)
+    half = flow.follow_landmarks(zero, lb, la, ones, turn=0.5, **kw)
+    assert flow.sample(half, la[[30]])[0, 0] == pytest.approx(2.0, abs=0.6)
+    assert flow.strain(turned) <= flow.FOLLOW_MAX_STRAIN + 1e-3
+    assert not turned[:10].any()                  # beyond the face: nothing
+    # one mouth corner "moving" alone (dlib's jitter on a blurred mouth) is not a turn
+    lc = lm.copy()
+    lc[48] += (6.0, 0.0)
+    corner = flow.follow_landmarks(zero, lc, la, ones, turn=1.0, **kw)
+    assert np.abs(flow.sample(corner, la[[48]])).max() < 1.0
+
+
+def test_edit_field_reads_a_turn_from_the_whole_face_moving():
+    """edit_field passes follow_landmarks a turn share from how much the whole face moves:
+    a still face gives 0 (no unchecked spline), a shifted face 1."""
+    n = flow.FLOW_SIZE
+    b = gen_image(seed=3)
+    seen = {}
+    real = flow.follow_landmarks
+
+    def spy(*a, turn=0.0, **k):
+        seen["turn"] = turn
+        return real(*a, turn=turn, **k)
+
+    face = _disc_face(n, 0.3)
+    lm = np.stack([np.linspace(90, 160, 68), np.linspace(90, 180, 68)], 1)
+    import realedit.blend.flow as mod
+    mod.follow_landmarks = spy
+    try:
+        bright = b.clone()
+        bright[:, 28:36, 28:36] += 0.3             # a local change, the face stays put
+        flow.edit_field(b, bright, face=face, landmarks=(lm, lm))
+        assert seen["turn"] == 0.0
+        shifted = torch.roll(b, shifts=2, dims=2)  # the whole image 2 generator px to the right
+        flow.edit_field(b, shifted, face=face, landmarks=(lm, lm))
+        assert seen["turn"] == 1.0
+    finally:
+        mod.follow_landmarks = real
+
+
 # ----------------------------------------------------------------------------- the hair
 
 def _disc_face(n: int, radius: float = 0.25) -> np.ndarray:
