@@ -33,15 +33,19 @@ from realedit.pipeline import Editor
 UNITS = {"smile": "logit", "age": "years", "pose": "degrees"}
 
 
-def measure(editor, inverted, name, keep, steps, scorer, ident):
-    """{signed step: {effect_mean, effect_q25, moved_share, same_person, identity_mean}},
-    the effect taken the asked way (positive = it worked)."""
+def measure(editor, inverted, name, keep, steps, scorer, ident, kept_scorers=None):
+    """{signed step: {effect_mean, effect_q25, moved_share, same_person, identity_mean,
+    mouth_width, kept_ok}}, the effect taken the asked way (positive = it worked);
+    mouth_width: mean relative change of the landmarks' mouth width (a smile is a shape
+    change, which a colour cast cannot fake); kept_ok: {attr: share of photos whose kept
+    attribute (e.g. P(male) for --keep gender) moved less than the eval's limit}."""
+    kept_scorers = kept_scorers or {}
     # the direction Editor.apply moves along (a stored learned entry when there is one)
     d = editor.bank.direction(name, keep=keep, model=editor.model_name,
                               space=direction_spaces(inverted[0].space))
     table = {}
     for step in [s for a in steps for s in (a, -a)]:
-        eff, ids = [], []
+        eff, ids, mouth, kept = [], [], [], {a: [] for a in kept_scorers}
         for inv in inverted:
             row = ev.PhotoReport(photo="", faces=1)
             try:
@@ -49,12 +53,19 @@ def measure(editor, inverted, name, keep, steps, scorer, ident):
             except RealeditError:  # a broken face: this step is past what the model gives
                 eff.append(np.nan)
                 ids.append(np.inf)
+                mouth.append(np.nan)
+                for a in kept:
+                    kept[a].append(False)
                 continue
             ev.measure_face(res.source.rgb, res.photo.rgb, res.faces[0].face, res.mask,
-                            {name: scorer}, {name: step}, ident, row)
+                            {name: scorer, **kept_scorers}, {name: step}, ident, row)
             b, a = row.target[name]
             eff.append((a - b) * np.sign(step))
             ids.append(row.identity_distance)
+            mouth.append(row.mouth[1] / row.mouth[0] - 1)
+            for attr in kept:
+                b, a = row.kept[attr]
+                kept[attr].append(abs(a - b) < ev.DEFAULT_MAX_DRIFT.get(attr, np.inf))
         e, i = np.asarray(eff, float), np.asarray(ids, float)
         ok = e[np.isfinite(e)]
         table[step] = {"effect_mean": float(ok.mean()) if ok.size else float("nan"),
@@ -62,11 +73,16 @@ def measure(editor, inverted, name, keep, steps, scorer, ident):
                        "moved_share": float((ok > 0).sum() / len(e)),
                        "same_person": float((i < ev.SAME_PERSON).mean()),
                        "identity_mean": float(i[np.isfinite(i)].mean()) if np.isfinite(i).any()
-                       else float("nan")}
+                       else float("nan"),
+                       "mouth_width": float(np.nanmean(mouth)) if np.isfinite(mouth).any()
+                       else float("nan"),
+                       "kept_ok": {a: float(np.mean(v)) for a, v in kept.items()},
+                       "identity": [round(float(x), 3) for x in i]}  # per photo, in order
         t = table[step]
         print(f"  {d.label} step {step:+5.1f}: {t['effect_mean']:+.2f} {UNITS[name]} (q25 "
               f"{t['effect_q25']:+.2f}, moved {t['moved_share']:.2f}) same {t['same_person']:.2f} "
-              f"id {t['identity_mean']:.3f}", flush=True)
+              f"id {t['identity_mean']:.3f} mouth {t['mouth_width']:+.3f}"
+              + "".join(f" {a}_ok {v:.2f}" for a, v in t["kept_ok"].items()), flush=True)
     return d, table
 
 
@@ -98,7 +114,9 @@ def main(argv=None):
         keep = tuple(c for c in cond.split(",") if c)
         scorer = ev.load_scorer(ev.DEFAULT_SCORERS[name], scorer_dir=args.scorer_dir)
         t0 = time.perf_counter()
-        d, table = measure(editor, inverted, name, keep, steps, scorer, ident)
+        kept_scorers = {a: ev.load_scorer(ev.DEFAULT_SCORERS[a], scorer_dir=args.scorer_dir)
+                        for a in keep if a in ev.DEFAULT_SCORERS}
+        d, table = measure(editor, inverted, name, keep, steps, scorer, ident, kept_scorers)
         report[d.label] = {"table": {str(k): v for k, v in table.items()}, "flip": False,
                            "photos": len(inverted), "unit": UNITS[name],
                            "layers": None if d.layers is None else list(d.layers),
