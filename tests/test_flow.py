@@ -422,13 +422,39 @@ def test_a_turn_is_followed_even_where_the_support_check_sees_no_change(astro_gr
     np.testing.assert_allclose(flow.sample(turned, la[[30, 33, 39, 42]])[:, 0], 4.0, atol=0.8)
     half = flow.follow_landmarks(zero, lb, la, ones, turn=0.5, **kw)
     assert flow.sample(half, la[[30]])[0, 0] == pytest.approx(2.0, abs=0.6)
-    assert flow.strain(turned) <= flow.FOLLOW_MAX_STRAIN + 1e-3
-    assert not turned[:10].any()                  # beyond the face: nothing
+    assert flow.strain(turned) <= flow.TURN_MAX_STRAIN + 1e-3
+    assert np.abs(turned[:10]).max() < 0.5        # far beyond the face: little
+    edge = np.concatenate([turned[0], turned[-1], turned[:, 0], turned[:, -1]])
+    assert not edge.any()                         # the crop's border: nothing
     # one mouth corner "moving" alone (dlib's jitter on a blurred mouth) is not a turn
     lc = lm.copy()
     lc[48] += (6.0, 0.0)
     corner = flow.follow_landmarks(zero, lc, la, ones, turn=1.0, **kw)
     assert np.abs(flow.sample(corner, la[[48]])).max() < 1.0
+
+
+def test_a_large_turn_is_not_scaled_down_by_its_fade(astro_grid, monkeypatch):
+    """The turn spline fades over TURN_FEATHER and may stretch up to TURN_MAX_STRAIN: a face
+    whose landmarks all moved 12 px keeps (nearly) all of it at the nose and eyes. With the
+    jaw's narrow fade and the smile's strain bound, that fade's steep edge scaled the whole
+    turn down."""
+    _, lm = astro_grid
+    n = flow.FLOW_SIZE
+    img = flow.generated_to_grid(gen_image(seed=6), n)
+    zero = np.zeros((n, n, 2), np.float32)
+    ones = np.ones((n, n), np.float32)
+    kw = dict(max_shift=flow.MAX_SHIFT * n, max_strain=flow.FOLLOW_MAX_STRAIN, sigma=flow.SMOOTH * n,
+              images=(img, img.copy()), turn=1.0)
+
+    def nose_eyes(lb):
+        return flow.sample(flow.follow_landmarks(zero, lb, lm, ones, **kw), lm[[30, 39, 42]])[:, 0]
+
+    big = lm + (12.0, 0.0)
+    got = nose_eyes(big)
+    np.testing.assert_allclose(got, 12.0, atol=1.5)
+    monkeypatch.setattr(flow, "TURN_FEATHER", flow.LM_FEATHER)       # the feature off
+    monkeypatch.setattr(flow, "TURN_MAX_STRAIN", flow.FOLLOW_MAX_STRAIN)
+    assert nose_eyes(big).max() < 0.85 * got.min()
 
 
 def test_edit_field_reads_a_turn_from_the_whole_face_moving():
@@ -545,3 +571,32 @@ def test_the_mouth_remainder_is_sharp_under_a_smile_and_not_under_a_turn(monkeyp
     turn = gen_image(shift=(2, 0))                             # everything moves
     assert detail(smile, True) > 1.5 * detail(smile, False)
     assert detail(turn, True) == pytest.approx(detail(turn, False), rel=1e-6)
+
+
+def test_a_turn_pastes_no_remainder(monkeypatch):
+    """Under a head turn the remainder (what the warp leaves) is the generator's mis-registered
+    hair and shading: pasted, it was a brown smear over 000004's eye (dlib lost the face) and
+    a darker, "tanned" face. It is dropped in proportion to the turn; a still face (a smile,
+    an age edit) keeps it."""
+    n = flow.FLOW_SIZE
+    lm = _ring68(n)
+    face = np.zeros((n, n), np.float32)
+    face[n // 8:7 * n // 8, n // 8:7 * n // 8] = 1.0
+    before = gen_image(seed=3)
+
+    def blotch(img):
+        out = img.clone()
+        out[:, 26:38, 26:38] -= 0.4                # a dark patch over the middle of the face
+        return out
+
+    def rest(after):
+        d = flow.edit_field(before, after, face=face, landmarks=(lm, lm)).delta
+        return float(np.abs(d[int(0.4 * n):int(0.6 * n), int(0.4 * n):int(0.6 * n)]).mean())
+
+    turned = blotch(gen_image(seed=3, shift=(2, 0)))         # the whole face moves, and darkens
+    still = blotch(before)
+    monkeypatch.setattr(flow, "TURN_REST", 1.0)              # the feature off: the smear comes
+    assert rest(turned) > 5.0
+    monkeypatch.setattr(flow, "TURN_REST", 0.0)
+    assert rest(turned) < 0.05
+    assert rest(still) > 5.0                                 # no turn: the remainder stays

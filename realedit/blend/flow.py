@@ -142,10 +142,27 @@ SUPPORT_FLOOR = 0.25
 # means), identity distance 0.24 -> 0.25, none over 0.45. Tried and dropped: the nose and eyes
 # alone, stiff (TURN_SMOOTH 1000: 68 %, but it squeezed a badly inverted face); that spline on
 # smile too, whatever the motion (identity over 0.45 on 2 of 12).
+# The spline was then held to FOLLOW_MAX_STRAIN over the whole grid, and its steepest place
+# was its fade beyond the jaw (LM_FEATHER, ~8 px, where the jaw moves 11-22 px against the
+# flow): one hot spot there scaled the whole turn down to 25-60 % (7 dev photos). So a turn's
+# spline fades over TURN_FEATHER (the hair beside the face goes along, as a turning head's
+# does) and may stretch up to TURN_MAX_STRAIN (in proportion to ``turn``). And under a turn the
+# remainder (what the warp leaves) is dropped, down to TURN_REST of it at a full turn: there it
+# is the generator's hair and shading that the warp mis-registered, not a shape: it pasted a
+# brown smear over 000004's eye (dlib lost the face), a darker, "tanned" face (000494) and
+# deeper folds. 23 dev photos, pose=+3: photo yaw +6.67 -> +7.73 degrees of the generator's
+# +8.95 (kept 77 -> 84 % median, 79 -> 91 % of means), identity distance 0.268 -> 0.250 and
+# under 0.45 on all (one over before); the remainder alone: 0.268 -> 0.224, yaw the same. The
+# spline is also faded out at the grid's edge (edge_ramp): the wider fade reached it.
+# Tried: 0.7 strain with the narrow fade (84 % of means), the wide fade at 0.5 or 0.6 strain
+# (77-84 %), a smoother spline (TURN_SMOOTH 1 or 3: no gain), MAX_SHIFT 0.09 (no gain).
 TURN_FROM = 1.0
 TURN_FULL = 2.0
 TURN_SMOOTH = 10.0
 TURN_LANDMARKS = (*range(0, 17), *range(27, 48))
+TURN_REST = 0.0
+TURN_MAX_STRAIN = 0.7
+TURN_FEATHER = 0.08
 # Hair. The weak generator's age edit mostly recolours the hair (greyer, ash, silver; or
 # auburn for younger), beside and above the face, where the face paste does not reach. Within
 # the head (the face mask grown by HAIR_REACH of the side, not below the mouth) and outside
@@ -332,6 +349,7 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     # how much the face as a whole moves (1 = COARSE_FROM): a turn, or a still face
     core = (face if face is not None else conf) > 0.5
     motion = float(np.median(texture_mag[core])) / (COARSE_FROM * size) if core.any() else 0.0
+    turn = 0.0
     if landmarks is not None:
         turn = float(np.clip((motion - TURN_FROM) / (TURN_FULL - TURN_FROM), 0.0, 1.0))
         flow = follow_landmarks(flow, *landmarks, changed, max_shift=max_shift * size,
@@ -357,6 +375,8 @@ def edit_field(before, after, *, face: np.ndarray | None = None, size: int = FLO
     if cast_sigma > 0:
         rest = remove_cast(rest, conf, cast_sigma * size)
     rest = damp_chroma(rest, chroma_keep, chroma_sigma * size)
+    # under a turn, the remainder is mostly mis-registered hair and shading (TURN_REST)
+    rest *= 1.0 - turn * (1.0 - TURN_REST)
     moved = np.clip(mag / MOVE_FULL, 0.0, 1.0)
     act = act_mask(np.maximum(moved, changed), grow=GROW * size, feather=FEATHER * size)
     reach = None
@@ -393,8 +413,9 @@ def follow_landmarks(flow: np.ndarray, lm_before: np.ndarray, lm_after: np.ndarr
     would stretch more than ``max_strain`` the correction alone is smoothed (``sigma`` / 2, a
     few passes) and at last scaled down; the flow's length stays under ``max_shift``.
     ``turn`` (0..1): the share of a spline through the motion of the jaw line, nose and eyes
-    (TURN_LANDMARKS, TURN_SMOOTH) that is followed before, and without, the support check:
-    a head turn, whose re-shaded nose the check would drop."""
+    (TURN_LANDMARKS, TURN_SMOOTH, faded over TURN_FEATHER) that is followed before, and
+    without, the support check: a head turn, whose re-shaded nose the check would drop. Under
+    a turn the bound on the stretch rises towards TURN_MAX_STRAIN in proportion to ``turn``."""
     from .landmarks import hull_weight, tps_field
 
     n = flow.shape[0]
@@ -408,8 +429,12 @@ def follow_landmarks(flow: np.ndarray, lm_before: np.ndarray, lm_after: np.ndarr
         t = list(TURN_LANDMARKS)
         pb, pa = np.asarray(lm_before, np.float64)[t], np.asarray(lm_after, np.float64)[t]
         tmiss = (pb - pa) * sample(changed[:, :, None], pa) - sample(flow, pa)
-        tfade = hull_weight(pa, n, grow=LM_GROW * n, feather=LM_FEATHER * n)
+        # faded over TURN_FEATHER beyond the face, and to 0 at the grid's edge (the crop's
+        # border: a photo pixel moved there would be pasted beside the unmoved one)
+        tfade = hull_weight(pa, n, grow=LM_GROW * n, feather=TURN_FEATHER * n) \
+            * edge_ramp(n, TURN_FEATHER * n)
         spline = tps_field(pa, tmiss, n, smooth=TURN_SMOOTH) * (turn * tfade)[:, :, None]
+        max_strain = max_strain + turn * max(TURN_MAX_STRAIN - max_strain, 0.0)
         base = flow + _fit_strain(flow, spline, max_strain, sigma)
         miss = want - sample(base, la)
     corr = _fit_strain(base, tps_field(la, miss, n) * fade[:, :, None], max_strain, sigma)
@@ -421,6 +446,13 @@ def follow_landmarks(flow: np.ndarray, lm_before: np.ndarray, lm_after: np.ndarr
     if over.any():
         out[over] *= (max_shift / mag[over])[:, None]
     return out.astype(np.float32)
+
+
+def edge_ramp(size: int, width: float) -> np.ndarray:
+    """(size, size) float32: 0 on the grid's border, rising linearly to 1 ``width`` px in."""
+    d = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32)
+    r = np.clip(d / max(width, 1e-6), 0.0, 1.0)
+    return np.minimum(r[:, None], r[None, :])
 
 
 def _fit_strain(flow: np.ndarray, corr: np.ndarray, max_strain: float, sigma: float) -> np.ndarray:
