@@ -600,3 +600,24 @@ def test_a_turn_pastes_no_remainder(monkeypatch):
     monkeypatch.setattr(flow, "TURN_REST", 0.0)
     assert rest(turned) < 0.05
     assert rest(still) > 5.0                                 # no turn: the remainder stays
+
+
+def test_motion_fades_out_at_the_photos_own_border():
+    """A pixel moved at the photo's edge would be read from beyond it (mirrored streaks): the
+    displacement is 0 on the border, full from 3x its length inside, and never folds."""
+    h, w = 60, 80
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    disp = np.zeros((h, w, 2), np.float32)
+    disp[..., 0] = 4.0
+    out = flow.fade_at_border(disp, gx, gy, (h, w))
+    assert not out[0].any() and not out[-1].any() and not out[:, 0].any() and not out[:, -1].any()
+    np.testing.assert_allclose(out[30, 40], [4.0, 0.0])          # 12+ px in: untouched
+    assert np.abs(np.diff(out[..., 0], axis=1)).max() <= 1 / 3 + 1e-6
+    # a box inside a larger photo: its edges are not the photo's, nothing fades
+    inner = flow.fade_at_border(disp, gx + 100, gy + 100, (400, 400))
+    np.testing.assert_array_equal(inner, disp)
+    # only where the motion reaches: a still border band stays as it is, the rest moves fully
+    small = disp.copy()
+    small[:, :20] = 0.0
+    out = flow.fade_at_border(small, gx, gy, (h, w))
+    np.testing.assert_allclose(out[30, 20:60], small[30, 20:60])

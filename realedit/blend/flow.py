@@ -710,6 +710,21 @@ def paste_weight(mask_alpha: np.ndarray, field: WarpField) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def fade_at_border(disp: np.ndarray, gx: np.ndarray, gy: np.ndarray, shape) -> np.ndarray:
+    """Photo displacements ``disp`` (H, W, 2) at photo pixels (gx, gy), faded where they come
+    near the photo's own border: to 0 on it, and wherever a pixel lies closer to it than 3x
+    its own displacement, to a third of that distance (a stretch of at most a third). A pixel
+    moved there would be read from beyond the photo, and the border's mirror image pasted as
+    streaks (a turn's hair at 001354's edge). Motion farther in is untouched."""
+    if not disp.size:
+        return disp
+    h, w = shape
+    edge = np.minimum(np.minimum(gx, w - 1 - gx), np.minimum(gy, h - 1 - gy))
+    mag = np.hypot(disp[:, :, 0], disp[:, :, 1])
+    keep = np.clip(edge / np.maximum(3.0 * mag, 1e-6), 0.0, 1.0)
+    return (disp * keep[:, :, None]).astype(np.float32)
+
+
 def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_mask: bool = False):
     """Apply ``field`` to the photo around ``aligned`` in photo space: the photo's own pixels
     are resampled once (no crop round trip), so the face keeps the photo's sharpness.
@@ -755,6 +770,7 @@ def paste_field(photo, aligned, field: WarpField, *, mask="landmarks", return_ma
                 disp = flow @ lin.T
                 gx, gy = np.meshgrid(np.arange(x0 + bx0, x0 + bx1, dtype=np.float32),
                                      np.arange(y0 + by0, y0 + by1, dtype=np.float32))
+                disp = fade_at_border(disp, gx, gy, (h, w))
                 # Lanczos: the photo's fine detail survives sub-pixel moves better than cubic
                 moved = cv2.remap(rgb, gx + disp[:, :, 0], gy + disp[:, :, 1], cv2.INTER_LANCZOS4,
                                   borderMode=cv2.BORDER_REFLECT)
