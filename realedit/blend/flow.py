@@ -150,10 +150,11 @@ SUPPORT_FLOOR = 0.25
 # remainder (what the warp leaves) is dropped, down to TURN_REST of it at a full turn: there it
 # is the generator's hair and shading that the warp mis-registered, not a shape: it pasted a
 # brown smear over 000004's eye (dlib lost the face), a darker, "tanned" face (000494) and
-# deeper folds. 23 dev photos, pose=+3: photo yaw +6.67 -> +7.73 degrees of the generator's
-# +8.95 (kept 77 -> 84 % median, 79 -> 91 % of means), identity distance 0.268 -> 0.250 and
-# under 0.45 on all (one over before); the remainder alone: 0.268 -> 0.224, yaw the same. The
-# spline is also faded out at the grid's edge (edge_ramp): the wider fade reached it.
+# deeper folds. 23 dev photos, pose=+3: photo yaw +6.67 -> +7.74 degrees of the generator's
+# +8.95 (kept 77 -> 84 % median, 79 -> 91 % of means), identity distance 0.268 -> 0.249 and
+# under 0.45 on all (one over before); the remainder alone: 0.268 -> 0.224, yaw the same;
+# pose=-3: -6.19 -> -7.21 of -9.8 (59 -> 69 % of means). The spline is also faded out at the
+# grid's edge (edge_ramp): the wider fade reached it.
 # Tried: 0.7 strain with the narrow fade (84 % of means), the wide fade at 0.5 or 0.6 strain
 # (77-84 %), a smoother spline (TURN_SMOOTH 1 or 3: no gain), MAX_SHIFT 0.09 (no gain).
 TURN_FROM = 1.0
