@@ -193,6 +193,51 @@ def test_cast_removal_leaves_no_change_where_nothing_changed():
     assert np.abs(out[24:36, 24:36]).max() < 1.0  # a uniform shift inside is a cast
 
 
+def _disk_face(n: int, radius: float) -> np.ndarray:
+    """A paste-mask-like face weight on an n grid: a disk of ``radius`` px, feathered."""
+    import cv2
+
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    disk = (np.hypot(xx - n / 2, yy - n / 2) <= radius).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(disk, (0, 0), 0.02 * n), 0, 1).astype(np.float32)
+
+
+def test_the_face_outline_keeps_at_most_half_its_tone_ring_and_the_mouth_its_change(monkeypatch):
+    """The smile changes the tone of the hair and neck beside the face: a generator change in a
+    band along the face's outline, which the remainder pasted as a ring along the jaw and the
+    hairline (000096). The band keeps at most TONE_KEEP of it (none at 0), while a local change
+    inside the face (the mouth's teeth) still reaches the photo in full."""
+    n = flow.FLOW_SIZE
+    s = n // R
+    face = _disk_face(n, 0.35 * n)                      # the mask's edge ~90 px from the centre
+    before = gen_image()
+    yy, xx = np.mgrid[0:R, 0:R].astype(np.float32)
+    r = np.hypot(xx - R / 2 + 0.5, yy - R / 2 + 0.5)
+    band = torch.from_numpy(((r >= 0.29 * R) & (r <= 0.40 * R)).astype(np.float32))
+    after = before - 0.2 * band                         # the outline band darker by ~25 levels
+    after[:, 36:42, 28:36] += 0.5                       # and a bright mouth patch (teeth)
+    crop = np.full((n, n, 3), 128, np.uint8)
+    gy, gx = np.mgrid[0:n, 0:n].astype(np.float32)
+    rg = np.hypot(gx - n / 2 + 0.5, gy - n / 2 + 0.5)
+    outline = (rg >= 0.27 * n) & (rg <= 0.36 * n)       # the mask's full-weight rim and fade
+    mouth = (slice(36 * s + 2, 42 * s - 2), slice(28 * s + 2, 36 * s - 2))
+
+    def change():
+        field = flow.edit_field(before, after, face=face)
+        return (flow.apply_field(crop, field).astype(np.float32) - 128.0) @ LUMA
+
+    y = change()
+    monkeypatch.setattr(flow, "TONE_INSET", 0.0)        # the old rule: the ring in full
+    y_old = change()
+    assert y_old[outline].mean() < -4.0
+    assert abs(y[outline].mean()) <= 0.6 * abs(y_old[outline].mean())
+    assert y[mouth].mean() > 0.3 * 0.5 * 127.5          # the mouth's change still lands...
+    assert y[mouth].mean() == pytest.approx(y_old[mouth].mean(), rel=0.05)  # ...in full
+    monkeypatch.setattr(flow, "TONE_INSET", 0.03)
+    monkeypatch.setattr(flow, "TONE_KEEP", 0.0)         # none kept: no ring at all
+    assert np.abs(change()[outline]).mean() < 1.5
+
+
 # ----------------------------------------------------------------------------- the paste
 
 def test_paste_touches_only_where_the_edit_acts(astro):
