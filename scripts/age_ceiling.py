@@ -50,17 +50,14 @@ from realedit.invert import synthesize
 from realedit.args import DEFAULT_DETAIL
 from realedit.pipeline import Editor
 from realedit.research import appearance
-from realedit.research.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, faceres_input
+from realedit.research.scorers import AgeGenderScorer, faceres_input, ffhq_face_boxes
 
 VIEW = 128          # photo-view side, as in scripts/fit_age.py
 
 
 def age_net(net, images, rng=None, jitter=0.04):
-    n, side = images.shape[0], images.shape[-1]
-    box = np.tile(np.array(FACE_BOX_IN_FFHQ) * side, (n, 1))
-    if rng is not None:
-        width = (FACE_BOX_IN_FFHQ[2] - FACE_BOX_IN_FFHQ[0]) * side
-        box = box + rng.uniform(-jitter, jitter, (n, 4)) * width
+    box = ffhq_face_boxes(images.shape[0], images.shape[-1],
+                          jitter=jitter if rng is not None else 0.0, rng=rng)
     return net(faceres_input(images, box))
 
 

@@ -57,7 +57,7 @@ from realedit import models
 from realedit.edit import Direction, DirectionBank, load_bank, save_bank
 from realedit.edit import format_layers, parse_layers
 from realedit.research import appearance
-from realedit.research.scorers import FACE_BOX_IN_FFHQ, AgeGenderScorer, faceres_input
+from realedit.research.scorers import AgeGenderScorer, faceres_input, ffhq_face_boxes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CROP = 128          # photo-view resolution (the net's 224 px input of a 0.6-wide face box)
@@ -116,10 +116,7 @@ class Judges:
         self.border = appearance.region_mask("border")
 
     def net(self, images, jitter=0.0, grey=False, rng=None):
-        n, side = images.shape[0], images.shape[-1]
-        box = np.tile(np.array(FACE_BOX_IN_FFHQ) * side, (n, 1))
-        if jitter:
-            box = box + rng.uniform(-jitter, jitter, (n, 4)) * (FACE_BOX_IN_FFHQ[2] - FACE_BOX_IN_FFHQ[0]) * side
+        box = ffhq_face_boxes(images.shape[0], images.shape[-1], jitter=jitter, rng=rng)
         if grey:
             luma = 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
             images = luma[:, None].expand(-1, 3, -1, -1)

@@ -643,33 +643,28 @@ def remainder_weight(face: np.ndarray, coarse: np.ndarray, inset: float) -> np.n
     """(N, N) weight of the remainder: face**FACE_POWER, and near the face's edge (an ``inset``
     px band inside face's full-weight region) only where the flow is small (``coarse`` 0..1:
     1 where it is large)."""
-    import cv2
-
-    core = (face >= 0.99).astype(np.uint8)
-    r = int(round(inset))
-    if r > 0:
-        core = cv2.erode(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    inner = _gauss(core.astype(np.float32), 0.2 * inset, border=0) if r > 0 else core.astype(np.float32)
+    inner = (inner_weight(face, inset, 0.2 * inset) if round(inset) > 0
+             else (face >= 0.99).astype(np.float32))
     return (face ** FACE_POWER) * (inner + (1.0 - inner) * (1.0 - coarse))
 
 
 def inner_weight(face: np.ndarray, inset: float, feather: float) -> np.ndarray:
-    """(N, N) 0..1: the face mask's full-weight region eroded by ``inset`` px and feathered
-    over ``feather`` px (0 outside the eroded region's soft edge)."""
+    """(N, N), 0..1 up to float rounding (not clipped): the face mask's full-weight region
+    eroded by ``inset`` px and feathered over ``feather`` px (0 outside its soft edge)."""
     import cv2
 
     core = (np.asarray(face) >= 0.99).astype(np.uint8)
     r = int(round(inset))
     if r > 0:
         core = cv2.erode(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return np.clip(_gauss(core.astype(np.float32), feather, border=0), 0.0, 1.0)
+    return _gauss(core.astype(np.float32), feather, border=0)
 
 
 def outline_tone(rest: np.ndarray, face: np.ndarray, inset: float, feather: float,
                  keep: float) -> np.ndarray:
     """The remainder ``rest`` (N, N, 3) kept inside the face (:func:`inner_weight`) and, in the
     outline band outside it, only its share ``keep``."""
-    t = keep + (1.0 - keep) * inner_weight(face, inset, feather)
+    t = keep + (1.0 - keep) * np.clip(inner_weight(face, inset, feather), 0.0, 1.0)
     return (rest * t[:, :, None]).astype(np.float32)
 
 

@@ -126,6 +126,17 @@ def square_box(boxes, scale: float = 1.4) -> np.ndarray:
     return np.column_stack([c - half[:, None], c + half[:, None]])
 
 
+def ffhq_face_boxes(n: int, side: int, *, jitter: float = 0.0, rng=None) -> np.ndarray:
+    """(n, 4) pixel-edge face boxes of ``side`` px FFHQ crops (dlib's box, FACE_BOX_IN_FFHQ),
+    each edge moved by up to ``jitter`` of the box's width, drawn from ``rng``, when jitter
+    is set: the age net judged on slightly different boxes cannot be fooled by one box."""
+    box = np.tile(np.array(FACE_BOX_IN_FFHQ) * side, (n, 1))
+    if jitter:
+        width = (FACE_BOX_IN_FFHQ[2] - FACE_BOX_IN_FFHQ[0]) * side
+        box = box + rng.uniform(-jitter, jitter, (n, 4)) * width
+    return box
+
+
 def faceres_input(images: torch.Tensor, boxes, *, scale: float = 1.4, size: int = 224) -> torch.Tensor:
     """What the age net wants: each image's face box ((N, 4) pixel edges: left, top, right,
     bottom; pixel i spans [i, i+1]) enlarged ``scale``x and squared, zero outside, resized to
